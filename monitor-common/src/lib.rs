@@ -1,0 +1,238 @@
+//! Types that cross the kernel/user boundary: ring-buffer events, map keys and the load-time
+//! configuration of the kernel programs.
+//!
+//! Every type is `#[repr(C)]` with explicit padding fields and no `bool`, so that the byte layout
+//! is the same for the BPF target and the host, and every byte the kernel copies out is defined.
+#![no_std]
+
+/// Length of a task's `comm`, as in the kernel.
+pub const COMM_LEN: usize = 16;
+/// Bytes of the exec'd file name kept per exec event.
+pub const FILENAME_LEN: usize = 256;
+/// Bytes of argv (NUL-separated) kept per exec event.
+pub const ARGV_LEN: usize = 256;
+
+/// Kinds of kernel events. The numbers are stable and grouped by domain:
+/// 1x process lifecycle, 2x files, 3x network.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 10,
+    Fork = 11,
+    Exit = 12,
+    FileAccess = 20,
+    Connect = 30,
+}
+
+impl EventKind {
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            10 => Self::Exec,
+            11 => Self::Fork,
+            12 => Self::Exit,
+            20 => Self::FileAccess,
+            30 => Self::Connect,
+            _ => return None,
+        })
+    }
+}
+
+/// First bytes of every event, so the decoder knows the kind before it reads the body.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    pub kind: u32,
+    /// Process id (thread-group id) the event is about.
+    pub tgid: u32,
+    /// `bpf_ktime_get_boot_ns()` at the event: nanoseconds since boot, suspend included.
+    pub boot_ns: u64,
+}
+
+/// A task finished `execve`: the new program image of process `header.tgid`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `task->loginuid`: the user who logged in; `u32::MAX` when unset or unknown.
+    pub loginuid: u32,
+    pub sessionid: u32,
+    /// Bytes of `argv` that are valid (NUL-separated arguments).
+    pub argv_len: u32,
+    /// `task->start_boottime`, the process start that /proc/PID/stat reports (in ticks).
+    pub start_boot_ns: u64,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_LEN],
+    pub argv: [u8; ARGV_LEN],
+}
+
+/// A new process (not a thread) was forked: `header.tgid` is the child.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub ppid: u32,
+    pub _pad: u32,
+    pub start_boot_ns: u64,
+}
+
+/// The thread-group leader of `header.tgid` exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+}
+
+/// How a watched file was reached; which hook saw it.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessHook {
+    /// A buffered read (read, pread, readv, splice, sendfile, io_uring).
+    Read = 1,
+    /// A page fault or fault-around on a mapping of the file (mmap).
+    Mmap = 2,
+    /// An open of the file (LSM file_open, or the openat exit on filesystems without a page cache).
+    Open = 3,
+}
+
+/// The first access of process `header.tgid` to a watched file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileAccessEvent {
+    pub header: EventHeader,
+    pub key: FileKey,
+    /// An [`AccessHook`].
+    pub hook: u32,
+    pub uid: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// An outbound connect (TCP or UDP) or the first unconnected UDP send to an address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectEvent {
+    pub header: EventHeader,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u16,
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u16,
+    pub uid: u32,
+    /// IPv4 in the first 4 bytes, or the IPv6 address; network byte order.
+    pub addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+    pub _pad2: u32,
+}
+
+/// Identity of a file as the kernel sees it: `s_dev` in the kernel's encoding (major << 20 | minor)
+/// and the inode number. Every path to the file leads to the same key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+impl FileKey {
+    pub const fn new(dev: u32, ino: u64) -> Self {
+        Self { dev, _pad: 0, ino }
+    }
+}
+
+/// Key of the in-kernel "already reported" LRU: one report per process and file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeenKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub file: FileKey,
+}
+
+/// Key of the in-kernel UDP send dedup: one report per process, address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpKey {
+    pub tgid: u32,
+    pub port: u16,
+    pub family: u16,
+    pub addr: [u8; 16],
+}
+
+/// Kernel struct member offsets, read from BTF in userspace and set as a load-time global,
+/// because aya-ebpf has no CO-RE relocations. A zero offset of a pointer chain means "unknown";
+/// the programs then leave that field at its "unknown" value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_start_boottime: u32,
+    pub task_loginuid: u32,
+    pub task_sessionid: u32,
+    pub task_mm: u32,
+    pub task_files: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub bprm_filename: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    /// Offsets of `i_ino` and `s_dev` in the filemap:* tracepoint records (from tracefs format).
+    pub filemap_ino: u32,
+    pub filemap_dev: u32,
+}
+
+impl KernelOffsets {
+    /// All offsets unknown: the value the kernel programs are compiled with.
+    pub const ZERO: Self = Self {
+        task_pid: 0,
+        task_tgid: 0,
+        task_real_parent: 0,
+        task_start_boottime: 0,
+        task_loginuid: 0,
+        task_sessionid: 0,
+        task_mm: 0,
+        task_files: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
+        bprm_filename: 0,
+        files_fdt: 0,
+        fdt_fd: 0,
+        fdt_max_fds: 0,
+        file_inode: 0,
+        inode_ino: 0,
+        inode_sb: 0,
+        sb_dev: 0,
+        filemap_ino: 0,
+        filemap_dev: 0,
+    };
+}
+
+/// Indexes of the per-CPU counters array.
+pub mod counter {
+    /// Events lost because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Kernel reads that failed (a field left unknown).
+    pub const READ_FAILED: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), made of integers and integer arrays, with explicit padding.
+    unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for SeenKey {}
+    unsafe impl aya::Pod for UdpKey {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}

@@ -1,0 +1,123 @@
+//! Credential access. A file is watched by identity (s_dev, i_ino), so every path to it counts.
+//! Hooks, cheapest first; the daemon attaches what the kernel allows (see monitor/src/probes.rs):
+//! - filemap tracepoints: every buffered read and mmap fault of a page-cache file, not a syscall
+//!   tracepoint, so syscalls stay on the fast path;
+//! - LSM file_open: every open, on any filesystem, where BPF LSM is allowed;
+//! - openat exit tracepoints: opens on filesystems without a page cache (tmpfs), where LSM is not
+//!   allowed. Attached only when such a credential is watched: any syscall tracepoint slows every
+//!   syscall on the machine.
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid},
+    macros::{lsm, tracepoint},
+    programs::{LsmContext, TracePointContext},
+};
+use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey};
+
+use crate::{
+    SEEN, SELF_TGID, WATCHED, emit,
+    kernel::{file_identity, offsets, read, read_addr},
+};
+
+/// Reports the first access of the current process to (dev, ino) when that file is watched.
+#[inline(always)]
+fn report(dev: u32, ino: u64, hook: AccessHook) {
+    let key = FileKey::new(dev, ino);
+    // SAFETY: the value is not kept past this call.
+    if unsafe { WATCHED.get(&key) }.is_none() {
+        return;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == SELF_TGID.load() {
+        return;
+    }
+    let seen = SeenKey { tgid, _pad: 0, file: key };
+    // BPF_NOEXIST: of two CPUs racing on the same pair, one inserts and reports.
+    if SEEN.insert(&seen, &1, aya_ebpf::bindings::BPF_NOEXIST as u64).is_err() {
+        return;
+    }
+    let Some(mut entry) = emit::reserve::<FileAccessEvent>() else {
+        let _ = SEEN.remove(&seen); // not reported, so the next access tries again
+        return;
+    };
+    entry.write(FileAccessEvent {
+        header: emit::header(EventKind::FileAccess, tgid),
+        key,
+        hook: hook as u32,
+        uid: bpf_get_current_uid_gid() as u32,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    });
+    emit::submit(entry);
+}
+
+/// filemap tracepoints carry `i_ino` and `s_dev` at offsets the daemon read from tracefs.
+#[inline(always)]
+fn report_filemap(ctx: &TracePointContext, hook: AccessHook) {
+    let o = offsets();
+    // SAFETY: offsets come from the tracepoint's format file; reads are checked by the helper.
+    let ino = unsafe { ctx.read_at::<u64>(o.filemap_ino as usize) };
+    let dev = unsafe { ctx.read_at::<u32>(o.filemap_dev as usize) };
+    if let (Ok(ino), Ok(dev)) = (ino, dev) {
+        report(dev, ino, hook);
+    }
+}
+
+#[tracepoint(category = "filemap", name = "mm_filemap_get_pages")]
+pub fn keytrail_filemap_read(ctx: TracePointContext) -> u32 {
+    report_filemap(&ctx, AccessHook::Read);
+    0
+}
+
+#[tracepoint(category = "filemap", name = "mm_filemap_fault")]
+pub fn keytrail_filemap_fault(ctx: TracePointContext) -> u32 {
+    report_filemap(&ctx, AccessHook::Mmap);
+    0
+}
+
+/// Fault-around maps pages already in the page cache without going through filemap_fault.
+#[tracepoint(category = "filemap", name = "mm_filemap_map_pages")]
+pub fn keytrail_filemap_map_pages(ctx: TracePointContext) -> u32 {
+    report_filemap(&ctx, AccessHook::Mmap);
+    0
+}
+
+/// `security_file_open(struct file *file)`. Never denies.
+#[lsm(hook = "file_open")]
+pub fn keytrail_file_open(ctx: LsmContext) -> i32 {
+    let file: u64 = ctx.arg(0);
+    if let Some((dev, ino)) = file_identity(file) {
+        report(dev, ino, AccessHook::Open);
+    }
+    0
+}
+
+/// Byte offset of `ret` in every syscalls:sys_exit_* record (after the common header and nr).
+const SYS_EXIT_RET: usize = 16;
+
+/// The exit of open, openat or openat2: the new descriptor's file, looked up in the fd table.
+#[tracepoint]
+pub fn keytrail_open_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: `ret` is at a fixed offset in every sys_exit record.
+    let Ok(fd) = (unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }) else {
+        return 0;
+    };
+    if fd < 0 {
+        return 0;
+    }
+    let o = offsets();
+    // SAFETY: a helper with no arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let Some(files) = read::<u64>(task, o.task_files) else { return 0 };
+    let Some(fdt) = read::<u64>(files, o.files_fdt) else { return 0 };
+    let Some(max_fds) = read::<u32>(fdt, o.fdt_max_fds) else { return 0 };
+    if fd as u64 >= max_fds as u64 {
+        return 0;
+    }
+    let Some(fd_array) = read::<u64>(fdt, o.fdt_fd) else { return 0 };
+    // `fd_array` is `struct file **`.
+    let Some(file) = read_addr::<u64>(fd_array + fd as u64 * 8) else { return 0 };
+    if let Some((dev, ino)) = file_identity(file) {
+        report(dev, ino, AccessHook::Open);
+    }
+    0
+}

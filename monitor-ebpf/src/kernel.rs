@@ -1,0 +1,50 @@
+//! Reading kernel memory at offsets the daemon found in BTF.
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use monitor_common::{KernelOffsets, counter};
+
+use crate::{OFFSETS, count};
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    OFFSETS.load()
+}
+
+/// Reads a `T` at `base + offset`. A zero offset means the daemon did not find the member, and a
+/// null base a broken chain: both give `None`, as does a failed read (which is counted).
+#[inline(always)]
+pub fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 || offset == 0 {
+        return None;
+    }
+    read_addr(base + offset as u64)
+}
+
+/// Reads a `T` at a kernel address; a failed read is counted.
+#[inline(always)]
+pub fn read_addr<T: Copy>(addr: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one returns an error.
+    match unsafe { bpf_probe_read_kernel(addr as *const T) } {
+        Ok(value) => Some(value),
+        Err(_) => {
+            count(counter::READ_FAILED);
+            None
+        }
+    }
+}
+
+/// The tgid of a `struct task_struct *`.
+#[inline(always)]
+pub fn task_tgid(task: u64) -> Option<u32> {
+    read::<u32>(task, offsets().task_tgid)
+}
+
+/// (s_dev, i_ino) of a `struct file *`.
+#[inline(always)]
+pub fn file_identity(file: u64) -> Option<(u32, u64)> {
+    let o = offsets();
+    let inode = read::<u64>(file, o.file_inode)?;
+    let ino = read::<u64>(inode, o.inode_ino)?;
+    let sb = read::<u64>(inode, o.inode_sb)?;
+    let dev = read::<u32>(sb, o.sb_dev)?;
+    Some((dev, ino))
+}

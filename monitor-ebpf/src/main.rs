@@ -1,0 +1,66 @@
+//! keytrail's kernel programs. They do as little as they can: process lifecycle events for the
+//! tracker, one report per process for each watched credential file (matched by device and inode in
+//! a hash map the daemon fills), and outbound connects. Everything else is userspace's job.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod files;
+mod kernel;
+mod net;
+mod process;
+
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{FileKey, KernelOffsets, SeenKey, UdpKey, counter};
+
+/// Kernel struct offsets, set by the daemon at load time from BTF.
+#[unsafe(no_mangle)]
+static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::ZERO);
+
+/// The daemon's own tgid: its reads of credentials (to resolve the catalog) are not reported.
+#[unsafe(no_mangle)]
+static SELF_TGID: Global<u32> = Global::new(0);
+
+/// Events to userspace. The daemon sets the size at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Watched credential files by identity; the value is the daemon's credential index.
+#[map]
+static WATCHED: HashMap<FileKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// (process, file) pairs already reported, so a process reading a file in a loop sends one event.
+/// The daemon removes a process's entries when it execs or exits (pids are reused).
+#[map]
+static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// (process, address, port) of UDP destinations already reported: UDP has no connection, and a
+/// process sending a datagram stream must not flood the ring buffer.
+#[map]
+static UDP_SEEN: LruHashMap<UdpKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per-CPU counters, indexed by `monitor_common::counter`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot is only written by this CPU, and programs do not nest here.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,84 @@
+//! Outbound connections, from cgroup sock_addr hooks on the root cgroup: they see the destination
+//! before the kernel acts on it, for TCP and UDP, IPv4 and IPv6. They always allow (return 1): a
+//! program returning 0 would make connect() fail with EPERM for the whole machine.
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, bpf_sock_addr},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use monitor_common::{ConnectEvent, EventKind, UdpKey};
+
+use crate::{UDP_SEEN, emit};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_UDP: u16 = 17;
+const ALLOW: i32 = 1;
+
+#[inline(always)]
+fn report(ctx: &SockAddrContext, family: u16) {
+    let sa: *const bpf_sock_addr = ctx.sock_addr;
+    // SAFETY: the kernel hands a valid bpf_sock_addr; these are direct context loads.
+    let (user_port, protocol, ip4, ip6) = unsafe {
+        ((*sa).user_port, (*sa).protocol as u16, (*sa).user_ip4, (*sa).user_ip6)
+    };
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        addr[..4].copy_from_slice(&ip4.to_ne_bytes());
+    } else {
+        for (i, word) in ip6.iter().enumerate() {
+            addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+    }
+    // user_port holds the port in network byte order in its low 16 bits.
+    let port = u16::from_be(user_port as u16);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+
+    if protocol == IPPROTO_UDP {
+        let key = UdpKey { tgid, port, family, addr };
+        if UDP_SEEN.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
+            return; // this process already sent to this address
+        }
+    }
+    let Some(mut entry) = emit::reserve::<ConnectEvent>() else {
+        return;
+    };
+    entry.write(ConnectEvent {
+        header: emit::header(EventKind::Connect, tgid),
+        family,
+        protocol,
+        port,
+        _pad: 0,
+        uid: bpf_get_current_uid_gid() as u32,
+        addr,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        _pad2: 0,
+    });
+    emit::submit(entry);
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn keytrail_connect4(ctx: SockAddrContext) -> i32 {
+    report(&ctx, AF_INET);
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn keytrail_connect6(ctx: SockAddrContext) -> i32 {
+    report(&ctx, AF_INET6);
+    ALLOW
+}
+
+/// Unconnected UDP (sendto/sendmsg with an address).
+#[cgroup_sock_addr(sendmsg4)]
+pub fn keytrail_sendmsg4(ctx: SockAddrContext) -> i32 {
+    report(&ctx, AF_INET);
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn keytrail_sendmsg6(ctx: SockAddrContext) -> i32 {
+    report(&ctx, AF_INET6);
+    ALLOW
+}

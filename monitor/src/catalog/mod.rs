@@ -1,0 +1,239 @@
+//! The credential catalog: which files are credentials, resolved to their identity (device and
+//! inode) so that every path to them counts. Built from the built-in patterns for every home
+//! directory and the system paths, plus `--watch`; resolved again when files appear or are
+//! replaced (see `watcher`).
+mod builtin;
+pub mod kind;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ffi::CString,
+    fs,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
+    path::{Path, PathBuf},
+};
+
+pub use kind::Kind;
+use monitor_common::FileKey;
+
+/// A place credentials may be: an absolute path, possibly with `*` globs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub pattern: String,
+    pub kind: Kind,
+}
+
+/// A credential file that exists now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// Stable across replacements of the file: `kind:path`.
+    pub id: String,
+    pub kind: Kind,
+    pub path: PathBuf,
+    pub file: FileKey,
+    pub owner_uid: u32,
+    /// False on filesystems whose reads bypass the page cache (tmpfs, ramfs): the filemap
+    /// tracepoints do not see those, so an open hook is needed.
+    pub page_cache: bool,
+}
+
+/// What a resolve changed, for the kernel's watch map.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    pub added: Vec<FileKey>,
+    pub removed: Vec<FileKey>,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    sources: Vec<Source>,
+    credentials: BTreeMap<FileKey, Credential>,
+}
+
+impl Catalog {
+    pub fn new(sources: Vec<Source>) -> Self {
+        Self { sources, credentials: BTreeMap::new() }
+    }
+
+    /// The embedded default: the built-in patterns under each home, and the system paths.
+    pub fn builtin_sources(homes: &[PathBuf]) -> Vec<Source> {
+        let mut sources = Vec::new();
+        for home in homes {
+            for (relative, kind) in builtin::HOME {
+                let pattern = home.join(relative).display().to_string();
+                sources.push(Source { pattern, kind: *kind });
+            }
+        }
+        for (pattern, kind) in builtin::SYSTEM {
+            sources.push(Source { pattern: (*pattern).to_owned(), kind: *kind });
+        }
+        sources
+    }
+
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    pub fn credentials(&self) -> impl Iterator<Item = &Credential> {
+        self.credentials.values()
+    }
+
+    pub fn get(&self, file: &FileKey) -> Option<&Credential> {
+        self.credentials.get(file)
+    }
+
+    /// Looks at the filesystem again; returns which identities appeared and disappeared.
+    /// The first source to name a file gives its kind and path.
+    pub fn resolve(&mut self) -> Changes {
+        let mut found = BTreeMap::new();
+        for source in &self.sources {
+            for path in expand(&source.pattern) {
+                if let Some(credential) = identify(&path, source.kind) {
+                    found.entry(credential.file).or_insert(credential);
+                }
+            }
+        }
+        let before: BTreeSet<FileKey> = self.credentials.keys().copied().collect();
+        let after: BTreeSet<FileKey> = found.keys().copied().collect();
+        self.credentials = found;
+        Changes {
+            added: after.difference(&before).copied().collect(),
+            removed: before.difference(&after).copied().collect(),
+        }
+    }
+
+    /// Directories to watch for credentials appearing: for each source, the nearest existing
+    /// directory above its first glob or file name.
+    pub fn directories_to_watch(&self) -> BTreeSet<PathBuf> {
+        let mut dirs = BTreeSet::new();
+        for source in &self.sources {
+            let fixed = source.pattern.split('*').next().unwrap_or_default();
+            let mut dir = Path::new(fixed).parent();
+            while let Some(d) = dir {
+                if d.is_dir() {
+                    dirs.insert(d.to_path_buf());
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        dirs
+    }
+
+    pub fn needs_open_hook(&self) -> bool {
+        self.credentials.values().any(|c| !c.page_cache)
+    }
+}
+
+/// Home directories: /root and every account's home that exists (from /etc/passwd).
+pub fn home_directories(passwd: &Path) -> Vec<PathBuf> {
+    let mut homes = vec![PathBuf::from("/root")];
+    let text = fs::read_to_string(passwd).unwrap_or_default();
+    for line in text.lines() {
+        let Some(home) = line.split(':').nth(5) else { continue };
+        let home = PathBuf::from(home);
+        if home != Path::new("/") && home.is_dir() && !homes.contains(&home) {
+            homes.push(home);
+        }
+    }
+    homes.retain(|h| h.is_dir());
+    homes
+}
+
+fn expand(pattern: &str) -> Vec<PathBuf> {
+    if !pattern.contains('*') {
+        return vec![PathBuf::from(pattern)];
+    }
+    match glob::glob(pattern) {
+        Ok(paths) => paths.filter_map(Result::ok).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The credential at `path`, if it is a regular file (symlinks are followed).
+fn identify(path: &Path, kind: Kind) -> Option<Credential> {
+    let meta = fs::metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    Some(Credential {
+        id: format!("{kind}:{}", path.display()),
+        kind,
+        path: path.to_path_buf(),
+        file: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
+        owner_uid: meta.uid(),
+        page_cache: uses_page_cache(path),
+    })
+}
+
+/// The kernel's internal encoding of a device number (major << 20 | minor), which is what the
+/// kernel programs see in `s_dev`; stat(2) returns glibc's encoding.
+pub fn kernel_dev(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | libc::minor(dev)
+}
+
+fn uses_page_cache(path: &Path) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else { return true };
+    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return true;
+    }
+    !matches!(stat.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("keytrail-catalog-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn resolves_builtin_patterns_under_a_home_by_identity() {
+        let home = scratch("home");
+        fs::create_dir_all(home.join(".ssh")).unwrap();
+        fs::write(home.join(".netrc"), "machine example.com").unwrap();
+        fs::write(home.join(".ssh/id_ed25519"), "key").unwrap();
+        fs::write(home.join(".ssh/id_ed25519.pub"), "public").unwrap();
+        let mut catalog = Catalog::new(Catalog::builtin_sources(std::slice::from_ref(&home)));
+        let changes = catalog.resolve();
+        assert_eq!(changes.added.len(), 2, "netrc and the private key, not the .pub");
+        let kinds: BTreeSet<Kind> = catalog.credentials().map(|c| c.kind).collect();
+        assert_eq!(kinds, BTreeSet::from([Kind::Netrc, Kind::Ssh]));
+        let netrc_meta = fs::metadata(home.join(".netrc")).unwrap();
+        let key = FileKey::new(kernel_dev(netrc_meta.dev()), netrc_meta.ino());
+        assert_eq!(catalog.get(&key).unwrap().id, format!("netrc:{}/.netrc", home.display()));
+        assert!(catalog.directories_to_watch().contains(&home.join(".ssh")));
+        fs::remove_dir_all(home).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_file_is_a_new_identity_with_the_same_id() {
+        let home = scratch("replace");
+        fs::write(home.join(".netrc"), "one").unwrap();
+        let mut catalog = Catalog::new(Catalog::builtin_sources(std::slice::from_ref(&home)));
+        catalog.resolve();
+        let old = catalog.credentials().next().unwrap().clone();
+        fs::write(home.join(".netrc.tmp"), "two").unwrap();
+        fs::rename(home.join(".netrc.tmp"), home.join(".netrc")).unwrap();
+        let changes = catalog.resolve();
+        assert_eq!(changes.removed, vec![old.file]);
+        assert_eq!(changes.added.len(), 1);
+        assert_eq!(catalog.get(&changes.added[0]).unwrap().id, old.id);
+        fs::remove_dir_all(home).unwrap();
+    }
+
+    #[test]
+    fn kernel_device_encoding_matches_the_kernel() {
+        // /dev/vda1 style: major 254, minor 1 -> glibc makedev -> kernel (major << 20 | minor).
+        let dev = libc::makedev(254, 1);
+        assert_eq!(kernel_dev(dev), (254 << 20) | 1);
+    }
+}

@@ -1,0 +1,90 @@
+//! The command line (contract: PRODUCT.md). Raw flags here; `main` turns them into settings.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{catalog::Kind, sink::Format};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keytrail",
+    version,
+    about = "Which process read which credential, and where it then connected: an eBPF monitor.",
+    long_about = "keytrail watches credential files (cloud keys, kube configs, git and registry tokens, \
+SSH keys) from the kernel, and joins each read with the connections that follow in the same \
+process lineage: user -> agent -> process -> credential -> endpoint."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log detail on stderr (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the probes and stream records until SIGINT or SIGTERM (needs root).
+    Run(RunArgs),
+    /// Print the credentials keytrail would watch, resolved on this host.
+    Catalog(CatalogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Also watch PATH (globs allowed), as credential KIND (default: guessed from the name).
+    #[arg(long = "watch", value_name = "PATH[=KIND]", value_parser = parse_watch)]
+    pub watch: Vec<(String, Option<Kind>)>,
+    /// Read home directories from this passwd file.
+    #[arg(long, default_value = "/etc/passwd", hide = true)]
+    pub passwd: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Output format for records on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// `PATH` or `PATH=KIND`; a relative PATH is taken from the current directory.
+fn parse_watch(value: &str) -> Result<(String, Option<Kind>), String> {
+    let (path, kind) = match value.rsplit_once('=') {
+        Some((path, kind)) => (path, Some(kind.parse::<Kind>()?)),
+        None => (value, None),
+    };
+    if path.is_empty() {
+        return Err("--watch needs a path".into());
+    }
+    let path = std::path::absolute(path).map_err(|e| format!("cannot resolve {path}: {e}"))?;
+    Ok((path.display().to_string(), kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_takes_a_path_and_an_optional_kind() {
+        assert_eq!(parse_watch("/a/b=aws").unwrap(), ("/a/b".into(), Some(Kind::Aws)));
+        assert_eq!(parse_watch("/a/b").unwrap(), ("/a/b".into(), None));
+        assert!(parse_watch("/a/b=nope").unwrap_err().contains("unknown credential kind"));
+        assert!(parse_watch("rel").unwrap().0.starts_with('/'));
+    }
+
+    #[test]
+    fn help_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

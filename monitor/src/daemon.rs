@@ -1,0 +1,190 @@
+//! `keytrail run`: load the probes, then move events from the ring buffer through the correlator
+//! to the sink until SIGINT or SIGTERM; then detach, drain what is left and print stats.
+use std::{io::Write, path::Path, time::Duration};
+
+use anyhow::Context as _;
+use monitor_common::{FileKey, SeenKey};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    catalog::Catalog,
+    clock::{self, Clock},
+    correlate::Correlator,
+    decode::{self, KernelEvent},
+    preflight, readiness,
+    probes::{Maps, Probes},
+    process::ProcessTracker,
+    record::Record,
+    sink::Sink,
+    watcher::Watcher,
+};
+
+/// How often the ring buffer is drained when the kernel did not wake us: the kernel wakes the
+/// reader only past a fill threshold, because a wakeup per event costs more than the event.
+const DRAIN_TICK: Duration = Duration::from_millis(25);
+/// How often exited processes are forgotten.
+const SWEEP_EVERY_TICKS: u32 = 200;
+
+#[derive(Default)]
+struct Counts {
+    events: u64,
+    undecodable: u64,
+}
+
+pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow::Result<()> {
+    let env = preflight::check()?;
+    let clock = Clock::now();
+    let mut tracker = ProcessTracker::new(ticks_per_second());
+    tracker.seed_from_procfs(Path::new("/proc")).context("reading /proc")?;
+
+    let (mut probes, maps) = Probes::load(&env)?;
+    let Maps { events, mut watched, mut seen, counters } = maps;
+    let mut events = readiness::register_readable(events).context("registering the ring buffer with tokio")?;
+
+    let changes = catalog.resolve();
+    apply_catalog(&mut watched, &changes.added, &changes.removed);
+    if catalog.needs_open_hook() {
+        probes.ensure_open_hook();
+    }
+    let mut watcher = Watcher::new().context("starting inotify")?;
+    watcher.watch(&catalog.directories_to_watch());
+
+    sink.write(&Record::Ready {
+        time: clock.now_rfc3339(),
+        version: env!("CARGO_PKG_VERSION"),
+        hooks: probes.hooks.clone(),
+        credentials: catalog.credentials().count(),
+        processes: tracker.len(),
+    })?;
+    sink.flush()?;
+    log::info!("watching {} credentials; stop with Ctrl-C", catalog.credentials().count());
+
+    let mut correlator = Correlator::new(tracker, clock);
+    let mut counts = Counts::default();
+    let mut records = Vec::new();
+    let mut tick = tokio::time::interval(DRAIN_TICK);
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut ticks = 0u32;
+
+    loop {
+        enum Wake { Data, Tick, Catalog, Stop }
+        let wake = tokio::select! {
+            ready = events.readable_mut() => { ready?.clear_ready(); Wake::Data }
+            _ = tick.tick() => Wake::Tick,
+            changed = watcher.changed() => { changed?; Wake::Catalog }
+            _ = sigint.recv() => Wake::Stop,
+            _ = sigterm.recv() => Wake::Stop,
+        };
+        drain(events.get_mut(), &mut correlator, &catalog, &mut seen, &mut counts, &mut records);
+        for record in records.drain(..) {
+            sink.write(&record)?;
+        }
+        sink.flush()?;
+        match wake {
+            Wake::Stop => break,
+            Wake::Catalog => {
+                let changes = catalog.resolve();
+                if !changes.added.is_empty() || !changes.removed.is_empty() {
+                    log::info!("catalog: {} credentials appeared, {} went", changes.added.len(), changes.removed.len());
+                }
+                apply_catalog(&mut watched, &changes.added, &changes.removed);
+                if catalog.needs_open_hook() {
+                    probes.ensure_open_hook();
+                }
+                watcher.watch(&catalog.directories_to_watch());
+            }
+            Wake::Tick => {
+                ticks += 1;
+                if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+                    correlator.sweep(clock::boot_ns());
+                }
+            }
+            Wake::Data => {}
+        }
+    }
+
+    log::info!("stopping: detaching probes and draining what is left");
+    drop(probes);
+    drain(events.get_mut(), &mut correlator, &catalog, &mut seen, &mut counts, &mut records);
+    for record in records.drain(..) {
+        sink.write(&record)?;
+    }
+    let ringbuf_full = counters.ringbuf_full();
+    sink.write(&Record::Stats {
+        time: clock.now_rfc3339(),
+        events: counts.events,
+        dropped: ringbuf_full + counts.undecodable,
+        findings: 0,
+        ringbuf_full,
+        undecodable: counts.undecodable,
+    })?;
+    sink.flush()?;
+    if ringbuf_full > 0 {
+        log::warn!("{ringbuf_full} kernel events were lost because the ring buffer was full");
+    }
+    Ok(())
+}
+
+fn drain(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    correlator: &mut Correlator,
+    catalog: &Catalog,
+    seen: &mut aya::maps::HashMap<aya::maps::MapData, SeenKey, u8>,
+    counts: &mut Counts,
+    records: &mut Vec<Record>,
+) {
+    while let Some(item) = ring.next() {
+        counts.events += 1;
+        let event = match decode::decode(&item) {
+            Ok(event) => event,
+            Err(e) => {
+                counts.undecodable += 1;
+                log::warn!("dropped an event from the kernel: {e}");
+                continue;
+            }
+        };
+        drop(item);
+        if let KernelEvent::Exec(e) = &event {
+            forget_reported(correlator, seen, e.pid);
+        }
+        correlator.handle(&event, catalog, records);
+        if let KernelEvent::Exit { pid, .. } = event {
+            forget_reported(correlator, seen, pid);
+        }
+    }
+}
+
+/// A new program under `pid`, or a pid about to be reused: clear the kernel's dedup entries so
+/// its first read of a credential is reported again.
+fn forget_reported(
+    correlator: &mut Correlator,
+    seen: &mut aya::maps::HashMap<aya::maps::MapData, SeenKey, u8>,
+    pid: u32,
+) {
+    for file in correlator.take_reported_files(pid) {
+        let _ = seen.remove(&SeenKey { tgid: pid, _pad: 0, file });
+    }
+}
+
+fn apply_catalog(watched: &mut aya::maps::HashMap<aya::maps::MapData, FileKey, u32>, added: &[FileKey], removed: &[FileKey]) {
+    for key in removed {
+        let _ = watched.remove(key);
+    }
+    for key in added {
+        if let Err(e) = watched.insert(key, &1, 0) {
+            log::error!("cannot watch file dev {:#x} ino {}: {e} (the watch map is full?)", key.dev, key.ino);
+        }
+    }
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as u64 } else { 100 }
+}
+
+/// Buffered stdout; the loop flushes after each batch of records.
+pub fn stdout() -> Box<dyn Write + Send> {
+    Box::new(std::io::BufWriter::new(std::io::stdout()))
+}

@@ -1,0 +1,268 @@
+//! Ring-buffer bytes -> typed kernel events. Pure: the tests feed it recorded bytes.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use monitor_common::{
+    AccessHook, ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileAccessEvent,
+    FileKey, ForkEvent,
+};
+
+/// One kernel event, decoded. `boot_ns` is nanoseconds since boot (see `clock`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelEvent {
+    Exec(Exec),
+    Fork { pid: u32, ppid: u32, start_boot_ns: u64, boot_ns: u64 },
+    Exit { pid: u32, boot_ns: u64 },
+    FileAccess { pid: u32, file: FileKey, hook: Hook, uid: u32, comm: String, boot_ns: u64 },
+    Connect(Connect),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exec {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub loginuid: Option<u32>,
+    pub sessionid: Option<u32>,
+    pub start_boot_ns: u64,
+    pub comm: String,
+    pub filename: String,
+    pub argv: Vec<String>,
+    pub boot_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connect {
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub boot_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Other,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    Read,
+    Mmap,
+    Open,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the event's header says it has.
+    #[error("event of {len} bytes is shorter than its kind needs ({need})")]
+    Short { len: usize, need: usize },
+    /// A kind number this daemon does not know (kernel programs newer than the daemon).
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+}
+
+/// Reads a `T` from the front of `bytes`, if there are enough.
+fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short { len: bytes.len(), need });
+    }
+    // SAFETY: length checked; T is a repr(C) plain-data type; read_unaligned needs no alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// A NUL-terminated (or full) byte buffer as text; invalid UTF-8 is replaced, not dropped.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn unset_as_none(value: u32) -> Option<u32> {
+    (value != u32::MAX).then_some(value)
+}
+
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let header: EventHeader = read(bytes)?;
+    let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    let (pid, boot_ns) = (header.tgid, header.boot_ns);
+    Ok(match kind {
+        EventKind::Exec => {
+            let e: ExecEvent = read(bytes)?;
+            let argv_len = (e.argv_len as usize).min(e.argv.len());
+            KernelEvent::Exec(Exec {
+                pid,
+                ppid: e.ppid,
+                uid: e.uid,
+                loginuid: unset_as_none(e.loginuid),
+                sessionid: unset_as_none(e.sessionid),
+                start_boot_ns: e.start_boot_ns,
+                comm: c_string(&e.comm),
+                filename: c_string(&e.filename),
+                argv: e.argv[..argv_len]
+                    .split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+                boot_ns,
+            })
+        }
+        EventKind::Fork => {
+            let e: ForkEvent = read(bytes)?;
+            KernelEvent::Fork { pid, ppid: e.ppid, start_boot_ns: e.start_boot_ns, boot_ns }
+        }
+        EventKind::Exit => {
+            let _: ExitEvent = read(bytes)?;
+            KernelEvent::Exit { pid, boot_ns }
+        }
+        EventKind::FileAccess => {
+            let e: FileAccessEvent = read(bytes)?;
+            let hook = match e.hook {
+                h if h == AccessHook::Mmap as u32 => Hook::Mmap,
+                h if h == AccessHook::Open as u32 => Hook::Open,
+                _ => Hook::Read,
+            };
+            KernelEvent::FileAccess {
+                pid,
+                file: FileKey::new(e.key.dev, e.key.ino),
+                hook,
+                uid: e.uid,
+                comm: c_string(&e.comm),
+                boot_ns,
+            }
+        }
+        EventKind::Connect => {
+            let e: ConnectEvent = read(bytes)?;
+            let ip = if e.family == libc::AF_INET6 as u16 {
+                IpAddr::V6(Ipv6Addr::from(e.addr))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]))
+            };
+            let protocol = match e.protocol as i32 {
+                libc::IPPROTO_TCP => Protocol::Tcp,
+                libc::IPPROTO_UDP => Protocol::Udp,
+                _ => Protocol::Other,
+            };
+            KernelEvent::Connect(Connect {
+                pid,
+                uid: e.uid,
+                comm: c_string(&e.comm),
+                ip,
+                port: e.port,
+                protocol,
+                boot_ns,
+            })
+        }
+    })
+}
+
+/// Encoders for tests elsewhere in the crate: the bytes the kernel programs would send.
+#[cfg(test)]
+pub mod encode {
+    use monitor_common::*;
+
+    fn bytes_of<T>(value: &T) -> Vec<u8> {
+        // SAFETY: repr(C) plain data with explicit padding.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn header(kind: EventKind, tgid: u32, boot_ns: u64) -> EventHeader {
+        EventHeader { kind: kind as u32, tgid, boot_ns }
+    }
+
+    fn fixed<const N: usize>(text: &str) -> [u8; N] {
+        let mut out = [0u8; N];
+        out[..text.len()].copy_from_slice(text.as_bytes());
+        out
+    }
+
+    pub fn exec(pid: u32, ppid: u32, comm: &str, filename: &str, argv: &[&str]) -> Vec<u8> {
+        let joined: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+        let mut argv_buf = [0u8; ARGV_LEN];
+        argv_buf[..joined.len()].copy_from_slice(&joined);
+        bytes_of(&ExecEvent {
+            header: header(EventKind::Exec, pid, 1_000),
+            ppid,
+            uid: 1000,
+            gid: 1000,
+            loginuid: 1000,
+            sessionid: u32::MAX,
+            argv_len: joined.len() as u32,
+            start_boot_ns: 500,
+            comm: fixed(comm),
+            filename: fixed(filename),
+            argv: argv_buf,
+        })
+    }
+
+    pub fn file_access(pid: u32, dev: u32, ino: u64, hook: AccessHook) -> Vec<u8> {
+        bytes_of(&FileAccessEvent {
+            header: header(EventKind::FileAccess, pid, 2_000),
+            key: FileKey::new(dev, ino),
+            hook: hook as u32,
+            uid: 1000,
+            comm: fixed("cat"),
+        })
+    }
+
+    pub fn connect4(pid: u32, ip: [u8; 4], port: u16) -> Vec<u8> {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&ip);
+        bytes_of(&ConnectEvent {
+            header: header(EventKind::Connect, pid, 3_000),
+            family: libc::AF_INET as u16,
+            protocol: libc::IPPROTO_TCP as u16,
+            port,
+            _pad: 0,
+            uid: 1000,
+            addr,
+            comm: fixed("curl"),
+            _pad2: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor_common::AccessHook;
+
+    #[test]
+    fn decodes_exec_with_argv() {
+        let bytes = encode::exec(42, 1, "python3", "/usr/bin/python3", &["python3", "-c", "x"]);
+        let KernelEvent::Exec(e) = decode(&bytes).unwrap() else { panic!("not an exec") };
+        assert_eq!((e.pid, e.ppid, e.uid), (42, 1, 1000));
+        assert_eq!(e.comm, "python3");
+        assert_eq!(e.filename, "/usr/bin/python3");
+        assert_eq!(e.argv, ["python3", "-c", "x"]);
+        assert_eq!(e.loginuid, Some(1000));
+        assert_eq!(e.sessionid, None, "u32::MAX is the kernel's 'unset'");
+    }
+
+    #[test]
+    fn decodes_file_access_and_connect() {
+        let access = decode(&encode::file_access(7, 0x80_0001, 99, AccessHook::Mmap)).unwrap();
+        assert!(matches!(access, KernelEvent::FileAccess { pid: 7, hook: Hook::Mmap, .. }));
+        let KernelEvent::Connect(c) = decode(&encode::connect4(7, [127, 0, 0, 1], 8080)).unwrap()
+        else {
+            panic!("not a connect")
+        };
+        assert_eq!((c.ip.to_string(), c.port, c.protocol), ("127.0.0.1".into(), 8080, Protocol::Tcp));
+    }
+
+    #[test]
+    fn short_and_unknown_events_are_errors_not_panics() {
+        let bytes = encode::exec(1, 0, "a", "b", &[]);
+        assert!(matches!(decode(&bytes[..40]), Err(DecodeError::Short { .. })));
+        assert!(matches!(decode(&bytes[..3]), Err(DecodeError::Short { .. })));
+        let mut unknown = bytes.clone();
+        unknown[0] = 0xff;
+        assert_eq!(decode(&unknown), Err(DecodeError::UnknownKind(0xff)));
+    }
+}

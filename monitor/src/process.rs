@@ -1,0 +1,285 @@
+//! Who is process P: the tracker. Seeded from procfs at start so older processes have parent,
+//! exe and users; then kept by exec, fork and exit events. A process is identified by pid and
+//! start time, because pids are reused.
+use std::{collections::HashMap, fs, path::Path};
+
+use crate::decode::Exec;
+
+/// Process start in clock ticks since boot, as /proc/PID/stat reports it.
+pub type StartTicks = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcKey {
+    pub pid: u32,
+    pub start: StartTicks,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Process {
+    pub key: ProcKey,
+    pub ppid: u32,
+    pub comm: String,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub uid: u32,
+    /// The user who logged in (audit loginuid); `None` when unset (daemons, CI).
+    pub loginuid: Option<u32>,
+    pub sessionid: Option<u32>,
+    /// Boot time (ns) of the exit, for processes kept a while after exit.
+    pub exited_ns: Option<u64>,
+}
+
+impl Process {
+    /// The user the action is for: the login user where one is set, else the real uid.
+    pub fn originating_uid(&self) -> u32 {
+        self.loginuid.unwrap_or(self.uid)
+    }
+}
+
+/// How long exited processes are kept: long enough for lineage lookups by their relatives'
+/// late events (a credential helper exits before its parent connects).
+const EXITED_TTL_NS: u64 = 120 * 1_000_000_000;
+
+pub struct ProcessTracker {
+    by_pid: HashMap<u32, Process>,
+    /// Exited processes whose pid was taken by a new one, kept for lineage until their TTL.
+    exited: HashMap<ProcKey, Process>,
+    ns_per_tick: u64,
+}
+
+impl ProcessTracker {
+    pub fn new(ticks_per_second: u64) -> Self {
+        Self { by_pid: HashMap::new(), exited: HashMap::new(), ns_per_tick: 1_000_000_000 / ticks_per_second.max(1) }
+    }
+
+    pub fn ticks(&self, boot_ns: u64) -> StartTicks {
+        boot_ns / self.ns_per_tick
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    /// Reads every process in `proc_root` (normally /proc). Processes that vanish meanwhile are
+    /// skipped: they were racing with us and their exit event will not come.
+    pub fn seed_from_procfs(&mut self, proc_root: &Path) -> std::io::Result<usize> {
+        let mut seeded = 0;
+        for entry in fs::read_dir(proc_root)? {
+            let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(process) = read_procfs(proc_root, pid) {
+                self.by_pid.insert(pid, process);
+                seeded += 1;
+            }
+        }
+        Ok(seeded)
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&Process> {
+        self.by_pid.get(&pid)
+    }
+
+    pub fn get_key(&self, key: ProcKey) -> Option<&Process> {
+        self.by_pid.get(&key.pid).filter(|p| p.key == key).or_else(|| self.exited.get(&key))
+    }
+
+    /// A process we have not seen (an event raced ahead of procfs, or a lost fork): look it up
+    /// in procfs, else make the best record the event itself allows.
+    pub fn get_or_learn(&mut self, pid: u32, comm: &str, uid: u32) -> &Process {
+        if !self.by_pid.contains_key(&pid) {
+            let process = read_procfs(Path::new("/proc"), pid).unwrap_or_else(|| Process {
+                key: ProcKey { pid, start: 0 },
+                ppid: 0,
+                comm: comm.to_owned(),
+                exe: String::new(),
+                argv: Vec::new(),
+                uid,
+                loginuid: None,
+                sessionid: None,
+                exited_ns: None,
+            });
+            self.by_pid.insert(pid, process);
+        }
+        &self.by_pid[&pid]
+    }
+
+    pub fn on_fork(&mut self, pid: u32, ppid: u32, start_boot_ns: u64) {
+        let start = self.ticks(start_boot_ns);
+        let parent = self.by_pid.get(&ppid).cloned();
+        let child = match parent {
+            Some(parent) => Process { key: ProcKey { pid, start }, ppid, exited_ns: None, ..parent },
+            None => Process {
+                key: ProcKey { pid, start },
+                ppid,
+                comm: String::new(),
+                exe: String::new(),
+                argv: Vec::new(),
+                uid: 0,
+                loginuid: None,
+                sessionid: None,
+                exited_ns: None,
+            },
+        };
+        self.replace(child);
+    }
+
+    /// exec keeps pid and start time and replaces the program image.
+    pub fn on_exec(&mut self, e: &Exec) {
+        let start = self.ticks(e.start_boot_ns);
+        let process = Process {
+            key: ProcKey { pid: e.pid, start },
+            ppid: e.ppid,
+            comm: e.comm.clone(),
+            exe: e.filename.clone(),
+            argv: e.argv.clone(),
+            uid: e.uid,
+            loginuid: e.loginuid,
+            sessionid: e.sessionid,
+            exited_ns: None,
+        };
+        self.replace(process);
+    }
+
+    pub fn on_exit(&mut self, pid: u32, boot_ns: u64) {
+        if let Some(p) = self.by_pid.get_mut(&pid) {
+            p.exited_ns = Some(boot_ns);
+        }
+    }
+
+    /// Inserts `process`; an exited holder of the same pid is kept aside for lineage lookups.
+    fn replace(&mut self, process: Process) {
+        if let Some(old) = self.by_pid.insert(process.key.pid, process)
+            && old.exited_ns.is_some()
+        {
+            self.exited.insert(old.key, old);
+        }
+    }
+
+    /// Ancestors of `key`, nearest first, at most `limit` of them.
+    pub fn ancestors(&self, key: ProcKey, limit: usize) -> Vec<ProcKey> {
+        let mut chain = Vec::new();
+        let mut current = self.get_key(key).map(|p| p.ppid);
+        while let Some(ppid) = current {
+            if ppid == 0 || chain.len() >= limit {
+                break;
+            }
+            let Some(parent) = self.by_pid.get(&ppid) else { break };
+            if chain.contains(&parent.key) || parent.key == key {
+                break; // a loop from pid reuse; stop rather than spin
+            }
+            chain.push(parent.key);
+            current = Some(parent.ppid);
+        }
+        chain
+    }
+
+    /// Forgets processes that exited more than the TTL before `now_ns`.
+    pub fn sweep(&mut self, now_ns: u64) -> Vec<ProcKey> {
+        let expired = |p: &Process| p.exited_ns.is_some_and(|t| now_ns.saturating_sub(t) > EXITED_TTL_NS);
+        let mut gone: Vec<ProcKey> = self.by_pid.values().filter(|p| expired(p)).map(|p| p.key).collect();
+        self.by_pid.retain(|_, p| !expired(p));
+        gone.extend(self.exited.values().filter(|p| expired(p)).map(|p| p.key));
+        self.exited.retain(|_, p| !expired(p));
+        gone
+    }
+}
+
+fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
+    let dir = proc_root.join(pid.to_string());
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    // comm is in parentheses and may hold spaces or ')': split at the last ')'.
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = tail.split_whitespace().collect();
+    // After comm: state(0) ppid(1) ... starttime is field 22 of stat, index 19 here.
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start = fields.get(19)?.parse().ok()?;
+    let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let read_id = |name: &str| -> Option<u32> {
+        let value: u32 = fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()?;
+        (value != u32::MAX).then_some(value)
+    };
+    let argv = fs::read(dir.join("cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let exe = fs::read_link(dir.join("exe")).map(|p| p.display().to_string()).unwrap_or_default();
+    Some(Process {
+        key: ProcKey { pid, start },
+        ppid,
+        comm,
+        exe,
+        argv,
+        uid,
+        loginuid: read_id("loginuid"),
+        sessionid: read_id("sessionid"),
+        exited_ns: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(pid: u32, ppid: u32, comm: &str, start_boot_ns: u64) -> Exec {
+        Exec {
+            pid,
+            ppid,
+            uid: 1000,
+            loginuid: Some(1000),
+            sessionid: Some(3),
+            start_boot_ns,
+            comm: comm.into(),
+            filename: format!("/usr/bin/{comm}"),
+            argv: vec![comm.into()],
+            boot_ns: start_boot_ns,
+        }
+    }
+
+    #[test]
+    fn seeds_itself_from_procfs() {
+        let mut tracker = ProcessTracker::new(100);
+        let seeded = tracker.seed_from_procfs(Path::new("/proc")).unwrap();
+        assert!(seeded > 1);
+        let me = tracker.get(std::process::id()).expect("this test process is seeded");
+        assert_eq!(me.uid, unsafe { libc::getuid() });
+        assert!(!me.exe.is_empty());
+        assert_eq!(me.ppid, std::os::unix::process::parent_id());
+    }
+
+    #[test]
+    fn fork_inherits_and_exec_replaces_the_image() {
+        let mut t = ProcessTracker::new(100);
+        t.on_exec(&exec(10, 1, "bash", 1_000_000_000));
+        t.on_fork(11, 10, 2_000_000_000);
+        let child = t.get(11).unwrap();
+        assert_eq!((child.comm.as_str(), child.ppid, child.loginuid), ("bash", 10, Some(1000)));
+        assert_eq!(child.key, ProcKey { pid: 11, start: 200 });
+        t.on_exec(&exec(11, 10, "cat", 2_000_000_000));
+        let child = t.get(11).unwrap();
+        assert_eq!((child.comm.as_str(), child.key.start), ("cat", 200), "exec keeps identity");
+        assert_eq!(t.ancestors(child.key, 8), vec![ProcKey { pid: 10, start: 100 }]);
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_process_and_the_old_one_stays_findable() {
+        let mut t = ProcessTracker::new(100);
+        t.on_exec(&exec(20, 1, "git-credential", 1_000_000_000));
+        let old = t.get(20).unwrap().key;
+        t.on_exit(20, 1_500_000_000);
+        t.on_fork(20, 1, 3_000_000_000);
+        assert_ne!(t.get(20).unwrap().key, old);
+        assert_eq!(t.get_key(old).unwrap().comm, "git-credential");
+        let gone = t.sweep(1_500_000_000 + EXITED_TTL_NS + 1);
+        assert_eq!(gone, vec![old]);
+        assert!(t.get_key(old).is_none());
+    }
+}

@@ -1,0 +1,30 @@
+//! Where records go: one printer per output format, behind one trait.
+mod json;
+mod text;
+
+use std::io::{self, Write};
+
+pub use json::JsonSink;
+pub use text::TextSink;
+
+use crate::record::Record;
+
+pub trait Sink {
+    fn write(&mut self, record: &Record) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One readable line per record; coloured on a terminal.
+    Text,
+    /// One JSON object per line (NDJSON), as in the contract.
+    Json,
+}
+
+pub fn for_format(format: Format, out: Box<dyn Write + Send>, colour: bool) -> Box<dyn Sink + Send> {
+    match format {
+        Format::Json => Box::new(JsonSink::new(out)),
+        Format::Text => Box::new(TextSink::new(out, colour)),
+    }
+}

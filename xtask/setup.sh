@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what keytrail's build and tests need on a fresh Debian 12 machine, and nothing when it is
+# already there. Called by both README commands before `cargo xtask`, because the pinned toolchain must
+# exist before cargo can build xtask itself (RUSTUP_AUTO_INSTALL=0 on this machine kind).
+set -euo pipefail
+
+TOOLCHAIN=1.98.0          # keep in step with rust-toolchain.toml
+LLVM=22                   # the LLVM of that rustc; bpf-linker must link the same major
+BPF_LINKER=0.13.0
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+apt_packages=(llvm-${LLVM}-dev libpolly-${LLVM}-dev python3 git curl iproute2 passwd util-linux)
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustup toolchain list | grep -q "^${TOOLCHAIN}-"; then
+    say "installing Rust ${TOOLCHAIN} (rust-src, clippy, rustfmt)"
+    rustup toolchain install "$TOOLCHAIN" --profile minimal -c rust-src -c clippy -c rustfmt
+fi
+
+if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER"; then
+    say "building bpf-linker ${BPF_LINKER} against LLVM ${LLVM}"
+    LLVM_PREFIX=/usr/lib/llvm-${LLVM} cargo +"$TOOLCHAIN" install bpf-linker --version "$BPF_LINKER" \
+        --no-default-features --features llvm-${LLVM} --locked
+fi
