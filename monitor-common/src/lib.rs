@@ -163,11 +163,14 @@ pub struct UdpKey {
     pub addr: [u8; 16],
 }
 
+/// An offset the daemon did not find; the programs then report that field as unknown.
+/// (Not 0: some members keytrail reads sit at offset 0, such as `fdtable.max_fds`.)
+pub const UNKNOWN_OFFSET: u32 = u32::MAX;
+
 /// Kernel struct member offsets, read from BTF in userspace and set as a load-time global,
-/// because aya-ebpf has no CO-RE relocations. A zero offset of a pointer chain means "unknown";
-/// the programs then leave that field at its "unknown" value.
+/// because aya-ebpf has no CO-RE relocations. [`UNKNOWN_OFFSET`] marks a member not found.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_tgid: u32,
@@ -194,27 +197,27 @@ pub struct KernelOffsets {
 
 impl KernelOffsets {
     /// All offsets unknown: the value the kernel programs are compiled with.
-    pub const ZERO: Self = Self {
-        task_pid: 0,
-        task_tgid: 0,
-        task_real_parent: 0,
-        task_start_boottime: 0,
-        task_loginuid: 0,
-        task_sessionid: 0,
-        task_mm: 0,
-        task_files: 0,
-        mm_arg_start: 0,
-        mm_arg_end: 0,
-        bprm_filename: 0,
-        files_fdt: 0,
-        fdt_fd: 0,
-        fdt_max_fds: 0,
-        file_inode: 0,
-        inode_ino: 0,
-        inode_sb: 0,
-        sb_dev: 0,
-        filemap_ino: 0,
-        filemap_dev: 0,
+    pub const UNKNOWN: Self = Self {
+        task_pid: UNKNOWN_OFFSET,
+        task_tgid: UNKNOWN_OFFSET,
+        task_real_parent: UNKNOWN_OFFSET,
+        task_start_boottime: UNKNOWN_OFFSET,
+        task_loginuid: UNKNOWN_OFFSET,
+        task_sessionid: UNKNOWN_OFFSET,
+        task_mm: UNKNOWN_OFFSET,
+        task_files: UNKNOWN_OFFSET,
+        mm_arg_start: UNKNOWN_OFFSET,
+        mm_arg_end: UNKNOWN_OFFSET,
+        bprm_filename: UNKNOWN_OFFSET,
+        files_fdt: UNKNOWN_OFFSET,
+        fdt_fd: UNKNOWN_OFFSET,
+        fdt_max_fds: UNKNOWN_OFFSET,
+        file_inode: UNKNOWN_OFFSET,
+        inode_ino: UNKNOWN_OFFSET,
+        inode_sb: UNKNOWN_OFFSET,
+        sb_dev: UNKNOWN_OFFSET,
+        filemap_ino: UNKNOWN_OFFSET,
+        filemap_dev: UNKNOWN_OFFSET,
     };
 }
 

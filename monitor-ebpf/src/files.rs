@@ -7,8 +7,10 @@
 //!   allowed. Attached only when such a credential is watched: any syscall tracepoint slows every
 //!   syscall on the machine.
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid,
+    },
     macros::{lsm, tracepoint},
     programs::{LsmContext, TracePointContext},
 };
@@ -31,9 +33,16 @@ fn report(dev: u32, ino: u64, hook: AccessHook) {
     if tgid == SELF_TGID.load() {
         return;
     }
-    let seen = SeenKey { tgid, _pad: 0, file: key };
+    let seen = SeenKey {
+        tgid,
+        _pad: 0,
+        file: key,
+    };
     // BPF_NOEXIST: of two CPUs racing on the same pair, one inserts and reports.
-    if SEEN.insert(&seen, &1, aya_ebpf::bindings::BPF_NOEXIST as u64).is_err() {
+    if SEEN
+        .insert(&seen, &1, aya_ebpf::bindings::BPF_NOEXIST as u64)
+        .is_err()
+    {
         return;
     }
     let Some(mut entry) = emit::reserve::<FileAccessEvent>() else {
@@ -107,15 +116,25 @@ pub fn keytrail_open_exit(ctx: TracePointContext) -> u32 {
     let o = offsets();
     // SAFETY: a helper with no arguments.
     let task = unsafe { bpf_get_current_task() };
-    let Some(files) = read::<u64>(task, o.task_files) else { return 0 };
-    let Some(fdt) = read::<u64>(files, o.files_fdt) else { return 0 };
-    let Some(max_fds) = read::<u32>(fdt, o.fdt_max_fds) else { return 0 };
+    let Some(files) = read::<u64>(task, o.task_files) else {
+        return 0;
+    };
+    let Some(fdt) = read::<u64>(files, o.files_fdt) else {
+        return 0;
+    };
+    let Some(max_fds) = read::<u32>(fdt, o.fdt_max_fds) else {
+        return 0;
+    };
     if fd as u64 >= max_fds as u64 {
         return 0;
     }
-    let Some(fd_array) = read::<u64>(fdt, o.fdt_fd) else { return 0 };
+    let Some(fd_array) = read::<u64>(fdt, o.fdt_fd) else {
+        return 0;
+    };
     // `fd_array` is `struct file **`.
-    let Some(file) = read_addr::<u64>(fd_array + fd as u64 * 8) else { return 0 };
+    let Some(file) = read_addr::<u64>(fd_array + fd as u64 * 8) else {
+        return 0;
+    };
     if let Some((dev, ino)) = file_identity(file) {
         report(dev, ino, AccessHook::Open);
     }

@@ -1,6 +1,6 @@
 //! Reading kernel memory at offsets the daemon found in BTF.
 use aya_ebpf::helpers::bpf_probe_read_kernel;
-use monitor_common::{KernelOffsets, counter};
+use monitor_common::{KernelOffsets, UNKNOWN_OFFSET, counter};
 
 use crate::{OFFSETS, count};
 
@@ -9,11 +9,11 @@ pub fn offsets() -> KernelOffsets {
     OFFSETS.load()
 }
 
-/// Reads a `T` at `base + offset`. A zero offset means the daemon did not find the member, and a
-/// null base a broken chain: both give `None`, as does a failed read (which is counted).
+/// Reads a `T` at `base + offset`. An unknown offset (the daemon did not find the member) and a
+/// null base (a broken chain) give `None`, as does a failed read (which is counted).
 #[inline(always)]
 pub fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
-    if base == 0 || offset == 0 {
+    if base == 0 || offset == UNKNOWN_OFFSET {
         return None;
     }
     read_addr(base + offset as u64)

@@ -19,7 +19,7 @@ use monitor_common::{FileKey, KernelOffsets, SeenKey, UdpKey, counter};
 
 /// Kernel struct offsets, set by the daemon at load time from BTF.
 #[unsafe(no_mangle)]
-static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::ZERO);
+static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
 
 /// The daemon's own tgid: its reads of credentials (to resolve the catalog) are not reported.
 #[unsafe(no_mangle)]

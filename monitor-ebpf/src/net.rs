@@ -21,7 +21,12 @@ fn report(ctx: &SockAddrContext, family: u16) {
     let sa: *const bpf_sock_addr = ctx.sock_addr;
     // SAFETY: the kernel hands a valid bpf_sock_addr; these are direct context loads.
     let (user_port, protocol, ip4, ip6) = unsafe {
-        ((*sa).user_port, (*sa).protocol as u16, (*sa).user_ip4, (*sa).user_ip6)
+        (
+            (*sa).user_port,
+            (*sa).protocol as u16,
+            (*sa).user_ip4,
+            (*sa).user_ip6,
+        )
     };
     let mut addr = [0u8; 16];
     if family == AF_INET {
@@ -36,7 +41,12 @@ fn report(ctx: &SockAddrContext, family: u16) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
 
     if protocol == IPPROTO_UDP {
-        let key = UdpKey { tgid, port, family, addr };
+        let key = UdpKey {
+            tgid,
+            port,
+            family,
+            addr,
+        };
         if UDP_SEEN.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
             return; // this process already sent to this address
         }

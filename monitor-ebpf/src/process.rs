@@ -52,9 +52,10 @@ pub fn keytrail_exec(ctx: RawTracePointContext) -> i32 {
 
         (*ev).argv_len = 0;
         let mm = read::<u64>(task, o.task_mm).unwrap_or(0);
-        if let (Some(start), Some(end)) =
-            (read::<u64>(mm, o.mm_arg_start), read::<u64>(mm, o.mm_arg_end))
-        {
+        if let (Some(start), Some(end)) = (
+            read::<u64>(mm, o.mm_arg_start),
+            read::<u64>(mm, o.mm_arg_end),
+        ) {
             // Masked so the verifier sees a bounded size: at most ARGV_LEN - 1 bytes.
             let len = (end.saturating_sub(start) as u32).min(ARGV_LEN as u32 - 1) & 0xff;
             if bpf_probe_read_user((*ev).argv.as_mut_ptr().cast(), len, start as *const _) == 0 {

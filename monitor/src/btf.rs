@@ -59,7 +59,11 @@ impl Btf {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, BtfError> {
-        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        let u16_at = |o: usize| {
+            bytes
+                .get(o..o + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        };
         let u32_at = |o: usize| {
             bytes
                 .get(o..o + 4)
@@ -70,8 +74,13 @@ impl Btf {
         }
         let short = BtfError::Malformed("truncated header");
         let hdr_len = u32_at(4).ok_or(short)? as usize;
-        let field = |o| u32_at(o).map(|v| v as usize).ok_or(BtfError::Malformed("truncated header"));
-        let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+        let field = |o| {
+            u32_at(o)
+                .map(|v| v as usize)
+                .ok_or(BtfError::Malformed("truncated header"))
+        };
+        let (type_off, type_len, str_off, str_len) =
+            (field(8)?, field(12)?, field(16)?, field(20)?);
         let types_start = hdr_len + type_off;
         let strings_start = hdr_len + str_off;
         let strings = bytes
@@ -86,7 +95,8 @@ impl Btf {
         while at < end {
             let name = u32_at(at).ok_or(BtfError::Malformed("type section cut short"))?;
             let info = u32_at(at + 4).ok_or(BtfError::Malformed("type section cut short"))?;
-            let size_or_type = u32_at(at + 8).ok_or(BtfError::Malformed("type section cut short"))?;
+            let size_or_type =
+                u32_at(at + 8).ok_or(BtfError::Malformed("type section cut short"))?;
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
             let kind_flag = info >> 31 == 1;
@@ -110,7 +120,11 @@ impl Btf {
                         name: u32_at(m).ok_or(BtfError::Malformed("member cut short"))?,
                         type_id: u32_at(m + 4).ok_or(BtfError::Malformed("member cut short"))?,
                         // With kind_flag set, the top 8 bits are a bitfield size.
-                        bit_offset: if kind_flag { offset & 0xff_ffff } else { offset },
+                        bit_offset: if kind_flag {
+                            offset & 0xff_ffff
+                        } else {
+                            offset
+                        },
                     });
                 }
             }
@@ -118,10 +132,19 @@ impl Btf {
             if at > bytes.len() {
                 return Err(cut);
             }
-            types.push(Type { name, kind, type_id: size_or_type, members });
+            types.push(Type {
+                name,
+                kind,
+                type_id: size_or_type,
+                members,
+            });
         }
 
-        let mut btf = Self { types, strings, structs_by_name: HashMap::new() };
+        let mut btf = Self {
+            types,
+            strings,
+            structs_by_name: HashMap::new(),
+        };
         for (i, t) in btf.types.iter().enumerate() {
             if t.kind == KIND_STRUCT && t.name != 0 && !t.members.is_empty() {
                 let name = btf.name(t.name).to_owned();
@@ -158,7 +181,8 @@ impl Btf {
     /// Byte offset of `member` in `struct name`, searching anonymous members too.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
         let id = *self.structs_by_name.get(name)?;
-        self.find_member(self.get(id)?, member, 0).map(|bits| bits / 8)
+        self.find_member(self.get(id)?, member, 0)
+            .map(|bits| bits / 8)
     }
 
     fn find_member(&self, t: &Type, member: &str, base_bits: u32) -> Option<u32> {
@@ -197,15 +221,23 @@ mod tests {
         let pid = btf.member_offset("task_struct", "pid").unwrap();
         assert_eq!(tgid, pid + 4, "tgid follows pid in task_struct");
         assert!(btf.member_offset("mm_struct", "arg_start").unwrap() > 0);
-        assert!(btf.member_offset("mm_struct", "arg_end").unwrap()
-            > btf.member_offset("mm_struct", "arg_start").unwrap());
+        assert!(
+            btf.member_offset("mm_struct", "arg_end").unwrap()
+                > btf.member_offset("mm_struct", "arg_start").unwrap()
+        );
         assert_eq!(btf.member_offset("task_struct", "no_such_member"), None);
         assert_eq!(btf.member_offset("no_such_struct", "pid"), None);
     }
 
     #[test]
     fn rejects_what_is_not_btf() {
-        assert!(matches!(Btf::parse(b"not btf at all"), Err(BtfError::Malformed(_))));
-        assert!(matches!(Btf::parse(&[0x9f, 0xeb, 1]), Err(BtfError::Malformed(_))));
+        assert!(matches!(
+            Btf::parse(b"not btf at all"),
+            Err(BtfError::Malformed(_))
+        ));
+        assert!(matches!(
+            Btf::parse(&[0x9f, 0xeb, 1]),
+            Err(BtfError::Malformed(_))
+        ));
     }
 }

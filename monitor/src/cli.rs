@@ -76,9 +76,16 @@ mod tests {
 
     #[test]
     fn watch_takes_a_path_and_an_optional_kind() {
-        assert_eq!(parse_watch("/a/b=aws").unwrap(), ("/a/b".into(), Some(Kind::Aws)));
+        assert_eq!(
+            parse_watch("/a/b=aws").unwrap(),
+            ("/a/b".into(), Some(Kind::Aws))
+        );
         assert_eq!(parse_watch("/a/b").unwrap(), ("/a/b".into(), None));
-        assert!(parse_watch("/a/b=nope").unwrap_err().contains("unknown credential kind"));
+        assert!(
+            parse_watch("/a/b=nope")
+                .unwrap_err()
+                .contains("unknown credential kind")
+        );
         assert!(parse_watch("rel").unwrap().0.starts_with('/'));
     }
 

@@ -10,12 +10,17 @@ pub struct Clock {
 impl Clock {
     pub fn now() -> Self {
         let since_boot = Duration::from_nanos(boot_ns());
-        Self { boot: SystemTime::now() - since_boot }
+        Self {
+            boot: SystemTime::now() - since_boot,
+        }
     }
 
-    /// A clock for tests and replays: boot at the Unix epoch plus `boot_unix_ns`.
+    /// A clock for tests: boot at the Unix epoch plus `boot_unix_ns`.
+    #[cfg(test)]
     pub fn fixed(boot_unix_ns: u64) -> Self {
-        Self { boot: SystemTime::UNIX_EPOCH + Duration::from_nanos(boot_unix_ns) }
+        Self {
+            boot: SystemTime::UNIX_EPOCH + Duration::from_nanos(boot_unix_ns),
+        }
     }
 
     pub fn rfc3339(&self, boot_ns: u64) -> String {
@@ -29,7 +34,10 @@ impl Clock {
 
 /// CLOCK_BOOTTIME now, the clock of `bpf_ktime_get_boot_ns`.
 pub fn boot_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

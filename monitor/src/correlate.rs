@@ -63,11 +63,21 @@ impl Correlator {
     pub fn handle(&mut self, event: &KernelEvent, catalog: &Catalog, out: &mut Vec<Record>) {
         match event {
             KernelEvent::Exec(exec) => self.tracker.on_exec(exec),
-            KernelEvent::Fork { pid, ppid, start_boot_ns, .. } => {
-                self.tracker.on_fork(*pid, *ppid, *start_boot_ns)
-            }
+            KernelEvent::Fork {
+                pid,
+                ppid,
+                start_boot_ns,
+                ..
+            } => self.tracker.on_fork(*pid, *ppid, *start_boot_ns),
             KernelEvent::Exit { pid, boot_ns } => self.tracker.on_exit(*pid, *boot_ns),
-            KernelEvent::FileAccess { pid, file, hook, uid, comm, boot_ns } => {
+            KernelEvent::FileAccess {
+                pid,
+                file,
+                hook,
+                uid,
+                comm,
+                boot_ns,
+            } => {
                 self.reported_files.entry(*pid).or_default().push(*file);
                 let Some(credential) = catalog.get(file) else {
                     return; // no longer watched: replaced or removed since the kernel saw it
@@ -92,7 +102,16 @@ impl Correlator {
                     process: process_ref,
                 };
                 for endpoint in self.connections.get(&process.key).into_iter().flatten() {
-                    Self::push_use(&mut self.uses, &self.clock, *boot_ns, &read, &read.process, endpoint, Via::HeldConnection, out);
+                    Self::push_use(
+                        &mut self.uses,
+                        &self.clock,
+                        *boot_ns,
+                        &read,
+                        &read.process,
+                        endpoint,
+                        Via::HeldConnection,
+                        out,
+                    );
                 }
                 if self.reads.len() >= MAX_READS {
                     self.reads.pop_front();
@@ -105,7 +124,12 @@ impl Correlator {
 
     fn on_connect(&mut self, c: &Connect, out: &mut Vec<Record>) {
         let process = self.tracker.get_or_learn(c.pid, &c.comm, c.uid).clone();
-        let endpoint = EndpointRef { ip: c.ip.to_string(), port: c.port, protocol: c.protocol, host: None };
+        let endpoint = EndpointRef {
+            ip: c.ip.to_string(),
+            port: c.port,
+            protocol: c.protocol,
+            host: None,
+        };
         let held = self.connections.entry(process.key).or_default();
         if held.len() >= CONNECTIONS_PER_PROCESS {
             held.pop_front();
@@ -125,9 +149,19 @@ impl Correlator {
             } else {
                 continue;
             };
-            Self::push_use(&mut self.uses, &self.clock, c.boot_ns, read, &process_ref, &endpoint, via, &mut uses);
+            Self::push_use(
+                &mut self.uses,
+                &self.clock,
+                c.boot_ns,
+                read,
+                &process_ref,
+                &endpoint,
+                via,
+                &mut uses,
+            );
         }
-        let holds_credential = !uses.is_empty() || self.reads.iter().any(|r| r.reader == process.key);
+        let holds_credential =
+            !uses.is_empty() || self.reads.iter().any(|r| r.reader == process.key);
         if holds_credential {
             out.push(Record::Connection {
                 time: self.clock.rfc3339(c.boot_ns),
@@ -179,7 +213,9 @@ impl Correlator {
         // A read stays while its reader or one of its ancestors can still connect.
         let tracker = &self.tracker;
         self.reads.retain(|r| {
-            std::iter::once(&r.reader).chain(&r.ancestors).any(|k| tracker.get_key(*k).is_some())
+            std::iter::once(&r.reader)
+                .chain(&r.ancestors)
+                .any(|k| tracker.get_key(*k).is_some())
         });
         self.uses.retain(|(pid, _, _)| tracker.get(*pid).is_some());
     }
@@ -191,20 +227,28 @@ mod tests {
 
     use super::*;
     use crate::{
-        catalog::{Catalog, Source, kernel_dev, Kind},
+        catalog::{Catalog, Kind, Source, kernel_dev},
         decode::{Exec, Hook, Protocol},
     };
 
     /// A catalog with one real file (the catalog resolves identities from the filesystem).
     fn catalog_with_netrc(test: &str) -> (Catalog, FileKey, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("keytrail-correlate-{test}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("keytrail-correlate-{test}-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join(".netrc");
         fs::write(&path, "machine example.com").unwrap();
         let meta = fs::metadata(&path).unwrap();
-        let mut catalog = Catalog::new(vec![Source { pattern: path.display().to_string(), kind: Kind::Netrc }]);
+        let mut catalog = Catalog::new(vec![Source {
+            pattern: path.display().to_string(),
+            kind: Kind::Netrc,
+        }]);
         catalog.resolve();
-        (catalog, FileKey::new(kernel_dev(meta.dev()), meta.ino()), path)
+        (
+            catalog,
+            FileKey::new(kernel_dev(meta.dev()), meta.ino()),
+            path,
+        )
     }
 
     fn exec(pid: u32, ppid: u32, comm: &str) -> KernelEvent {
@@ -223,7 +267,14 @@ mod tests {
     }
 
     fn access(pid: u32, file: FileKey) -> KernelEvent {
-        KernelEvent::FileAccess { pid, file, hook: Hook::Read, uid: 1000, comm: "x".into(), boot_ns: 1 }
+        KernelEvent::FileAccess {
+            pid,
+            file,
+            hook: Hook::Read,
+            uid: 1000,
+            comm: "x".into(),
+            boot_ns: 1,
+        }
     }
 
     fn connect(pid: u32, port: u16) -> KernelEvent {
@@ -249,7 +300,9 @@ mod tests {
             .map(|r| match r {
                 Record::CredentialAccess { process, .. } => ("access".into(), process.pid, None),
                 Record::Connection { process, .. } => ("connection".into(), process.pid, None),
-                Record::CredentialUse { process, via, .. } => ("use".into(), process.pid, Some(*via)),
+                Record::CredentialUse { process, via, .. } => {
+                    ("use".into(), process.pid, Some(*via))
+                }
                 other => (format!("{other:?}"), 0, None),
             })
             .collect()
@@ -258,12 +311,23 @@ mod tests {
     #[test]
     fn read_then_connect_is_a_use_and_access_is_reported_once() {
         let (catalog, file, path) = catalog_with_netrc("read_then_connect");
-        let records = run(&[exec(10, 1, "python3"), access(10, file), access(10, file), connect(10, 8080)], &catalog);
-        assert_eq!(records, vec![
-            ("access".into(), 10, None),
-            ("connection".into(), 10, None),
-            ("use".into(), 10, Some(Via::Read)),
-        ]);
+        let records = run(
+            &[
+                exec(10, 1, "python3"),
+                access(10, file),
+                access(10, file),
+                connect(10, 8080),
+            ],
+            &catalog,
+        );
+        assert_eq!(
+            records,
+            vec![
+                ("access".into(), 10, None),
+                ("connection".into(), 10, None),
+                ("use".into(), 10, Some(Via::Read)),
+            ]
+        );
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
@@ -275,23 +339,38 @@ mod tests {
             connect(20, 80), // the unauthenticated request: no credential yet, no record
             exec(21, 20, "git-credential-store"),
             access(21, file),
-            KernelEvent::Exit { pid: 21, boot_ns: 3 },
+            KernelEvent::Exit {
+                pid: 21,
+                boot_ns: 3,
+            },
             connect(20, 81),
         ];
         let records = run(&events, &catalog);
-        assert_eq!(records, vec![
-            ("access".into(), 21, None),
-            ("connection".into(), 20, None),
-            ("use".into(), 20, Some(Via::Descendant)),
-        ]);
+        assert_eq!(
+            records,
+            vec![
+                ("access".into(), 21, None),
+                ("connection".into(), 20, None),
+                ("use".into(), 20, Some(Via::Descendant)),
+            ]
+        );
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn a_read_by_a_process_holding_a_connection_uses_it() {
         let (catalog, file, path) = catalog_with_netrc("held");
-        let records = run(&[exec(30, 1, "ssh"), connect(30, 22), access(30, file)], &catalog);
-        assert_eq!(records, vec![("access".into(), 30, None), ("use".into(), 30, Some(Via::HeldConnection))]);
+        let records = run(
+            &[exec(30, 1, "ssh"), connect(30, 22), access(30, file)],
+            &catalog,
+        );
+        assert_eq!(
+            records,
+            vec![
+                ("access".into(), 30, None),
+                ("use".into(), 30, Some(Via::HeldConnection))
+            ]
+        );
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
@@ -307,18 +386,24 @@ mod tests {
             connect(50, 443),
         ];
         let records = run(&events, &catalog);
-        assert_eq!(records, vec![
-            ("access".into(), 40, None),
-            ("connection".into(), 41, None),
-            ("use".into(), 41, Some(Via::Ancestor)),
-        ]);
+        assert_eq!(
+            records,
+            vec![
+                ("access".into(), 40, None),
+                ("connection".into(), 41, None),
+                ("use".into(), 41, Some(Via::Ancestor)),
+            ]
+        );
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn files_no_longer_in_the_catalog_are_ignored() {
         let (catalog, _, path) = catalog_with_netrc("ignored");
-        let records = run(&[exec(60, 1, "cat"), access(60, FileKey::new(1, 1))], &catalog);
+        let records = run(
+            &[exec(60, 1, "cat"), access(60, FileKey::new(1, 1))],
+            &catalog,
+        );
         assert!(records.is_empty());
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }

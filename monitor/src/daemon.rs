@@ -11,9 +11,10 @@ use crate::{
     clock::{self, Clock},
     correlate::Correlator,
     decode::{self, KernelEvent},
-    preflight, readiness,
+    preflight,
     probes::{Maps, Probes},
     process::ProcessTracker,
+    readiness,
     record::Record,
     sink::Sink,
     watcher::Watcher,
@@ -35,11 +36,19 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     let env = preflight::check()?;
     let clock = Clock::now();
     let mut tracker = ProcessTracker::new(ticks_per_second());
-    tracker.seed_from_procfs(Path::new("/proc")).context("reading /proc")?;
+    tracker
+        .seed_from_procfs(Path::new("/proc"))
+        .context("reading /proc")?;
 
     let (mut probes, maps) = Probes::load(&env)?;
-    let Maps { events, mut watched, mut seen, counters } = maps;
-    let mut events = readiness::register_readable(events).context("registering the ring buffer with tokio")?;
+    let Maps {
+        events,
+        mut watched,
+        mut seen,
+        counters,
+    } = maps;
+    let mut events =
+        readiness::register_readable(events).context("registering the ring buffer with tokio")?;
 
     let changes = catalog.resolve();
     apply_catalog(&mut watched, &changes.added, &changes.removed);
@@ -57,7 +66,10 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
         processes: tracker.len(),
     })?;
     sink.flush()?;
-    log::info!("watching {} credentials; stop with Ctrl-C", catalog.credentials().count());
+    log::info!(
+        "watching {} credentials; stop with Ctrl-C",
+        catalog.credentials().count()
+    );
 
     let mut correlator = Correlator::new(tracker, clock);
     let mut counts = Counts::default();
@@ -68,7 +80,12 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     let mut ticks = 0u32;
 
     loop {
-        enum Wake { Data, Tick, Catalog, Stop }
+        enum Wake {
+            Data,
+            Tick,
+            Catalog,
+            Stop,
+        }
         let wake = tokio::select! {
             ready = events.readable_mut() => { ready?.clear_ready(); Wake::Data }
             _ = tick.tick() => Wake::Tick,
@@ -76,7 +93,14 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
             _ = sigint.recv() => Wake::Stop,
             _ = sigterm.recv() => Wake::Stop,
         };
-        drain(events.get_mut(), &mut correlator, &catalog, &mut seen, &mut counts, &mut records);
+        drain(
+            events.get_mut(),
+            &mut correlator,
+            &catalog,
+            &mut seen,
+            &mut counts,
+            &mut records,
+        );
         for record in records.drain(..) {
             sink.write(&record)?;
         }
@@ -86,7 +110,11 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
             Wake::Catalog => {
                 let changes = catalog.resolve();
                 if !changes.added.is_empty() || !changes.removed.is_empty() {
-                    log::info!("catalog: {} credentials appeared, {} went", changes.added.len(), changes.removed.len());
+                    log::info!(
+                        "catalog: {} credentials appeared, {} went",
+                        changes.added.len(),
+                        changes.removed.len()
+                    );
                 }
                 apply_catalog(&mut watched, &changes.added, &changes.removed);
                 if catalog.needs_open_hook() {
@@ -106,7 +134,14 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
 
     log::info!("stopping: detaching probes and draining what is left");
     drop(probes);
-    drain(events.get_mut(), &mut correlator, &catalog, &mut seen, &mut counts, &mut records);
+    drain(
+        events.get_mut(),
+        &mut correlator,
+        &catalog,
+        &mut seen,
+        &mut counts,
+        &mut records,
+    );
     for record in records.drain(..) {
         sink.write(&record)?;
     }
@@ -163,17 +198,29 @@ fn forget_reported(
     pid: u32,
 ) {
     for file in correlator.take_reported_files(pid) {
-        let _ = seen.remove(&SeenKey { tgid: pid, _pad: 0, file });
+        let _ = seen.remove(&SeenKey {
+            tgid: pid,
+            _pad: 0,
+            file,
+        });
     }
 }
 
-fn apply_catalog(watched: &mut aya::maps::HashMap<aya::maps::MapData, FileKey, u32>, added: &[FileKey], removed: &[FileKey]) {
+fn apply_catalog(
+    watched: &mut aya::maps::HashMap<aya::maps::MapData, FileKey, u32>,
+    added: &[FileKey],
+    removed: &[FileKey],
+) {
     for key in removed {
         let _ = watched.remove(key);
     }
     for key in added {
         if let Err(e) = watched.insert(key, &1, 0) {
-            log::error!("cannot watch file dev {:#x} ino {}: {e} (the watch map is full?)", key.dev, key.ino);
+            log::error!(
+                "cannot watch file dev {:#x} ino {}: {e} (the watch map is full?)",
+                key.dev,
+                key.ino
+            );
         }
     }
 }

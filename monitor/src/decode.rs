@@ -10,9 +10,24 @@ use monitor_common::{
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelEvent {
     Exec(Exec),
-    Fork { pid: u32, ppid: u32, start_boot_ns: u64, boot_ns: u64 },
-    Exit { pid: u32, boot_ns: u64 },
-    FileAccess { pid: u32, file: FileKey, hook: Hook, uid: u32, comm: String, boot_ns: u64 },
+    Fork {
+        pid: u32,
+        ppid: u32,
+        start_boot_ns: u64,
+        boot_ns: u64,
+    },
+    Exit {
+        pid: u32,
+        boot_ns: u64,
+    },
+    FileAccess {
+        pid: u32,
+        file: FileKey,
+        hook: Hook,
+        uid: u32,
+        comm: String,
+        boot_ns: u64,
+    },
     Connect(Connect),
 }
 
@@ -71,7 +86,10 @@ pub enum DecodeError {
 fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
-        return Err(DecodeError::Short { len: bytes.len(), need });
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need,
+        });
     }
     // SAFETY: length checked; T is a repr(C) plain-data type; read_unaligned needs no alignment.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
@@ -114,7 +132,12 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         EventKind::Fork => {
             let e: ForkEvent = read(bytes)?;
-            KernelEvent::Fork { pid, ppid: e.ppid, start_boot_ns: e.start_boot_ns, boot_ns }
+            KernelEvent::Fork {
+                pid,
+                ppid: e.ppid,
+                start_boot_ns: e.start_boot_ns,
+                boot_ns,
+            }
         }
         EventKind::Exit => {
             let _: ExitEvent = read(bytes)?;
@@ -173,7 +196,11 @@ pub mod encode {
     }
 
     fn header(kind: EventKind, tgid: u32, boot_ns: u64) -> EventHeader {
-        EventHeader { kind: kind as u32, tgid, boot_ns }
+        EventHeader {
+            kind: kind as u32,
+            tgid,
+            boot_ns,
+        }
     }
 
     fn fixed<const N: usize>(text: &str) -> [u8; N] {
@@ -235,8 +262,16 @@ mod tests {
 
     #[test]
     fn decodes_exec_with_argv() {
-        let bytes = encode::exec(42, 1, "python3", "/usr/bin/python3", &["python3", "-c", "x"]);
-        let KernelEvent::Exec(e) = decode(&bytes).unwrap() else { panic!("not an exec") };
+        let bytes = encode::exec(
+            42,
+            1,
+            "python3",
+            "/usr/bin/python3",
+            &["python3", "-c", "x"],
+        );
+        let KernelEvent::Exec(e) = decode(&bytes).unwrap() else {
+            panic!("not an exec")
+        };
         assert_eq!((e.pid, e.ppid, e.uid), (42, 1, 1000));
         assert_eq!(e.comm, "python3");
         assert_eq!(e.filename, "/usr/bin/python3");
@@ -248,19 +283,35 @@ mod tests {
     #[test]
     fn decodes_file_access_and_connect() {
         let access = decode(&encode::file_access(7, 0x80_0001, 99, AccessHook::Mmap)).unwrap();
-        assert!(matches!(access, KernelEvent::FileAccess { pid: 7, hook: Hook::Mmap, .. }));
+        assert!(matches!(
+            access,
+            KernelEvent::FileAccess {
+                pid: 7,
+                hook: Hook::Mmap,
+                ..
+            }
+        ));
         let KernelEvent::Connect(c) = decode(&encode::connect4(7, [127, 0, 0, 1], 8080)).unwrap()
         else {
             panic!("not a connect")
         };
-        assert_eq!((c.ip.to_string(), c.port, c.protocol), ("127.0.0.1".into(), 8080, Protocol::Tcp));
+        assert_eq!(
+            (c.ip.to_string(), c.port, c.protocol),
+            ("127.0.0.1".into(), 8080, Protocol::Tcp)
+        );
     }
 
     #[test]
     fn short_and_unknown_events_are_errors_not_panics() {
         let bytes = encode::exec(1, 0, "a", "b", &[]);
-        assert!(matches!(decode(&bytes[..40]), Err(DecodeError::Short { .. })));
-        assert!(matches!(decode(&bytes[..3]), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&bytes[..40]),
+            Err(DecodeError::Short { .. })
+        ));
+        assert!(matches!(
+            decode(&bytes[..3]),
+            Err(DecodeError::Short { .. })
+        ));
         let mut unknown = bytes.clone();
         unknown[0] = 0xff;
         assert_eq!(decode(&unknown), Err(DecodeError::UnknownKind(0xff)));

@@ -6,14 +6,16 @@ use monitor_common::KernelOffsets;
 
 use crate::btf::Btf;
 
-/// Members the programs read, as (struct, member, setter). A member that is missing leaves its
-/// offset at zero: the programs then report that field as unknown instead of reading garbage.
+/// Members the programs read, as (struct, member, setter). A member that is missing keeps
+/// `UNKNOWN_OFFSET`: the programs then report that field as unknown instead of reading garbage.
 type Setter = fn(&mut KernelOffsets, u32);
 const MEMBERS: &[(&str, &str, Setter)] = &[
     ("task_struct", "pid", |o, v| o.task_pid = v),
     ("task_struct", "tgid", |o, v| o.task_tgid = v),
     ("task_struct", "real_parent", |o, v| o.task_real_parent = v),
-    ("task_struct", "start_boottime", |o, v| o.task_start_boottime = v),
+    ("task_struct", "start_boottime", |o, v| {
+        o.task_start_boottime = v
+    }),
     ("task_struct", "loginuid", |o, v| o.task_loginuid = v),
     ("task_struct", "sessionid", |o, v| o.task_sessionid = v),
     ("task_struct", "mm", |o, v| o.task_mm = v),
@@ -32,13 +34,12 @@ const MEMBERS: &[(&str, &str, Setter)] = &[
 
 /// Offsets from BTF, and the names of members that were not found (said in the log).
 pub fn offsets_from_btf(btf: &Btf) -> (KernelOffsets, Vec<String>) {
-    let mut offsets = KernelOffsets::default();
+    let mut offsets = KernelOffsets::UNKNOWN;
     let mut missing = Vec::new();
     for (structure, member, set) in MEMBERS {
         match btf.member_offset(structure, member) {
-            // Offset 0 means "unknown" to the programs; no member keytrail reads sits at 0.
-            Some(offset) if offset > 0 => set(&mut offsets, offset),
-            _ => missing.push(format!("{structure}.{member}")),
+            Some(offset) => set(&mut offsets, offset),
+            None => missing.push(format!("{structure}.{member}")),
         }
     }
     (offsets, missing)
@@ -46,9 +47,18 @@ pub fn offsets_from_btf(btf: &Btf) -> (KernelOffsets, Vec<String>) {
 
 /// Offsets of `i_ino` and `s_dev` in a tracepoint's record, from its tracefs format file.
 pub fn tracepoint_field_offsets(tracefs: &Path, category: &str, name: &str) -> Option<(u32, u32)> {
-    let format = fs::read_to_string(tracefs.join("events").join(category).join(name).join("format"));
+    let format = fs::read_to_string(
+        tracefs
+            .join("events")
+            .join(category)
+            .join(name)
+            .join("format"),
+    );
     let format = format.ok()?;
-    Some((field_offset(&format, "i_ino")?, field_offset(&format, "s_dev")?))
+    Some((
+        field_offset(&format, "i_ino")?,
+        field_offset(&format, "s_dev")?,
+    ))
 }
 
 /// Finds `offset:N;` on the line declaring `field:<type> <name>;`.
@@ -59,7 +69,12 @@ fn field_offset(format: &str, name: &str) -> Option<u32> {
         if decl.split_whitespace().last()? != name {
             return None;
         }
-        rest.trim().strip_prefix("offset:")?.split(';').next()?.parse().ok()
+        rest.trim()
+            .strip_prefix("offset:")?
+            .split(';')
+            .next()?
+            .parse()
+            .ok()
     })
 }
 

@@ -51,7 +51,10 @@ fn catalog(args: &WatchArgs) -> Catalog {
     let mut sources: Vec<Source> = args
         .watch
         .iter()
-        .map(|(path, kind)| Source { pattern: path.clone(), kind: kind.unwrap_or_else(|| Kind::guess(path)) })
+        .map(|(path, kind)| Source {
+            pattern: path.clone(),
+            kind: kind.unwrap_or_else(|| Kind::guess(path)),
+        })
         .collect();
     sources.extend(Catalog::builtin_sources(&homes));
     Catalog::new(sources)
@@ -60,7 +63,9 @@ fn catalog(args: &WatchArgs) -> Catalog {
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let colour = args.format == Format::Text && std::io::stdout().is_terminal();
     let sink = sink::for_format(args.format, daemon::stdout(), colour);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(daemon::run(catalog(&args.watch), sink))
 }
 
@@ -79,6 +84,8 @@ fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
     }
     let found = catalog.credentials().count();
     let places = catalog.sources().len();
-    log::info!("{found} credentials found in {places} places watched (missing files are watched for when they appear)");
+    log::info!(
+        "{found} credentials found in {places} places watched (missing files are watched for when they appear)"
+    );
     Ok(())
 }

@@ -1,5 +1,9 @@
 //! What must be true before the probes can load, each failure with what to do about it.
-use std::{fs, path::{Path, PathBuf}, process::Command};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use thiserror::Error;
 
@@ -9,11 +13,19 @@ pub enum PreflightError {
     #[error("keytrail run needs root to load its kernel probes: run it with sudo (or as root)")]
     NotRoot,
     /// The kernel has no BTF, so struct offsets cannot be found.
-    #[error("{0} is missing: this kernel was built without CONFIG_DEBUG_INFO_BTF, and keytrail needs BTF to read kernel structures")]
+    #[error(
+        "{0} is missing: this kernel was built without CONFIG_DEBUG_INFO_BTF, and keytrail needs BTF to read kernel structures"
+    )]
     NoBtf(PathBuf),
     /// A pseudo-filesystem the probes need is not mounted and could not be mounted.
-    #[error("{fs} is not mounted at {path} and mounting it failed ({why}); mount it and try again: mount -t {fs} none {path}")]
-    Mount { fs: &'static str, path: PathBuf, why: String },
+    #[error(
+        "{fs} is not mounted at {path} and mounting it failed ({why}); mount it and try again: mount -t {fs} none {path}"
+    )]
+    Mount {
+        fs: &'static str,
+        path: PathBuf,
+        why: String,
+    },
 }
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -55,9 +67,16 @@ fn mount_point(fs: &str) -> Option<PathBuf> {
 
 fn mount(fs: &'static str, path: &Path) -> Result<PathBuf, PreflightError> {
     log::info!("{fs} is not mounted; mounting it at {}", path.display());
-    let error = |why: String| PreflightError::Mount { fs, path: path.into(), why };
+    let error = |why: String| PreflightError::Mount {
+        fs,
+        path: path.into(),
+        why,
+    };
     fs::create_dir_all(path).map_err(|e| error(e.to_string()))?;
-    let status = Command::new("mount").args(["-t", fs, "none"]).arg(path).status();
+    let status = Command::new("mount")
+        .args(["-t", fs, "none"])
+        .arg(path)
+        .status();
     match status {
         Ok(s) if s.success() => Ok(path.into()),
         Ok(s) => Err(error(format!("mount exited with {s}"))),

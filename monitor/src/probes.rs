@@ -10,7 +10,12 @@ use aya::{
 use monitor_common::{FileKey, SeenKey, counter};
 use thiserror::Error;
 
-use crate::{btf::Btf, kernel_layout, preflight::{BTF_PATH, Environment}, record::HookReport};
+use crate::{
+    btf::Btf,
+    kernel_layout,
+    preflight::{BTF_PATH, Environment},
+    record::HookReport,
+};
 
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keytrail"));
 
@@ -57,7 +62,10 @@ pub struct Counters(PerCpuArray<MapData, u64>);
 impl Counters {
     /// Sum over CPUs of one counter.
     pub fn get(&self, index: u32) -> u64 {
-        self.0.get(&index, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+        self.0
+            .get(&index, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
     }
 
     pub fn ringbuf_full(&self) -> u64 {
@@ -94,7 +102,12 @@ const CONNECT_HOOKS: &[(&str, &str)] = &[
 const OPEN_SYSCALLS: &[&str] = &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"];
 
 fn report(purpose: &'static str, hook: String) -> HookReport {
-    HookReport { purpose, hook, instead_of: None, note: None }
+    HookReport {
+        purpose,
+        hook,
+        instead_of: None,
+        note: None,
+    }
 }
 
 fn attach_error(hook: String) -> impl FnOnce(ProgramError) -> ProbeError {
@@ -106,9 +119,16 @@ impl Probes {
         let btf = Btf::from_file(Path::new(BTF_PATH))?;
         let (mut offsets, missing) = kernel_layout::offsets_from_btf(&btf);
         if !missing.is_empty() {
-            log::warn!("kernel structures without these members, reported as unknown: {}", missing.join(", "));
+            log::warn!(
+                "kernel structures without these members, reported as unknown: {}",
+                missing.join(", ")
+            );
         }
-        let filemap = kernel_layout::tracepoint_field_offsets(&env.tracefs, "filemap", "mm_filemap_get_pages");
+        let filemap = kernel_layout::tracepoint_field_offsets(
+            &env.tracefs,
+            "filemap",
+            "mm_filemap_get_pages",
+        );
         if let Some((ino, dev)) = filemap {
             (offsets.filemap_ino, offsets.filemap_dev) = (ino, dev);
         }
@@ -124,7 +144,12 @@ impl Probes {
             seen: HashMap::try_from(take(&mut ebpf, "SEEN")?)?,
             counters: Counters(PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?),
         };
-        let mut probes = Self { ebpf, hooks: Vec::new(), open_fallback: None, lsm_refusal: None };
+        let mut probes = Self {
+            ebpf,
+            hooks: Vec::new(),
+            open_fallback: None,
+            lsm_refusal: None,
+        };
         probes.attach_process()?;
         probes.attach_connect(&env.cgroup2)?;
         probes.attach_credential_read(filemap.is_some());
@@ -133,14 +158,20 @@ impl Probes {
     }
 
     fn raw_tracepoint(&mut self, program: &str) -> Result<&mut RawTracePoint, ProgramError> {
-        let p: &mut RawTracePoint = self.ebpf.program_mut(program).ok_or(ProgramError::NotLoaded)?.try_into()?;
+        let p: &mut RawTracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProgramError::NotLoaded)?
+            .try_into()?;
         Ok(p)
     }
 
     fn attach_process(&mut self) -> Result<(), ProbeError> {
         for (program, tracepoint) in PROCESS_HOOKS {
             let hook = format!("raw_tp/{tracepoint}");
-            let p = self.raw_tracepoint(program).map_err(attach_error(hook.clone()))?;
+            let p = self
+                .raw_tracepoint(program)
+                .map_err(attach_error(hook.clone()))?;
             p.load().map_err(attach_error(hook.clone()))?;
             p.attach(tracepoint).map_err(attach_error(hook.clone()))?;
             self.hooks.push(report("process", hook));
@@ -149,7 +180,10 @@ impl Probes {
     }
 
     fn attach_connect(&mut self, cgroup2: &Path) -> Result<(), ProbeError> {
-        let root = File::open(cgroup2).map_err(|source| ProbeError::Cgroup { path: cgroup2.display().to_string(), source })?;
+        let root = File::open(cgroup2).map_err(|source| ProbeError::Cgroup {
+            path: cgroup2.display().to_string(),
+            source,
+        })?;
         for (program, attach) in CONNECT_HOOKS {
             let hook = format!("cgroup_sock_addr/{attach}");
             let p: &mut CgroupSockAddr = self
@@ -160,7 +194,8 @@ impl Probes {
                 .map_err(attach_error(hook.clone()))?;
             p.load().map_err(attach_error(hook.clone()))?;
             // Single: the mode this kernel accepts on the root cgroup (see PLATFORM.md).
-            p.attach(&root, CgroupAttachMode::Single).map_err(attach_error(hook.clone()))?;
+            p.attach(&root, CgroupAttachMode::Single)
+                .map_err(attach_error(hook.clone()))?;
             self.hooks.push(report("connect", hook));
         }
         Ok(())
@@ -171,16 +206,31 @@ impl Probes {
     fn attach_credential_read(&mut self, format_known: bool) {
         for (program, tracepoint) in FILEMAP_HOOKS {
             let hook = format!("tracepoint/filemap/{tracepoint}");
-            let result = if format_known { self.attach_tracepoint(program, "filemap", tracepoint) } else { Err(ProgramError::NotLoaded) };
+            let result = if format_known {
+                self.attach_tracepoint(program, "filemap", tracepoint)
+            } else {
+                Err(ProgramError::NotLoaded)
+            };
             match result {
                 Ok(()) => self.hooks.push(report("credential-read", hook)),
-                Err(e) => log::warn!("{hook} unavailable ({e}): credential reads are seen at open only"),
+                Err(e) => {
+                    log::warn!("{hook} unavailable ({e}): credential reads are seen at open only")
+                }
             }
         }
     }
 
-    fn attach_tracepoint(&mut self, program: &str, category: &str, name: &str) -> Result<(), ProgramError> {
-        let p: &mut TracePoint = self.ebpf.program_mut(program).ok_or(ProgramError::NotLoaded)?.try_into()?;
+    fn attach_tracepoint(
+        &mut self,
+        program: &str,
+        category: &str,
+        name: &str,
+    ) -> Result<(), ProgramError> {
+        let p: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProgramError::NotLoaded)?
+            .try_into()?;
         if p.fd().is_err() {
             p.load()?;
         }
@@ -191,16 +241,26 @@ impl Probes {
     /// Opens: LSM file_open where BPF LSM is allowed; else the openat exit tracepoints, which
     /// slow every syscall, so they are attached only while a credential needs them.
     fn attach_credential_open(&mut self) {
-        let lsm = aya::Btf::from_sys_fs().map_err(ProgramError::Btf).and_then(|btf| {
-            let p: &mut Lsm = self.ebpf.program_mut("keytrail_file_open").ok_or(ProgramError::NotLoaded)?.try_into()?;
-            p.load("file_open", &btf)?;
-            p.attach()?;
-            Ok(())
-        });
+        let lsm = aya::Btf::from_sys_fs()
+            .map_err(ProgramError::Btf)
+            .and_then(|btf| {
+                let p: &mut Lsm = self
+                    .ebpf
+                    .program_mut("keytrail_file_open")
+                    .ok_or(ProgramError::NotLoaded)?
+                    .try_into()?;
+                p.load("file_open", &btf)?;
+                p.attach()?;
+                Ok(())
+            });
         match lsm {
-            Ok(()) => self.hooks.push(report("credential-open", "lsm/file_open".into())),
+            Ok(()) => self
+                .hooks
+                .push(report("credential-open", "lsm/file_open".into())),
             Err(e) => {
-                log::info!("lsm/file_open refused ({e}); opens on tmpfs fall back to openat exit tracepoints");
+                log::info!(
+                    "lsm/file_open refused ({e}); opens on tmpfs fall back to openat exit tracepoints"
+                );
                 self.lsm_refusal = Some(e.to_string());
                 self.open_fallback = Some(false);
             }
@@ -221,7 +281,10 @@ impl Probes {
                     purpose: "credential-open",
                     hook,
                     instead_of: Some("lsm/file_open".into()),
-                    note: self.lsm_refusal.clone().map(|why| format!("lsm refused: {why}")),
+                    note: self
+                        .lsm_refusal
+                        .clone()
+                        .map(|why| format!("lsm refused: {why}")),
                 }),
                 Err(e) => log::warn!("{hook} unavailable: {e}"),
             }

@@ -49,7 +49,11 @@ pub struct ProcessTracker {
 
 impl ProcessTracker {
     pub fn new(ticks_per_second: u64) -> Self {
-        Self { by_pid: HashMap::new(), exited: HashMap::new(), ns_per_tick: 1_000_000_000 / ticks_per_second.max(1) }
+        Self {
+            by_pid: HashMap::new(),
+            exited: HashMap::new(),
+            ns_per_tick: 1_000_000_000 / ticks_per_second.max(1),
+        }
     }
 
     pub fn ticks(&self, boot_ns: u64) -> StartTicks {
@@ -65,7 +69,11 @@ impl ProcessTracker {
     pub fn seed_from_procfs(&mut self, proc_root: &Path) -> std::io::Result<usize> {
         let mut seeded = 0;
         for entry in fs::read_dir(proc_root)? {
-            let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some(process) = read_procfs(proc_root, pid) {
@@ -81,14 +89,17 @@ impl ProcessTracker {
     }
 
     pub fn get_key(&self, key: ProcKey) -> Option<&Process> {
-        self.by_pid.get(&key.pid).filter(|p| p.key == key).or_else(|| self.exited.get(&key))
+        self.by_pid
+            .get(&key.pid)
+            .filter(|p| p.key == key)
+            .or_else(|| self.exited.get(&key))
     }
 
     /// A process we have not seen (an event raced ahead of procfs, or a lost fork): look it up
     /// in procfs, else make the best record the event itself allows.
     pub fn get_or_learn(&mut self, pid: u32, comm: &str, uid: u32) -> &Process {
-        if !self.by_pid.contains_key(&pid) {
-            let process = read_procfs(Path::new("/proc"), pid).unwrap_or_else(|| Process {
+        self.by_pid.entry(pid).or_insert_with(|| {
+            read_procfs(Path::new("/proc"), pid).unwrap_or_else(|| Process {
                 key: ProcKey { pid, start: 0 },
                 ppid: 0,
                 comm: comm.to_owned(),
@@ -98,17 +109,20 @@ impl ProcessTracker {
                 loginuid: None,
                 sessionid: None,
                 exited_ns: None,
-            });
-            self.by_pid.insert(pid, process);
-        }
-        &self.by_pid[&pid]
+            })
+        })
     }
 
     pub fn on_fork(&mut self, pid: u32, ppid: u32, start_boot_ns: u64) {
         let start = self.ticks(start_boot_ns);
         let parent = self.by_pid.get(&ppid).cloned();
         let child = match parent {
-            Some(parent) => Process { key: ProcKey { pid, start }, ppid, exited_ns: None, ..parent },
+            Some(parent) => Process {
+                key: ProcKey { pid, start },
+                ppid,
+                exited_ns: None,
+                ..parent
+            },
             None => Process {
                 key: ProcKey { pid, start },
                 ppid,
@@ -164,7 +178,9 @@ impl ProcessTracker {
             if ppid == 0 || chain.len() >= limit {
                 break;
             }
-            let Some(parent) = self.by_pid.get(&ppid) else { break };
+            let Some(parent) = self.by_pid.get(&ppid) else {
+                break;
+            };
             if chain.contains(&parent.key) || parent.key == key {
                 break; // a loop from pid reuse; stop rather than spin
             }
@@ -176,8 +192,16 @@ impl ProcessTracker {
 
     /// Forgets processes that exited more than the TTL before `now_ns`.
     pub fn sweep(&mut self, now_ns: u64) -> Vec<ProcKey> {
-        let expired = |p: &Process| p.exited_ns.is_some_and(|t| now_ns.saturating_sub(t) > EXITED_TTL_NS);
-        let mut gone: Vec<ProcKey> = self.by_pid.values().filter(|p| expired(p)).map(|p| p.key).collect();
+        let expired = |p: &Process| {
+            p.exited_ns
+                .is_some_and(|t| now_ns.saturating_sub(t) > EXITED_TTL_NS)
+        };
+        let mut gone: Vec<ProcKey> = self
+            .by_pid
+            .values()
+            .filter(|p| expired(p))
+            .map(|p| p.key)
+            .collect();
         self.by_pid.retain(|_, p| !expired(p));
         gone.extend(self.exited.values().filter(|p| expired(p)).map(|p| p.key));
         self.exited.retain(|_, p| !expired(p));
@@ -202,7 +226,11 @@ fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     let read_id = |name: &str| -> Option<u32> {
-        let value: u32 = fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()?;
+        let value: u32 = fs::read_to_string(dir.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         (value != u32::MAX).then_some(value)
     };
     let argv = fs::read(dir.join("cmdline"))
@@ -211,7 +239,9 @@ fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let exe = fs::read_link(dir.join("exe")).map(|p| p.display().to_string()).unwrap_or_default();
+    let exe = fs::read_link(dir.join("exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     Some(Process {
         key: ProcKey { pid, start },
         ppid,
@@ -249,7 +279,9 @@ mod tests {
         let mut tracker = ProcessTracker::new(100);
         let seeded = tracker.seed_from_procfs(Path::new("/proc")).unwrap();
         assert!(seeded > 1);
-        let me = tracker.get(std::process::id()).expect("this test process is seeded");
+        let me = tracker
+            .get(std::process::id())
+            .expect("this test process is seeded");
         assert_eq!(me.uid, unsafe { libc::getuid() });
         assert!(!me.exe.is_empty());
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
@@ -261,12 +293,31 @@ mod tests {
         t.on_exec(&exec(10, 1, "bash", 1_000_000_000));
         t.on_fork(11, 10, 2_000_000_000);
         let child = t.get(11).unwrap();
-        assert_eq!((child.comm.as_str(), child.ppid, child.loginuid), ("bash", 10, Some(1000)));
-        assert_eq!(child.key, ProcKey { pid: 11, start: 200 });
+        assert_eq!(
+            (child.comm.as_str(), child.ppid, child.loginuid),
+            ("bash", 10, Some(1000))
+        );
+        assert_eq!(
+            child.key,
+            ProcKey {
+                pid: 11,
+                start: 200
+            }
+        );
         t.on_exec(&exec(11, 10, "cat", 2_000_000_000));
         let child = t.get(11).unwrap();
-        assert_eq!((child.comm.as_str(), child.key.start), ("cat", 200), "exec keeps identity");
-        assert_eq!(t.ancestors(child.key, 8), vec![ProcKey { pid: 10, start: 100 }]);
+        assert_eq!(
+            (child.comm.as_str(), child.key.start),
+            ("cat", 200),
+            "exec keeps identity"
+        );
+        assert_eq!(
+            t.ancestors(child.key, 8),
+            vec![ProcKey {
+                pid: 10,
+                start: 100
+            }]
+        );
     }
 
     #[test]

@@ -16,7 +16,11 @@ pub struct CredentialRef {
 
 impl From<&Credential> for CredentialRef {
     fn from(c: &Credential) -> Self {
-        Self { id: c.id.clone(), kind: c.kind, path: c.path.display().to_string() }
+        Self {
+            id: c.id.clone(),
+            kind: c.kind,
+            path: c.path.display().to_string(),
+        }
     }
 }
 
@@ -34,7 +38,9 @@ pub struct ProcessRef {
 
 impl From<&Process> for ProcessRef {
     fn from(p: &Process) -> Self {
-        let session = p.sessionid.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let session = p
+            .sessionid
+            .map_or_else(|| "none".to_owned(), |s| s.to_string());
         Self {
             pid: p.key.pid,
             ppid: p.ppid,

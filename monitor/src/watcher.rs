@@ -1,7 +1,7 @@
 //! Tells when credential files may have appeared or been replaced: inotify on the directories the
 //! catalog names. Editors and CLIs replace files by rename, which gives them a new inode, so the
 //! catalog is resolved again on any change there.
-use std::{io, path::PathBuf, collections::BTreeSet};
+use std::{collections::BTreeSet, io, path::PathBuf};
 
 use inotify::{Inotify, WatchMask};
 use tokio::io::unix::AsyncFd;
@@ -13,14 +13,20 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new() -> io::Result<Self> {
-        Ok(Self { inotify: crate::readiness::register_readable(Inotify::init()?)?, watched: BTreeSet::new() })
+        Ok(Self {
+            inotify: crate::readiness::register_readable(Inotify::init()?)?,
+            watched: BTreeSet::new(),
+        })
     }
 
     /// Adds watches for directories not watched yet. A directory that cannot be watched is
     /// logged, not fatal: its credentials are still watched, only late arrivals are missed.
     pub fn watch(&mut self, dirs: &BTreeSet<PathBuf>) {
-        let mask = WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM
-            | WatchMask::DELETE | WatchMask::ATTRIB;
+        let mask = WatchMask::CREATE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::DELETE
+            | WatchMask::ATTRIB;
         for dir in dirs.difference(&self.watched.clone()) {
             match self.inotify.get_mut().watches().add(dir, mask) {
                 Ok(_) => {

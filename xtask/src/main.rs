@@ -1,1 +1,29 @@
-fn main() {}
+//! keytrail's developer tasks. Everything that needs root, the BPF toolchain or a VM goes
+//! through here, so plain `cargo build` and `cargo test` stay simple.
+mod build;
+mod run;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "keytrail developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build keytrail (kernel programs included) and run it as root: `cargo xtask run -- ARGS`.
+    Run(run::Options),
+    /// Run every test: unit tests, then the live-kernel integration tests (as root).
+    Test(test::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(opts) => run::run(opts),
+        Command::Test(opts) => test::run(opts),
+    }
+}

@@ -5,7 +5,10 @@ use super::kind::Kind;
 pub const HOME: &[(&str, Kind)] = &[
     (".aws/credentials", Kind::Aws),
     (".aws/config", Kind::Aws),
-    (".config/gcloud/application_default_credentials.json", Kind::Gcp),
+    (
+        ".config/gcloud/application_default_credentials.json",
+        Kind::Gcp,
+    ),
     (".config/gcloud/credentials.db", Kind::Gcp),
     (".config/gcloud/access_tokens.db", Kind::Gcp),
     (".config/gcloud/legacy_credentials/*/adc.json", Kind::Gcp),
@@ -37,8 +40,14 @@ pub const SYSTEM: &[(&str, Kind)] = &[
     ("/etc/kubernetes/controller-manager.conf", Kind::Kube),
     ("/etc/kubernetes/scheduler.conf", Kind::Kube),
     ("/var/lib/kubelet/kubeconfig", Kind::Kube),
-    ("/var/run/secrets/kubernetes.io/serviceaccount/token", Kind::Kube),
-    ("/run/secrets/kubernetes.io/serviceaccount/token", Kind::Kube),
+    (
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        Kind::Kube,
+    ),
+    (
+        "/run/secrets/kubernetes.io/serviceaccount/token",
+        Kind::Kube,
+    ),
     ("/etc/ssh/ssh_host_*_key", Kind::Ssh),
     ("/etc/docker/daemon.json", Kind::Docker),
     ("/root/.vault-token", Kind::Vault),

@@ -1,7 +1,7 @@
 //! Credential kinds, as named in the product contract.
 use std::{fmt, str::FromStr};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Aws,
@@ -21,8 +21,20 @@ pub enum Kind {
 }
 
 pub const ALL: &[Kind] = &[
-    Kind::Aws, Kind::Gcp, Kind::Azure, Kind::Kube, Kind::Docker, Kind::Github, Kind::Git,
-    Kind::Netrc, Kind::Npm, Kind::Pypi, Kind::Ssh, Kind::Vault, Kind::Dotenv, Kind::Generic,
+    Kind::Aws,
+    Kind::Gcp,
+    Kind::Azure,
+    Kind::Kube,
+    Kind::Docker,
+    Kind::Github,
+    Kind::Git,
+    Kind::Netrc,
+    Kind::Npm,
+    Kind::Pypi,
+    Kind::Ssh,
+    Kind::Vault,
+    Kind::Dotenv,
+    Kind::Generic,
 ];
 
 impl Kind {
@@ -74,7 +86,10 @@ impl FromStr for Kind {
     fn from_str(s: &str) -> Result<Self, String> {
         ALL.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
             let names: Vec<_> = ALL.iter().map(|k| k.name()).collect();
-            format!("unknown credential kind '{s}' (kinds: {})", names.join(", "))
+            format!(
+                "unknown credential kind '{s}' (kinds: {})",
+                names.join(", ")
+            )
         })
     }
 }

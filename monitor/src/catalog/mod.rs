@@ -52,7 +52,10 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new(sources: Vec<Source>) -> Self {
-        Self { sources, credentials: BTreeMap::new() }
+        Self {
+            sources,
+            credentials: BTreeMap::new(),
+        }
     }
 
     /// The embedded default: the built-in patterns under each home, and the system paths.
@@ -61,11 +64,17 @@ impl Catalog {
         for home in homes {
             for (relative, kind) in builtin::HOME {
                 let pattern = home.join(relative).display().to_string();
-                sources.push(Source { pattern, kind: *kind });
+                sources.push(Source {
+                    pattern,
+                    kind: *kind,
+                });
             }
         }
         for (pattern, kind) in builtin::SYSTEM {
-            sources.push(Source { pattern: (*pattern).to_owned(), kind: *kind });
+            sources.push(Source {
+                pattern: (*pattern).to_owned(),
+                kind: *kind,
+            });
         }
         sources
     }
@@ -130,7 +139,9 @@ pub fn home_directories(passwd: &Path) -> Vec<PathBuf> {
     let mut homes = vec![PathBuf::from("/root")];
     let text = fs::read_to_string(passwd).unwrap_or_default();
     for line in text.lines() {
-        let Some(home) = line.split(':').nth(5) else { continue };
+        let Some(home) = line.split(':').nth(5) else {
+            continue;
+        };
         let home = PathBuf::from(home);
         if home != Path::new("/") && home.is_dir() && !homes.contains(&home) {
             homes.push(home);
@@ -175,7 +186,9 @@ pub fn kernel_dev(dev: u64) -> u32 {
 fn uses_page_cache(path: &Path) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else { return true };
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
     // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
@@ -189,7 +202,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("keytrail-catalog-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("keytrail-catalog-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -204,12 +218,19 @@ mod tests {
         fs::write(home.join(".ssh/id_ed25519.pub"), "public").unwrap();
         let mut catalog = Catalog::new(Catalog::builtin_sources(std::slice::from_ref(&home)));
         let changes = catalog.resolve();
-        assert_eq!(changes.added.len(), 2, "netrc and the private key, not the .pub");
+        assert_eq!(
+            changes.added.len(),
+            2,
+            "netrc and the private key, not the .pub"
+        );
         let kinds: BTreeSet<Kind> = catalog.credentials().map(|c| c.kind).collect();
         assert_eq!(kinds, BTreeSet::from([Kind::Netrc, Kind::Ssh]));
         let netrc_meta = fs::metadata(home.join(".netrc")).unwrap();
         let key = FileKey::new(kernel_dev(netrc_meta.dev()), netrc_meta.ino());
-        assert_eq!(catalog.get(&key).unwrap().id, format!("netrc:{}/.netrc", home.display()));
+        assert_eq!(
+            catalog.get(&key).unwrap().id,
+            format!("netrc:{}/.netrc", home.display())
+        );
         assert!(catalog.directories_to_watch().contains(&home.join(".ssh")));
         fs::remove_dir_all(home).unwrap();
     }

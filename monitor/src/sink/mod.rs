@@ -22,7 +22,11 @@ pub enum Format {
     Json,
 }
 
-pub fn for_format(format: Format, out: Box<dyn Write + Send>, colour: bool) -> Box<dyn Sink + Send> {
+pub fn for_format(
+    format: Format,
+    out: Box<dyn Write + Send>,
+    colour: bool,
+) -> Box<dyn Sink + Send> {
     match format {
         Format::Json => Box::new(JsonSink::new(out)),
         Format::Text => Box::new(TextSink::new(out, colour)),

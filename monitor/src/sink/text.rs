@@ -15,20 +15,38 @@ impl<W: Write> TextSink<W> {
     }
 
     fn label(&self, text: &str, ansi: &str) -> String {
-        if self.colour { format!("\x1b[{ansi}m{text:<10}\x1b[0m") } else { format!("{text:<10}") }
+        if self.colour {
+            format!("\x1b[{ansi}m{text:<10}\x1b[0m")
+        } else {
+            format!("{text:<10}")
+        }
     }
 }
 
 fn process(p: &ProcessRef) -> String {
     let login = p.loginuid.map_or_else(|| "-".to_owned(), |l| l.to_string());
-    format!("{}[{}] (ppid {}, uid {}, login {}, {})", p.comm, p.pid, p.ppid, p.uid, login, p.context)
+    format!(
+        "{}[{}] (ppid {}, uid {}, login {}, {})",
+        p.comm, p.pid, p.ppid, p.uid, login, p.context
+    )
 }
 
 fn endpoint(e: &EndpointRef) -> String {
-    let host = e.host.as_deref().map(|h| format!("{h} ")).unwrap_or_default();
-    let protocol = serde_json::to_value(e.protocol).ok().and_then(|v| v.as_str().map(str::to_owned));
+    let host = e
+        .host
+        .as_deref()
+        .map(|h| format!("{h} "))
+        .unwrap_or_default();
+    let protocol = serde_json::to_value(e.protocol)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned));
     if e.ip.contains(':') {
-        format!("{host}[{}]:{}/{}", e.ip, e.port, protocol.unwrap_or_default())
+        format!(
+            "{host}[{}]:{}/{}",
+            e.ip,
+            e.port,
+            protocol.unwrap_or_default()
+        )
     } else {
         format!("{host}{}:{}/{}", e.ip, e.port, protocol.unwrap_or_default())
     }
@@ -37,7 +55,13 @@ fn endpoint(e: &EndpointRef) -> String {
 impl<W: Write> Sink for TextSink<W> {
     fn write(&mut self, record: &Record) -> io::Result<()> {
         let line = match record {
-            Record::Ready { time, hooks, credentials, processes, .. } => {
+            Record::Ready {
+                time,
+                hooks,
+                credentials,
+                processes,
+                ..
+            } => {
                 let hooks: Vec<&str> = hooks.iter().map(|h| h.hook.as_str()).collect();
                 format!(
                     "{time} {} watching {credentials} credentials, {processes} processes; hooks: {}",
@@ -45,17 +69,38 @@ impl<W: Write> Sink for TextSink<W> {
                     hooks.join(", ")
                 )
             }
-            Record::CredentialAccess { time, credential, process: p, hook } => format!(
+            Record::CredentialAccess {
+                time,
+                credential,
+                process: p,
+                hook,
+            } => format!(
                 "{time} {} {} ({}) read by {} via {hook:?}",
                 self.label("access", "1;33"),
                 credential.path,
                 credential.kind,
                 process(p),
             ),
-            Record::Connection { time, process: p, endpoint: e } => {
-                format!("{time} {} {} -> {}", self.label("connect", "36"), process(p), endpoint(e))
+            Record::Connection {
+                time,
+                process: p,
+                endpoint: e,
+            } => {
+                format!(
+                    "{time} {} {} -> {}",
+                    self.label("connect", "36"),
+                    process(p),
+                    endpoint(e)
+                )
             }
-            Record::CredentialUse { time, credential, process: p, endpoint: e, via, reader } => format!(
+            Record::CredentialUse {
+                time,
+                credential,
+                process: p,
+                endpoint: e,
+                via,
+                reader,
+            } => format!(
                 "{time} {} {} ({}) used by {} -> {} (read by {}[{}], {via:?})",
                 self.label("use", "1;35"),
                 credential.path,
@@ -65,7 +110,13 @@ impl<W: Write> Sink for TextSink<W> {
                 reader.comm,
                 reader.pid,
             ),
-            Record::Stats { time, events, dropped, findings, .. } => format!(
+            Record::Stats {
+                time,
+                events,
+                dropped,
+                findings,
+                ..
+            } => format!(
                 "{time} {} {events} events, {dropped} dropped, {findings} findings",
                 self.label("stats", "1")
             ),

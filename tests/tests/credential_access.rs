@@ -1,0 +1,163 @@
+//! Credential access: every path to a watched file counts, every read mechanism is seen, and
+//! nothing else is reported. Needs root: run with `cargo xtask test`.
+use std::{fs, os::unix::fs::symlink, process::Command, time::Duration};
+
+use keytrail_tests::*;
+
+const SECRET: &str = "kt-fixture-secret-4f1c9e";
+
+fn access_by(k: &mut Keytrail, pid: u32, path: &str) -> serde_json::Value {
+    k.wait_for(&format!("credential_access by pid {pid}"), WAIT, |r| {
+        r["type"] == "credential_access"
+            && r["process"]["pid"] == pid
+            && r["credential"]["path"] == path
+    })
+}
+
+#[test]
+fn reads_through_symlink_hard_link_and_relative_path_are_seen() {
+    if !can_run() {
+        return;
+    }
+    let user = TestUser::create("paths");
+    let netrc = user.write(
+        ".netrc",
+        &format!("machine example.com login u password {SECRET}\n"),
+    );
+    let netrc_path = path_str(&netrc);
+    let link = std::env::temp_dir().join(format!("kt-netrc-link-{}", std::process::id()));
+    let _ = fs::remove_file(&link);
+    symlink(&netrc, &link).unwrap();
+    let hard = user.home.join("notes-hardlink");
+    fs::hard_link(&netrc, &hard).unwrap();
+    let unrelated = user.write("unrelated.txt", "nothing to see");
+
+    let mut k = Keytrail::start(&[]);
+    let by_symlink = run_pid(Command::new("cat").arg(&link));
+    let by_hard_link = run_pid(Command::new("cat").arg(&hard));
+    let by_relative = run_pid(Command::new("cat").arg(".netrc").current_dir(&user.home));
+    let by_unrelated = run_pid(Command::new("cat").arg(&unrelated));
+    for pid in [by_symlink, by_hard_link, by_relative] {
+        let record = access_by(&mut k, pid, &netrc_path);
+        assert_eq!(record["credential"]["kind"], "netrc");
+        assert_eq!(record["process"]["comm"], "cat");
+        assert_eq!(record["process"]["exe"], "/usr/bin/cat");
+        assert_eq!(record["process"]["ppid"], std::process::id());
+        assert_eq!(record["hook"], "read");
+    }
+    k.settle(Duration::from_millis(300));
+    let (records, stderr) = k.stop();
+    assert_eq!(
+        of(&records, "credential_access", by_unrelated).count(),
+        0,
+        "an unrelated file is not reported"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.to_string().contains("unrelated.txt"))
+    );
+    assert_no_secret(&records, &stderr, &[SECRET]);
+    let _ = fs::remove_file(link);
+}
+
+#[test]
+fn a_process_reading_in_a_loop_is_reported_once() {
+    if !can_run() {
+        return;
+    }
+    let user = TestUser::create("once");
+    let token = user.write(".vault-token", SECRET);
+    let mut k = Keytrail::start(&[]);
+    let script = format!("for i in range(50): open({:?}).read()", path_str(&token));
+    let pid = run_pid(Command::new("python3").args(["-c", &script]));
+    access_by(&mut k, pid, &path_str(&token));
+    k.settle(Duration::from_millis(300));
+    let (records, stderr) = k.stop();
+    assert_eq!(of(&records, "credential_access", pid).count(), 1);
+    assert_no_secret(&records, &stderr, &[SECRET]);
+}
+
+#[test]
+fn python_reading_through_mmap_is_seen() {
+    if !can_run() {
+        return;
+    }
+    let user = TestUser::create("mmap");
+    let key = user.write(
+        ".aws/credentials",
+        &format!("[default]\naws_secret_access_key = {SECRET}\n"),
+    );
+    // Warm the page cache first: a cached page is mapped by fault-around, not filemap_fault.
+    run(Command::new("cat").arg(&key));
+    let mut k = Keytrail::start(&[]);
+    let script = format!(
+        "import mmap\nf = open({:?}, 'rb')\nm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\nassert m[0:1] == b'['",
+        path_str(&key)
+    );
+    let pid = run_pid(Command::new("python3").args(["-c", &script]));
+    let record = access_by(&mut k, pid, &path_str(&key));
+    assert_eq!(record["credential"]["kind"], "aws");
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &[SECRET]);
+}
+
+#[test]
+fn a_credential_on_tmpfs_is_seen_through_the_open_hook() {
+    if !can_run() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kt-tmpfs-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "none"])
+        .arg(&dir));
+    let token = dir.join("token");
+    fs::write(&token, SECRET).unwrap();
+    let watch = format!("{}=kube", path_str(&token));
+
+    let mut k = Keytrail::start(&["--watch", &watch]);
+    let ready = k.records[0].clone();
+    let hooks = ready["hooks"].to_string();
+    assert!(
+        hooks.contains("lsm/file_open") || hooks.contains("sys_exit_openat"),
+        "an open hook is used: {hooks}"
+    );
+    let pid = run_pid(Command::new("cat").arg(&token));
+    let record = access_by(&mut k, pid, &path_str(&token));
+    assert_eq!(
+        (
+            record["credential"]["kind"].as_str(),
+            record["hook"].as_str()
+        ),
+        (Some("kube"), Some("open"))
+    );
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &[SECRET]);
+    run(Command::new("umount").arg(&dir));
+    let _ = fs::remove_dir(dir);
+}
+
+#[test]
+fn credentials_that_appear_or_are_replaced_after_start_are_watched() {
+    if !can_run() {
+        return;
+    }
+    let user = TestUser::create("late");
+    let mut k = Keytrail::start(&[]);
+    // ~/.kube does not exist yet: keytrail must notice the directory, then the file.
+    let config = user.write(".kube/config", &format!("token: {SECRET}\n"));
+    std::thread::sleep(Duration::from_millis(500));
+    let first = run_pid(Command::new("cat").arg(&config));
+    access_by(&mut k, first, &path_str(&config));
+
+    // Replace by rename, as editors and CLIs do: a new inode under the same name.
+    let tmp = user.home.join(".kube/config.new");
+    fs::write(&tmp, format!("token: {SECRET}-2\n")).unwrap();
+    fs::rename(&tmp, &config).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = run_pid(Command::new("cat").arg(&config));
+    access_by(&mut k, second, &path_str(&config));
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &[SECRET]);
+}
