@@ -58,6 +58,9 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     let mut watcher = Watcher::new().context("starting inotify")?;
     watcher.watch(&catalog.directories_to_watch());
 
+    // Before `ready`: a signal right after it must stop us cleanly, not kill us.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     sink.write(&Record::Ready {
         time: clock.now_rfc3339(),
         version: env!("CARGO_PKG_VERSION"),
@@ -75,8 +78,6 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     let mut counts = Counts::default();
     let mut records = Vec::new();
     let mut tick = tokio::time::interval(DRAIN_TICK);
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let mut ticks = 0u32;
 
     loop {

@@ -1,0 +1,183 @@
+//! The correlator on recorded event streams: which records each lineage produces.
+use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
+
+use super::*;
+use crate::{
+    catalog::{Catalog, Kind, Source, kernel_dev},
+    decode::{Exec, Hook, Protocol},
+};
+
+/// A catalog with one real file (the catalog resolves identities from the filesystem).
+fn catalog_with_netrc(test: &str) -> (Catalog, FileKey, PathBuf) {
+    let dir =
+        std::env::temp_dir().join(format!("keytrail-correlate-{test}-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(".netrc");
+    fs::write(&path, "machine example.com").unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    let mut catalog = Catalog::new(vec![Source {
+        pattern: path.display().to_string(),
+        kind: Kind::Netrc,
+    }]);
+    catalog.resolve();
+    (
+        catalog,
+        FileKey::new(kernel_dev(meta.dev()), meta.ino()),
+        path,
+    )
+}
+
+fn exec(pid: u32, ppid: u32, comm: &str) -> KernelEvent {
+    KernelEvent::Exec(Exec {
+        pid,
+        ppid,
+        uid: 1000,
+        loginuid: Some(1000),
+        sessionid: Some(7),
+        start_boot_ns: pid as u64 * 1_000_000_000,
+        comm: comm.into(),
+        filename: format!("/usr/bin/{comm}"),
+        argv: vec![],
+        boot_ns: pid as u64 * 1_000_000_000,
+    })
+}
+
+fn access(pid: u32, file: FileKey) -> KernelEvent {
+    KernelEvent::FileAccess {
+        pid,
+        file,
+        hook: Hook::Read,
+        uid: 1000,
+        comm: "x".into(),
+        boot_ns: 1,
+    }
+}
+
+fn connect(pid: u32, port: u16) -> KernelEvent {
+    KernelEvent::Connect(Connect {
+        pid,
+        uid: 1000,
+        comm: "x".into(),
+        ip: "127.0.0.1".parse().unwrap(),
+        port,
+        protocol: Protocol::Tcp,
+        boot_ns: 2,
+    })
+}
+
+/// Runs a recorded stream; returns (type, pid, via) of each record.
+fn run(events: &[KernelEvent], catalog: &Catalog) -> Vec<(String, u32, Option<Via>)> {
+    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0));
+    let mut out = Vec::new();
+    for e in events {
+        c.handle(e, catalog, &mut out);
+    }
+    out.iter()
+        .map(|r| match r {
+            Record::CredentialAccess { process, .. } => ("access".into(), process.pid, None),
+            Record::Connection { process, .. } => ("connection".into(), process.pid, None),
+            Record::CredentialUse { process, via, .. } => ("use".into(), process.pid, Some(*via)),
+            other => (format!("{other:?}"), 0, None),
+        })
+        .collect()
+}
+
+#[test]
+fn read_then_connect_is_a_use_and_access_is_reported_once() {
+    let (catalog, file, path) = catalog_with_netrc("read_then_connect");
+    let records = run(
+        &[
+            exec(10, 1, "python3"),
+            access(10, file),
+            access(10, file),
+            connect(10, 8080),
+        ],
+        &catalog,
+    );
+    assert_eq!(
+        records,
+        vec![
+            ("access".into(), 10, None),
+            ("connection".into(), 10, None),
+            ("use".into(), 10, Some(Via::Read)),
+        ]
+    );
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_helper_child_reading_makes_its_parents_later_connect_a_use() {
+    let (catalog, file, path) = catalog_with_netrc("helper");
+    let events = [
+        exec(20, 1, "git-remote-http"),
+        connect(20, 80), // the unauthenticated request: no credential yet, no record
+        exec(21, 20, "git-credential-store"),
+        access(21, file),
+        KernelEvent::Exit {
+            pid: 21,
+            boot_ns: 3,
+        },
+        connect(20, 81),
+    ];
+    let records = run(&events, &catalog);
+    assert_eq!(
+        records,
+        vec![
+            ("access".into(), 21, None),
+            ("connection".into(), 20, None),
+            ("use".into(), 20, Some(Via::Descendant)),
+        ]
+    );
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_read_by_a_process_holding_a_connection_uses_it() {
+    let (catalog, file, path) = catalog_with_netrc("held");
+    let records = run(
+        &[exec(30, 1, "ssh"), connect(30, 22), access(30, file)],
+        &catalog,
+    );
+    assert_eq!(
+        records,
+        vec![
+            ("access".into(), 30, None),
+            ("use".into(), 30, Some(Via::HeldConnection))
+        ]
+    );
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn children_inherit_but_unrelated_processes_do_not() {
+    let (catalog, file, path) = catalog_with_netrc("inherit");
+    let events = [
+        exec(40, 1, "bash"),
+        access(40, file),
+        exec(41, 40, "curl"),
+        connect(41, 443),
+        exec(50, 1, "unrelated"),
+        connect(50, 443),
+    ];
+    let records = run(&events, &catalog);
+    assert_eq!(
+        records,
+        vec![
+            ("access".into(), 40, None),
+            ("connection".into(), 41, None),
+            ("use".into(), 41, Some(Via::Ancestor)),
+        ]
+    );
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn files_no_longer_in_the_catalog_are_ignored() {
+    let (catalog, _, path) = catalog_with_netrc("ignored");
+    let records = run(
+        &[exec(60, 1, "cat"), access(60, FileKey::new(1, 1))],
+        &catalog,
+    );
+    assert!(records.is_empty());
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
