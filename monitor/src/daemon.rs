@@ -50,13 +50,8 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     let mut events =
         readiness::register_readable(events).context("registering the ring buffer with tokio")?;
 
-    let changes = catalog.resolve();
-    apply_catalog(&mut watched, &changes.added, &changes.removed);
-    if catalog.needs_open_hook() {
-        probes.ensure_open_hook();
-    }
     let mut watcher = Watcher::new().context("starting inotify")?;
-    watcher.watch(&catalog.directories_to_watch());
+    refresh_catalog(&mut catalog, &mut watched, &mut probes, &mut watcher);
 
     // Before `ready`: a signal right after it must stop us cleanly, not kill us.
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -76,7 +71,6 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
 
     let mut correlator = Correlator::new(tracker, clock);
     let mut counts = Counts::default();
-    let mut records = Vec::new();
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
 
@@ -100,29 +94,11 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
             &catalog,
             &mut seen,
             &mut counts,
-            &mut records,
-        );
-        for record in records.drain(..) {
-            sink.write(&record)?;
-        }
-        sink.flush()?;
+            sink.as_mut(),
+        )?;
         match wake {
             Wake::Stop => break,
-            Wake::Catalog => {
-                let changes = catalog.resolve();
-                if !changes.added.is_empty() || !changes.removed.is_empty() {
-                    log::info!(
-                        "catalog: {} credentials appeared, {} went",
-                        changes.added.len(),
-                        changes.removed.len()
-                    );
-                }
-                apply_catalog(&mut watched, &changes.added, &changes.removed);
-                if catalog.needs_open_hook() {
-                    probes.ensure_open_hook();
-                }
-                watcher.watch(&catalog.directories_to_watch());
-            }
+            Wake::Catalog => refresh_catalog(&mut catalog, &mut watched, &mut probes, &mut watcher),
             Wake::Tick => {
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
@@ -141,11 +117,8 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
         &catalog,
         &mut seen,
         &mut counts,
-        &mut records,
-    );
-    for record in records.drain(..) {
-        sink.write(&record)?;
-    }
+        sink.as_mut(),
+    )?;
     let ringbuf_full = counters.ringbuf_full();
     sink.write(&Record::Stats {
         time: clock.now_rfc3339(),
@@ -162,14 +135,16 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     Ok(())
 }
 
+/// Moves every pending kernel event through the correlator and writes the records it makes.
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     correlator: &mut Correlator,
     catalog: &Catalog,
     seen: &mut aya::maps::HashMap<aya::maps::MapData, SeenKey, u8>,
     counts: &mut Counts,
-    records: &mut Vec<Record>,
-) {
+    sink: &mut dyn Sink,
+) -> std::io::Result<()> {
+    let mut records = Vec::new();
     while let Some(item) = ring.next() {
         counts.events += 1;
         let event = match decode::decode(&item) {
@@ -184,11 +159,38 @@ fn drain(
         if let KernelEvent::Exec(e) = &event {
             forget_reported(correlator, seen, e.pid);
         }
-        correlator.handle(&event, catalog, records);
+        correlator.handle(&event, catalog, &mut records);
         if let KernelEvent::Exit { pid, .. } = event {
             forget_reported(correlator, seen, pid);
         }
     }
+    for record in &records {
+        sink.write(record)?;
+    }
+    sink.flush()
+}
+
+/// Resolves the catalog again and brings the kernel's watch map, the open hook and the
+/// directory watches in line with it.
+fn refresh_catalog(
+    catalog: &mut Catalog,
+    watched: &mut aya::maps::HashMap<aya::maps::MapData, FileKey, u32>,
+    probes: &mut Probes,
+    watcher: &mut Watcher,
+) {
+    let changes = catalog.resolve();
+    if !changes.added.is_empty() || !changes.removed.is_empty() {
+        log::info!(
+            "catalog: {} credentials appeared, {} went",
+            changes.added.len(),
+            changes.removed.len()
+        );
+    }
+    apply_catalog(watched, &changes.added, &changes.removed);
+    if catalog.needs_open_hook() {
+        probes.ensure_open_hook();
+    }
+    watcher.watch(&catalog.directories_to_watch());
 }
 
 /// A new program under `pid`, or a pid about to be reused: clear the kernel's dedup entries so
