@@ -11,6 +11,11 @@ pub const COMM_LEN: usize = 16;
 pub const FILENAME_LEN: usize = 256;
 /// Bytes of argv (NUL-separated) kept per exec event.
 pub const ARGV_LEN: usize = 256;
+/// Bytes of the environment (NUL-separated `NAME=value`) kept per exec event. A longer
+/// environment is kept as its first and last halves: labels set just before exec are appended
+/// at the end, variables exported by a shell profile sit at the start.
+pub const ENV_LEN: usize = 8192;
+pub const ENV_HALF: usize = ENV_LEN / 2;
 
 /// Kinds of kernel events. The numbers are stable and grouped by domain:
 /// 1x process lifecycle, 2x files, 3x network.
@@ -63,9 +68,17 @@ pub struct ExecEvent {
     pub argv_len: u32,
     /// `task->start_boottime`, the process start that /proc/PID/stat reports (in ticks).
     pub start_boot_ns: u64,
+    /// Bytes of `env` that are valid.
+    pub env_len: u32,
+    /// When the environment was longer than `ENV_LEN`: where its last half starts in `env`
+    /// (the variables cut at either side are partial). 0 when `env` holds all of it.
+    pub env_cut: u32,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; FILENAME_LEN],
     pub argv: [u8; ARGV_LEN],
+    /// Secret values pass through here on their way to be fingerprinted: userspace never
+    /// keeps, logs or prints them.
+    pub env: [u8; ENV_LEN],
 }
 
 /// A new process (not a thread) was forked: `header.tgid` is the child.
@@ -182,6 +195,8 @@ pub struct KernelOffsets {
     pub task_files: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub bprm_filename: u32,
     pub files_fdt: u32,
     pub fdt_fd: u32,
@@ -208,6 +223,8 @@ impl KernelOffsets {
         task_files: UNKNOWN_OFFSET,
         mm_arg_start: UNKNOWN_OFFSET,
         mm_arg_end: UNKNOWN_OFFSET,
+        mm_env_start: UNKNOWN_OFFSET,
+        mm_env_end: UNKNOWN_OFFSET,
         bprm_filename: UNKNOWN_OFFSET,
         files_fdt: UNKNOWN_OFFSET,
         fdt_fd: UNKNOWN_OFFSET,

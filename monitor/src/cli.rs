@@ -28,10 +28,45 @@ pub enum Command {
     Run(RunArgs),
     /// Print the credentials keytrail would watch, resolved on this host.
     Catalog(CatalogArgs),
+    /// Print the embedded default policy (a starting point for --config).
+    Policy(PolicyArgs),
+    /// Check a policy file; errors name the file, line and field. Exit status 1 if it is bad.
+    CheckConfig(CheckConfigArgs),
+    /// Run a recorded NDJSON stream (from `run --format json`, or hand-written) through the
+    /// rules and print the findings. Needs no privileges.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The embedded default policy.
+    #[arg(long, required = true)]
+    pub default: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The policy file to check.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// NDJSON records, one per line (`-` for standard input). Lines that are empty or start
+    /// with `#` are skipped.
+    pub file: PathBuf,
+    /// Policy file (default: the embedded default policy).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
+    /// Policy file (default: the embedded default policy; see `keytrail policy --default`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Also watch PATH (globs allowed), as credential KIND (default: guessed from the name).
     #[arg(long = "watch", value_name = "PATH[=KIND]", value_parser = parse_watch)]
     pub watch: Vec<(String, Option<Kind>)>,

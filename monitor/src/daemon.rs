@@ -1,6 +1,6 @@
 //! `keytrail run`: load the probes, then move events from the ring buffer through the correlator
 //! to the sink until SIGINT or SIGTERM; then detach, drain what is left and print stats.
-use std::{io::Write, path::Path, time::Duration};
+use std::{io::Write, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use monitor_common::{FileKey, SeenKey};
@@ -11,11 +11,13 @@ use crate::{
     clock::{self, Clock},
     correlate::Correlator,
     decode::{self, KernelEvent},
+    policy::Policy,
     preflight,
     probes::{Maps, Probes},
     process::ProcessTracker,
     readiness,
     record::Record,
+    rules::Engine,
     sink::Sink,
     watcher::Watcher,
 };
@@ -32,12 +34,34 @@ struct Counts {
     undecodable: u64,
 }
 
-pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow::Result<()> {
+/// The pure stages after decode: kernel events become records, records become findings.
+struct Pipeline {
+    correlator: Correlator,
+    engine: Engine,
+}
+
+impl Pipeline {
+    fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
+        let first = out.len();
+        self.correlator.handle(event, catalog, out);
+        let mut findings = Vec::new();
+        for record in &out[first..] {
+            self.engine.observe(record, &mut findings);
+        }
+        out.append(&mut findings);
+    }
+}
+
+pub async fn run(
+    mut catalog: Catalog,
+    policy: Arc<Policy>,
+    mut sink: Box<dyn Sink + Send>,
+) -> anyhow::Result<()> {
     let env = preflight::check()?;
     let clock = Clock::now();
     let mut tracker = ProcessTracker::new(ticks_per_second());
     tracker
-        .seed_from_procfs(Path::new("/proc"))
+        .seed_from_procfs(Path::new("/proc"), &policy)
         .context("reading /proc")?;
 
     let (mut probes, maps) = Probes::load(&env)?;
@@ -58,7 +82,7 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     let mut sigterm = signal(SignalKind::terminate())?;
     sink.write(&Record::Ready {
         time: clock.now_rfc3339(),
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").into(),
         hooks: probes.hooks.clone(),
         credentials: catalog.credentials().count(),
         processes: tracker.len(),
@@ -69,7 +93,10 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
         catalog.credentials().count()
     );
 
-    let mut correlator = Correlator::new(tracker, clock);
+    let mut pipeline = Pipeline {
+        correlator: Correlator::new(tracker, clock, Arc::clone(&policy)),
+        engine: Engine::new(policy),
+    };
     let mut counts = Counts::default();
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
@@ -90,8 +117,8 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
         };
         drain(
             events.get_mut(),
-            &mut correlator,
-            &catalog,
+            &mut pipeline,
+            &mut catalog,
             &mut seen,
             &mut counts,
             sink.as_mut(),
@@ -102,7 +129,8 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
             Wake::Tick => {
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
-                    correlator.sweep(clock::boot_ns());
+                    pipeline.correlator.sweep(clock::boot_ns());
+                    pipeline.engine.sweep(std::time::SystemTime::now());
                 }
             }
             Wake::Data => {}
@@ -113,18 +141,23 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
     drop(probes);
     drain(
         events.get_mut(),
-        &mut correlator,
-        &catalog,
+        &mut pipeline,
+        &mut catalog,
         &mut seen,
         &mut counts,
         sink.as_mut(),
     )?;
+    let mut held_back = Vec::new();
+    pipeline.engine.flush(&mut held_back);
+    for record in &held_back {
+        sink.write(record)?;
+    }
     let ringbuf_full = counters.ringbuf_full();
     sink.write(&Record::Stats {
         time: clock.now_rfc3339(),
         events: counts.events,
         dropped: ringbuf_full + counts.undecodable,
-        findings: 0,
+        findings: pipeline.engine.findings(),
         ringbuf_full,
         undecodable: counts.undecodable,
     })?;
@@ -138,8 +171,8 @@ pub async fn run(mut catalog: Catalog, mut sink: Box<dyn Sink + Send>) -> anyhow
 /// Moves every pending kernel event through the correlator and writes the records it makes.
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    correlator: &mut Correlator,
-    catalog: &Catalog,
+    pipeline: &mut Pipeline,
+    catalog: &mut Catalog,
     seen: &mut aya::maps::HashMap<aya::maps::MapData, SeenKey, u8>,
     counts: &mut Counts,
     sink: &mut dyn Sink,
@@ -157,11 +190,11 @@ fn drain(
         };
         drop(item);
         if let KernelEvent::Exec(e) = &event {
-            forget_reported(correlator, seen, e.pid);
+            forget_reported(&mut pipeline.correlator, seen, e.pid);
         }
-        correlator.handle(&event, catalog, &mut records);
+        pipeline.handle(&event, catalog, &mut records);
         if let KernelEvent::Exit { pid, .. } = event {
-            forget_reported(correlator, seen, pid);
+            forget_reported(&mut pipeline.correlator, seen, pid);
         }
     }
     for record in &records {

@@ -1,5 +1,8 @@
 //! Ring-buffer bytes -> typed kernel events. Pure: the tests feed it recorded bytes.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use monitor_common::{
     AccessHook, ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileAccessEvent,
@@ -42,7 +45,59 @@ pub struct Exec {
     pub comm: String,
     pub filename: String,
     pub argv: Vec<String>,
+    pub env: Environment,
     pub boot_ns: u64,
+}
+
+/// The environment at exec, `NAME=value` pairs. It holds secret values on their way to be
+/// fingerprinted, so its `Debug` shows names only; nothing else may print it.
+#[derive(Clone, Default, PartialEq)]
+pub struct Environment(pub Vec<(String, String)>);
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl Environment {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// From the kernel's buffer: all of it, or a head and a tail cut at `cut` whose partial
+    /// variables at the cuts are dropped.
+    fn from_kernel(env: &[u8], len: usize, cut: usize) -> Self {
+        let env = &env[..len.min(env.len())];
+        let parts: Vec<&[u8]> = if cut == 0 || cut >= env.len() {
+            vec![env]
+        } else {
+            let head = &env[..cut];
+            let tail = &env[cut..];
+            let head = &head[..head.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1)];
+            let tail = &tail[tail
+                .iter()
+                .position(|&b| b == 0)
+                .map_or(tail.len(), |i| i + 1)..];
+            vec![head, tail]
+        };
+        let vars = parts
+            .into_iter()
+            .flat_map(|p| p.split(|&b| b == 0))
+            .filter_map(|var| {
+                let text = std::str::from_utf8(var).ok()?;
+                let (name, value) = text.split_once('=')?;
+                (!name.is_empty()).then(|| (name.to_owned(), value.to_owned()))
+            })
+            .collect();
+        Self(vars)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +111,7 @@ pub struct Connect {
     pub boot_ns: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -64,12 +119,14 @@ pub enum Protocol {
     Other,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Hook {
     Read,
     Mmap,
     Open,
+    /// A secret variable in the environment at exec.
+    Environment,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -127,6 +184,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                     .filter(|a| !a.is_empty())
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect(),
+                env: Environment::from_kernel(&e.env, e.env_len as usize, e.env_cut as usize),
                 boot_ns,
             })
         }
@@ -210,9 +268,24 @@ pub mod encode {
     }
 
     pub fn exec(pid: u32, ppid: u32, comm: &str, filename: &str, argv: &[&str]) -> Vec<u8> {
+        exec_with_env(pid, ppid, comm, filename, argv, &[], 0)
+    }
+
+    /// An exec whose environment buffer holds `env` (NUL-separated), cut at `cut` (0: whole).
+    pub fn exec_with_env(
+        pid: u32,
+        ppid: u32,
+        comm: &str,
+        filename: &str,
+        argv: &[&str],
+        env: &[u8],
+        cut: u32,
+    ) -> Vec<u8> {
         let joined: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
         let mut argv_buf = [0u8; ARGV_LEN];
         argv_buf[..joined.len()].copy_from_slice(&joined);
+        let mut env_buf = [0u8; ENV_LEN];
+        env_buf[..env.len()].copy_from_slice(env);
         bytes_of(&ExecEvent {
             header: header(EventKind::Exec, pid, 1_000),
             ppid,
@@ -222,9 +295,12 @@ pub mod encode {
             sessionid: u32::MAX,
             argv_len: joined.len() as u32,
             start_boot_ns: 500,
+            env_len: env.len() as u32,
+            env_cut: cut,
             comm: fixed(comm),
             filename: fixed(filename),
             argv: argv_buf,
+            env: env_buf,
         })
     }
 
@@ -278,6 +354,28 @@ mod tests {
         assert_eq!(e.argv, ["python3", "-c", "x"]);
         assert_eq!(e.loginuid, Some(1000));
         assert_eq!(e.sessionid, None, "u32::MAX is the kernel's 'unset'");
+    }
+
+    #[test]
+    fn decodes_the_environment_whole_or_cut() {
+        let whole = b"HOME=/root\0KEYTRAIL_CONTEXT=task-1\0";
+        let bytes = encode::exec_with_env(1, 0, "sh", "/bin/sh", &["sh"], whole, 0);
+        let KernelEvent::Exec(e) = decode(&bytes).unwrap() else {
+            panic!("not an exec")
+        };
+        assert_eq!(e.env.get("KEYTRAIL_CONTEXT"), Some("task-1"));
+        assert_eq!(format!("{:?}", e.env), r#"["HOME", "KEYTRAIL_CONTEXT"]"#);
+
+        // A head ending mid-variable and a tail starting mid-variable: both partials dropped.
+        let cut = b"A=1\0PARTIAL_HE";
+        let mut buf = cut.to_vec();
+        buf.extend_from_slice(b"AD_TAIL=x\0GH_TOKEN=ghp_y\0");
+        let bytes = encode::exec_with_env(1, 0, "sh", "/bin/sh", &["sh"], &buf, cut.len() as u32);
+        let KernelEvent::Exec(e) = decode(&bytes).unwrap() else {
+            panic!("not an exec")
+        };
+        let names: Vec<&str> = e.env.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["A", "GH_TOKEN"]);
     }
 
     #[test]

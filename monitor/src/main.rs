@@ -1,5 +1,6 @@
 //! keytrail: an eBPF host-level credential-use monitor. See README.md for the data flow:
 //! kernel hook -> ring buffer -> decode -> process tracker -> catalog match -> correlate -> sink.
+mod attribution;
 mod btf;
 mod catalog;
 mod cli;
@@ -7,22 +8,31 @@ mod clock;
 mod correlate;
 mod daemon;
 mod decode;
+mod fingerprint;
 mod kernel_layout;
+mod policy;
 mod preflight;
 mod probes;
 mod process;
 mod readiness;
 mod record;
+mod redact;
+mod replay;
+mod rules;
 mod sink;
 mod watcher;
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{io::IsTerminal, path::Path, process::ExitCode, sync::Arc};
 
+use anyhow::Context as _;
 use clap::Parser;
 
 use crate::{
     catalog::{Catalog, Kind, Source},
     cli::{Cli, Command, WatchArgs},
+    fingerprint::Fingerprinter,
+    policy::Policy,
+    redact::Secrets,
     sink::Format,
 };
 
@@ -35,6 +45,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Catalog(args) => print_catalog(&args.watch, args.format),
+        Command::Policy(_) => {
+            print!("{}", policy::DEFAULT_TEXT);
+            Ok(())
+        }
+        Command::CheckConfig(args) => check_config(&args.file),
+        Command::Replay(args) => load_policy(args.config.as_deref())
+            .and_then(|policy| replay::run(&args.file, Arc::new(policy), args.format)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,32 +62,62 @@ fn main() -> ExitCode {
     }
 }
 
-/// The embedded default catalog plus `--watch` entries.
-fn catalog(args: &WatchArgs) -> Catalog {
+/// `--config FILE`, or the embedded default.
+fn load_policy(config: Option<&Path>) -> anyhow::Result<Policy> {
+    match config {
+        Some(path) => Ok(Policy::load(path)?),
+        None => Ok(Policy::embedded()),
+    }
+}
+
+/// The policy's credentials plus `--watch` entries.
+fn catalog(args: &WatchArgs, policy: &Policy) -> anyhow::Result<Catalog> {
     let homes = catalog::home_directories(&args.passwd);
     let mut sources: Vec<Source> = args
         .watch
         .iter()
-        .map(|(path, kind)| Source {
-            pattern: path.clone(),
-            kind: kind.unwrap_or_else(|| Kind::guess(path)),
+        .map(|(path, kind)| {
+            let kind = kind.unwrap_or_else(|| Kind::guess(path));
+            Source::watched(path.clone(), kind, policy)
         })
         .collect();
-    sources.extend(Catalog::builtin_sources(&homes));
-    Catalog::new(sources)
+    sources.extend(Catalog::policy_sources(policy, &homes));
+    let printer = Fingerprinter::random().context("reading a fingerprint key from /dev/urandom")?;
+    Ok(Catalog::new(sources, Secrets::new(printer)))
 }
 
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
+    let policy = load_policy(args.watch.config.as_deref())?;
+    let catalog = catalog(&args.watch, &policy)?;
     let colour = args.format == Format::Text && std::io::stdout().is_terminal();
     let sink = sink::for_format(args.format, daemon::stdout(), colour);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(daemon::run(catalog(&args.watch), sink))
+    runtime.block_on(daemon::run(catalog, Arc::new(policy), sink))
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let policy = Policy::load(path)?;
+    let paths: usize = policy
+        .credentials
+        .iter()
+        .map(|c| c.get_ref().paths.len())
+        .sum();
+    println!(
+        "{}: ok: {} credential rules ({paths} paths), {} agent rules, {} context rules, label {}",
+        path.display(),
+        policy.credentials.len(),
+        policy.agents.len(),
+        policy.contexts.len(),
+        policy.context.label
+    );
+    Ok(())
 }
 
 fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
-    let mut catalog = catalog(args);
+    let policy = load_policy(args.config.as_deref())?;
+    let mut catalog = catalog(args, &policy)?;
     catalog.resolve();
     for c in catalog.credentials() {
         match format {

@@ -103,7 +103,7 @@ const OPEN_SYSCALLS: &[&str] = &["sys_exit_openat", "sys_exit_openat2", "sys_exi
 
 fn report(purpose: &'static str, hook: String) -> HookReport {
     HookReport {
-        purpose,
+        purpose: purpose.to_owned(),
         hook,
         instead_of: None,
         note: None,
@@ -278,7 +278,7 @@ impl Probes {
             let hook = format!("tracepoint/syscalls/{name}");
             match self.attach_tracepoint("keytrail_open_exit", "syscalls", name) {
                 Ok(()) => self.hooks.push(HookReport {
-                    purpose: "credential-open",
+                    purpose: "credential-open".into(),
                     hook,
                     instead_of: Some("lsm/file_open".into()),
                     note: self

@@ -3,7 +3,12 @@
 //! start time, because pids are reused.
 use std::{collections::HashMap, fs, path::Path};
 
-use crate::decode::Exec;
+use crate::{
+    attribution::{self, Attribution, Candidate},
+    decode::Exec,
+    fingerprint::Fingerprint,
+    policy::{Policy, ProcessFacts},
+};
 
 /// Process start in clock ticks since boot, as /proc/PID/stat reports it.
 pub type StartTicks = u64;
@@ -27,9 +32,30 @@ pub struct Process {
     pub sessionid: Option<u32>,
     /// Boot time (ns) of the exit, for processes kept a while after exit.
     pub exited_ns: Option<u64>,
+    /// Its context and agent; inherited at fork, decided again at exec.
+    pub attribution: Attribution,
+    /// Fingerprints of the secret variables in its environment at exec.
+    pub env_secrets: Vec<Fingerprint>,
 }
 
 impl Process {
+    /// A process known only from an event: what the event says, nothing more.
+    pub fn unknown(key: ProcKey, ppid: u32, comm: &str, uid: u32) -> Self {
+        Self {
+            key,
+            ppid,
+            comm: comm.to_owned(),
+            exe: String::new(),
+            argv: Vec::new(),
+            uid,
+            loginuid: None,
+            sessionid: None,
+            exited_ns: None,
+            attribution: Attribution::default(),
+            env_secrets: Vec::new(),
+        }
+    }
+
     /// The user the action is for: the login user where one is set, else the real uid.
     pub fn originating_uid(&self) -> u32 {
         self.loginuid.unwrap_or(self.uid)
@@ -66,7 +92,12 @@ impl ProcessTracker {
 
     /// Reads every process in `proc_root` (normally /proc). Processes that vanish meanwhile are
     /// skipped: they were racing with us and their exit event will not come.
-    pub fn seed_from_procfs(&mut self, proc_root: &Path) -> std::io::Result<usize> {
+    /// `policy` decides their contexts and agents, parents first.
+    pub fn seed_from_procfs(
+        &mut self,
+        proc_root: &Path,
+        policy: &Policy,
+    ) -> std::io::Result<usize> {
         let mut seeded = 0;
         for entry in fs::read_dir(proc_root)? {
             let Some(pid) = entry?
@@ -76,10 +107,33 @@ impl ProcessTracker {
             else {
                 continue;
             };
-            if let Some(process) = read_procfs(proc_root, pid) {
+            if let Some(process) = read_procfs(proc_root, pid, Some(&policy.context.label)) {
                 self.by_pid.insert(pid, process);
                 seeded += 1;
             }
+        }
+        let mut order: Vec<ProcKey> = self.by_pid.values().map(|p| p.key).collect();
+        order.sort_by_key(|k| (k.start, k.pid));
+        let needs_cgroup = policy.matches_cgroups();
+        for key in order {
+            let me = &self.by_pid[&key.pid];
+            let cgroup = needs_cgroup
+                .then(|| attribution::cgroup_of(key.pid))
+                .flatten();
+            let candidate = Candidate {
+                pid: key.pid,
+                originating_uid: me.originating_uid(),
+                facts: ProcessFacts {
+                    comm: &me.comm,
+                    exe: &me.exe,
+                    argv: &me.argv,
+                    cgroup: cgroup.as_deref(),
+                },
+                label: me.attribution.label.as_deref(),
+            };
+            let parent = self.by_pid.get(&me.ppid).filter(|p| p.key != key);
+            let decided = attribution::attribute(policy, &candidate, parent);
+            self.by_pid.get_mut(&key.pid).expect("seeded").attribution = decided;
         }
         Ok(seeded)
     }
@@ -99,17 +153,8 @@ impl ProcessTracker {
     /// in procfs, else make the best record the event itself allows.
     pub fn get_or_learn(&mut self, pid: u32, comm: &str, uid: u32) -> &Process {
         self.by_pid.entry(pid).or_insert_with(|| {
-            read_procfs(Path::new("/proc"), pid).unwrap_or_else(|| Process {
-                key: ProcKey { pid, start: 0 },
-                ppid: 0,
-                comm: comm.to_owned(),
-                exe: String::new(),
-                argv: Vec::new(),
-                uid,
-                loginuid: None,
-                sessionid: None,
-                exited_ns: None,
-            })
+            read_procfs(Path::new("/proc"), pid, None)
+                .unwrap_or_else(|| Process::unknown(ProcKey { pid, start: 0 }, 0, comm, uid))
         })
     }
 
@@ -123,23 +168,13 @@ impl ProcessTracker {
                 exited_ns: None,
                 ..parent
             },
-            None => Process {
-                key: ProcKey { pid, start },
-                ppid,
-                comm: String::new(),
-                exe: String::new(),
-                argv: Vec::new(),
-                uid: 0,
-                loginuid: None,
-                sessionid: None,
-                exited_ns: None,
-            },
+            None => Process::unknown(ProcKey { pid, start }, ppid, "", 0),
         };
         self.replace(child);
     }
 
     /// exec keeps pid and start time and replaces the program image.
-    pub fn on_exec(&mut self, e: &Exec) {
+    pub fn on_exec(&mut self, e: &Exec, attribution: Attribution, env_secrets: Vec<Fingerprint>) {
         let start = self.ticks(e.start_boot_ns);
         let process = Process {
             key: ProcKey { pid: e.pid, start },
@@ -151,6 +186,8 @@ impl ProcessTracker {
             loginuid: e.loginuid,
             sessionid: e.sessionid,
             exited_ns: None,
+            attribution,
+            env_secrets,
         };
         self.replace(process);
     }
@@ -209,7 +246,9 @@ impl ProcessTracker {
     }
 }
 
-fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
+/// A process from procfs; with `label`, that variable's value from its environment is kept
+/// for attribution (nothing else of the environment is read).
+fn read_procfs(proc_root: &Path, pid: u32, label: Option<&str>) -> Option<Process> {
     let dir = proc_root.join(pid.to_string());
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     // comm is in parentheses and may hold spaces or ')': split at the last ')'.
@@ -242,6 +281,14 @@ fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
     let exe = fs::read_link(dir.join("exe"))
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let label = label.and_then(|name| {
+        let environ = fs::read(dir.join("environ")).ok()?;
+        let prefix = format!("{name}=");
+        environ
+            .rsplit(|&b| b == 0)
+            .find_map(|v| std::str::from_utf8(v).ok()?.strip_prefix(&prefix))
+            .map(str::to_owned)
+    });
     Some(Process {
         key: ProcKey { pid, start },
         ppid,
@@ -252,6 +299,11 @@ fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
         loginuid: read_id("loginuid"),
         sessionid: read_id("sessionid"),
         exited_ns: None,
+        attribution: Attribution {
+            label,
+            ..Attribution::default()
+        },
+        env_secrets: Vec::new(),
     })
 }
 
@@ -270,14 +322,23 @@ mod tests {
             comm: comm.into(),
             filename: format!("/usr/bin/{comm}"),
             argv: vec![comm.into()],
+            env: Default::default(),
             boot_ns: start_boot_ns,
+        }
+    }
+
+    impl ProcessTracker {
+        fn on_exec_plain(&mut self, e: &Exec) {
+            self.on_exec(e, Attribution::default(), Vec::new());
         }
     }
 
     #[test]
     fn seeds_itself_from_procfs() {
         let mut tracker = ProcessTracker::new(100);
-        let seeded = tracker.seed_from_procfs(Path::new("/proc")).unwrap();
+        let seeded = tracker
+            .seed_from_procfs(Path::new("/proc"), &Policy::embedded())
+            .unwrap();
         assert!(seeded > 1);
         let me = tracker
             .get(std::process::id())
@@ -290,7 +351,7 @@ mod tests {
     #[test]
     fn fork_inherits_and_exec_replaces_the_image() {
         let mut t = ProcessTracker::new(100);
-        t.on_exec(&exec(10, 1, "bash", 1_000_000_000));
+        t.on_exec_plain(&exec(10, 1, "bash", 1_000_000_000));
         t.on_fork(11, 10, 2_000_000_000);
         let child = t.get(11).unwrap();
         assert_eq!(
@@ -304,7 +365,7 @@ mod tests {
                 start: 200
             }
         );
-        t.on_exec(&exec(11, 10, "cat", 2_000_000_000));
+        t.on_exec_plain(&exec(11, 10, "cat", 2_000_000_000));
         let child = t.get(11).unwrap();
         assert_eq!(
             (child.comm.as_str(), child.key.start),
@@ -323,7 +384,7 @@ mod tests {
     #[test]
     fn a_reused_pid_is_a_new_process_and_the_old_one_stays_findable() {
         let mut t = ProcessTracker::new(100);
-        t.on_exec(&exec(20, 1, "git-credential", 1_000_000_000));
+        t.on_exec_plain(&exec(20, 1, "git-credential", 1_000_000_000));
         let old = t.get(20).unwrap().key;
         t.on_exit(20, 1_500_000_000);
         t.on_fork(20, 1, 3_000_000_000);

@@ -1,69 +1,134 @@
-//! What keytrail prints: the records of the JSON contract (PRODUCT.md). Both sinks print these.
-use serde::Serialize;
+//! What keytrail prints: the records of the JSON contract (PRODUCT.md). Both sinks print these,
+//! and `replay` reads them back, so every record also deserializes; fields a hand-written
+//! stream may leave out have defaults.
+use serde::{Deserialize, Serialize};
 
 use crate::{
+    attribution::AgentRef,
     catalog::{Credential, Kind},
     decode::{Hook, Protocol},
+    fingerprint::Fingerprint,
+    policy::{RuleId, Scope, Severity},
     process::Process,
+    redact::Secrets,
 };
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CredentialRef {
     pub id: String,
     pub kind: Kind,
+    /// The file, or `env:NAME` for a secret environment variable.
     pub path: String,
+    /// The uid that owns it: the file's owner, or for a variable the process's originating user.
+    #[serde(default)]
+    pub owner: Option<u32>,
+    /// The context policy gives it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The endpoints it is meant for.
+    #[serde(default, skip_serializing_if = "Scope::is_empty")]
+    pub scope: Scope,
+    /// Fingerprint of its (first) secret: keyed per run, never the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// The credential its secret was first seen in; the same for every copy of one secret.
+    #[serde(default)]
+    pub identity: String,
 }
 
-impl From<&Credential> for CredentialRef {
-    fn from(c: &Credential) -> Self {
+impl CredentialRef {
+    pub fn new(c: &Credential, secrets: &Secrets) -> Self {
+        let fingerprint = c.fingerprints.first().copied();
         Self {
             id: c.id.clone(),
             kind: c.kind,
             path: c.path.display().to_string(),
+            owner: Some(c.owner_uid),
+            context: c.context.clone(),
+            scope: c.scope.clone(),
+            fingerprint,
+            identity: identity(&c.id, fingerprint, secrets),
+        }
+    }
+
+    /// The identity rules group by: the recorded one, else the id.
+    pub fn identity(&self) -> &str {
+        if self.identity.is_empty() {
+            &self.id
+        } else {
+            &self.identity
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ProcessRef {
-    pub pid: u32,
-    pub ppid: u32,
-    pub comm: String,
-    pub exe: String,
-    pub uid: u32,
-    pub loginuid: Option<u32>,
-    /// The unit of authorization; on the embedded default the originating user and session.
-    pub context: String,
+pub fn identity(id: &str, fingerprint: Option<Fingerprint>, secrets: &Secrets) -> String {
+    fingerprint
+        .and_then(|f| secrets.first_seen_in(f))
+        .unwrap_or(id)
+        .to_owned()
 }
 
-impl From<&Process> for ProcessRef {
-    fn from(p: &Process) -> Self {
-        let session = p
-            .sessionid
-            .map_or_else(|| "none".to_owned(), |s| s.to_string());
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    #[serde(default)]
+    pub ppid: u32,
+    #[serde(default)]
+    pub comm: String,
+    #[serde(default)]
+    pub exe: String,
+    /// Arguments, with known secrets and secret-looking values redacted.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub loginuid: Option<u32>,
+    /// The unit of authorization: a label or rule's context, else `uid:N/session:S`.
+    pub context: String,
+    #[serde(default)]
+    pub agent: Option<AgentRef>,
+}
+
+impl ProcessRef {
+    pub fn new(p: &Process, secrets: &Secrets) -> Self {
+        let context = p.attribution.context.clone().unwrap_or_else(|| {
+            let session = p
+                .sessionid
+                .map_or_else(|| "none".to_owned(), |s| s.to_string());
+            format!("uid:{}/session:{session}", p.originating_uid())
+        });
         Self {
             pid: p.key.pid,
             ppid: p.ppid,
             comm: p.comm.clone(),
             exe: p.exe.clone(),
+            argv: secrets.redact_argv(&p.argv),
             uid: p.uid,
             loginuid: p.loginuid,
-            context: format!("uid:{}/session:{session}", p.originating_uid()),
+            context,
+            agent: p.attribution.agent.clone(),
         }
+    }
+
+    /// The user the action is for: the login user where one is set, else the real uid.
+    pub fn originating_uid(&self) -> u32 {
+        self.loginuid.unwrap_or(self.uid)
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EndpointRef {
     pub ip: String,
     pub port: u16,
     pub protocol: Protocol,
-    /// The host name, where one was learned (not yet: DNS and TLS names come later).
+    /// The host name, where one was learned (DNS and TLS names come later).
+    #[serde(default)]
     pub host: Option<String>,
 }
 
 /// How a credential reached the process that used it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
     /// The process read it, then connected.
@@ -74,27 +139,41 @@ pub enum Via {
     Ancestor,
     /// A descendant in the same session read it and handed it up (git's credential helper).
     Descendant,
+    /// Another process of the same agent read it (one task reads, the agent hands it to the
+    /// next). Reported only against endpoints inside the credential's scope.
+    Agent,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+impl Via {
+    /// Whether the using process read the credential itself.
+    pub fn by_reader(self) -> bool {
+        matches!(self, Via::Read | Via::HeldConnection)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HookReport {
     /// What the hook is for: process, credential-read, credential-open, connect.
-    pub purpose: &'static str,
+    pub purpose: String,
     /// The hook attached, e.g. `tracepoint/filemap/mm_filemap_get_pages`.
     pub hook: String,
     /// The hook that was preferred and refused, when this one is its fallback.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instead_of: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "records are made one at a time and moved to a sink; boxing buys nothing"
+)]
 pub enum Record {
     Ready {
         time: String,
-        version: &'static str,
+        version: String,
         hooks: Vec<HookReport>,
         credentials: usize,
         processes: usize,
@@ -119,6 +198,7 @@ pub enum Record {
         /// The process that read the credential.
         reader: ProcessRef,
     },
+    Finding(Box<Finding>),
     Stats {
         time: String,
         events: u64,
@@ -129,4 +209,38 @@ pub enum Record {
         /// Of `dropped`: bytes from the kernel that did not decode.
         undecodable: u64,
     },
+}
+
+/// A rule's verdict, with who, what, where and the records that prove it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub time: String,
+    pub rule: RuleId,
+    pub severity: Severity,
+    pub summary: String,
+    /// The originating user the action was for.
+    pub user: u32,
+    pub agent: Option<AgentRef>,
+    pub context: String,
+    pub credential: CredentialRef,
+    pub process: ProcessRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointRef>,
+    /// The records that prove it, oldest first.
+    pub evidence: Vec<Record>,
+    /// How many times it happened in this fold window (1 when first reported).
+    pub count: u64,
+}
+
+impl Record {
+    pub fn time(&self) -> &str {
+        match self {
+            Record::Ready { time, .. }
+            | Record::CredentialAccess { time, .. }
+            | Record::Connection { time, .. }
+            | Record::CredentialUse { time, .. }
+            | Record::Stats { time, .. } => time,
+            Record::Finding(f) => &f.time,
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! The credential catalog: which files are credentials, resolved to their identity (device and
-//! inode) so that every path to them counts. Built from the built-in patterns for every home
-//! directory and the system paths, plus `--watch`; resolved again when files appear or are
-//! replaced (see `watcher`).
-mod builtin;
+//! inode) so that every path to them counts. Built from the policy's credential paths for every
+//! home directory, plus `--watch`; resolved again when files appear or are replaced (see
+//! `watcher`). Each file is read once per resolve for the hosts it names (its scope) and the
+//! fingerprints of its secrets.
+pub mod contents;
 pub mod kind;
 
 use std::{
@@ -16,15 +17,40 @@ use std::{
 pub use kind::Kind;
 use monitor_common::FileKey;
 
+use crate::{
+    fingerprint::Fingerprint,
+    policy::{Policy, Scope},
+    redact::Secrets,
+};
+
+/// Credential files larger than this are fingerprinted on their first MiB only.
+const MAX_READ: u64 = 1 << 20;
+
 /// A place credentials may be: an absolute path, possibly with `*` globs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Source {
     pub pattern: String,
     pub kind: Kind,
+    /// The context that owns credentials found here, from policy.
+    pub context: Option<String>,
+    /// The scope policy gives them (their kind's and their rule's).
+    pub scope: Scope,
+}
+
+impl Source {
+    /// A place named on the command line: the kind's scope, no owning context.
+    pub fn watched(pattern: String, kind: Kind, policy: &Policy) -> Self {
+        Self {
+            pattern,
+            kind,
+            context: None,
+            scope: policy.kind_scope(kind),
+        }
+    }
 }
 
 /// A credential file that exists now.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Credential {
     /// Stable across replacements of the file: `kind:path`.
     pub id: String,
@@ -35,6 +61,11 @@ pub struct Credential {
     /// False on filesystems whose reads bypass the page cache (tmpfs, ramfs): the filemap
     /// tracepoints do not see those, so an open hook is needed.
     pub page_cache: bool,
+    pub context: Option<String>,
+    /// Policy's scope plus the hosts the file names.
+    pub scope: Scope,
+    /// Fingerprints of the secrets in the file.
+    pub fingerprints: Vec<Fingerprint>,
 }
 
 /// What a resolve changed, for the kernel's watch map.
@@ -44,37 +75,44 @@ pub struct Changes {
     pub removed: Vec<FileKey>,
 }
 
-#[derive(Debug, Default)]
 pub struct Catalog {
     sources: Vec<Source>,
     credentials: BTreeMap<FileKey, Credential>,
+    /// Fingerprints of every secret seen, in files and in environments.
+    pub secrets: Secrets,
 }
 
 impl Catalog {
-    pub fn new(sources: Vec<Source>) -> Self {
+    pub fn new(sources: Vec<Source>, secrets: Secrets) -> Self {
         Self {
             sources,
             credentials: BTreeMap::new(),
+            secrets,
         }
     }
 
-    /// The embedded default: the built-in patterns under each home, and the system paths.
-    pub fn builtin_sources(homes: &[PathBuf]) -> Vec<Source> {
+    /// The policy's credential paths, `~/` taken as each of `homes`.
+    pub fn policy_sources(policy: &Policy, homes: &[PathBuf]) -> Vec<Source> {
         let mut sources = Vec::new();
-        for home in homes {
-            for (relative, kind) in builtin::HOME {
-                let pattern = home.join(relative).display().to_string();
+        for rule in policy.credentials.iter().map(|r| r.get_ref()) {
+            let mut scope = policy.kind_scope(rule.kind);
+            scope.extend(&rule.scope());
+            let mut add = |pattern: String| {
                 sources.push(Source {
                     pattern,
-                    kind: *kind,
+                    kind: rule.kind,
+                    context: rule.context.clone(),
+                    scope: scope.clone(),
                 });
+            };
+            for path in &rule.paths {
+                match path.strip_prefix("~/") {
+                    Some(relative) => homes
+                        .iter()
+                        .for_each(|home| add(home.join(relative).display().to_string())),
+                    None => add(path.clone()),
+                }
             }
-        }
-        for (pattern, kind) in builtin::SYSTEM {
-            sources.push(Source {
-                pattern: (*pattern).to_owned(),
-                kind: *kind,
-            });
         }
         sources
     }
@@ -97,7 +135,7 @@ impl Catalog {
         let mut found = BTreeMap::new();
         for source in &self.sources {
             for path in expand(&source.pattern) {
-                if let Some(credential) = identify(&path, source.kind) {
+                if let Some(credential) = identify(&path, source, &mut self.secrets) {
                     found.entry(credential.file).or_insert(credential);
                 }
             }
@@ -161,19 +199,39 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
     }
 }
 
-/// The credential at `path`, if it is a regular file (symlinks are followed).
-fn identify(path: &Path, kind: Kind) -> Option<Credential> {
+/// The credential at `path`, if it is a regular file (symlinks are followed). Its contents are
+/// read for hosts and fingerprints; the secret values go no further than `secrets.learn`.
+fn identify(path: &Path, source: &Source, secrets: &mut Secrets) -> Option<Credential> {
     let meta = fs::metadata(path).ok()?;
     if !meta.is_file() {
         return None;
     }
+    let kind = source.kind;
+    let id = format!("{kind}:{}", path.display());
+    let mut bytes = Vec::new();
+    if let Ok(file) = fs::File::open(path) {
+        use std::io::Read;
+        let _ = file.take(MAX_READ).read_to_end(&mut bytes);
+    }
+    let found = contents::inspect(kind, &String::from_utf8_lossy(&bytes));
+    drop(bytes);
+    let mut scope = source.scope.clone();
+    scope.add_hosts(found.hosts.iter().map(String::as_str));
+    let fingerprints = found
+        .secrets
+        .iter()
+        .map(|s| secrets.learn(s, &id))
+        .collect();
     Some(Credential {
-        id: format!("{kind}:{}", path.display()),
+        id,
         kind,
         path: path.to_path_buf(),
         file: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
         owner_uid: meta.uid(),
         page_cache: uses_page_cache(path),
+        context: source.context.clone(),
+        scope,
+        fingerprints,
     })
 }
 
@@ -201,6 +259,14 @@ fn uses_page_cache(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    fn default_catalog(home: &Path) -> Catalog {
+        let policy = Policy::embedded();
+        Catalog::new(
+            Catalog::policy_sources(&policy, &[home.to_path_buf()]),
+            Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
+        )
+    }
+
     fn scratch(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("keytrail-catalog-{name}-{}", std::process::id()));
@@ -214,9 +280,9 @@ mod tests {
         let home = scratch("home");
         fs::create_dir_all(home.join(".ssh")).unwrap();
         fs::write(home.join(".netrc"), "machine example.com").unwrap();
-        fs::write(home.join(".ssh/id_ed25519"), "key").unwrap();
+        fs::write(home.join(".ssh/id_ed25519"), "private-key-bytes").unwrap();
         fs::write(home.join(".ssh/id_ed25519.pub"), "public").unwrap();
-        let mut catalog = Catalog::new(Catalog::builtin_sources(std::slice::from_ref(&home)));
+        let mut catalog = default_catalog(&home);
         let changes = catalog.resolve();
         assert_eq!(
             changes.added.len(),
@@ -231,6 +297,15 @@ mod tests {
             catalog.get(&key).unwrap().id,
             format!("netrc:{}/.netrc", home.display())
         );
+        let netrc = catalog.get(&key).unwrap();
+        assert_eq!(
+            netrc.scope.check(None, 443, Some("example.com")),
+            crate::policy::Verdict::Inside,
+            "the host the file names is in its scope"
+        );
+        assert!(netrc.fingerprints.is_empty(), "it holds no password");
+        let key_file = catalog.credentials().find(|c| c.kind == Kind::Ssh).unwrap();
+        assert_eq!(key_file.fingerprints.len(), 1);
         assert!(catalog.directories_to_watch().contains(&home.join(".ssh")));
         fs::remove_dir_all(home).unwrap();
     }
@@ -239,7 +314,7 @@ mod tests {
     fn a_replaced_file_is_a_new_identity_with_the_same_id() {
         let home = scratch("replace");
         fs::write(home.join(".netrc"), "one").unwrap();
-        let mut catalog = Catalog::new(Catalog::builtin_sources(std::slice::from_ref(&home)));
+        let mut catalog = default_catalog(&home);
         catalog.resolve();
         let old = catalog.credentials().next().unwrap().clone();
         fs::write(home.join(".netrc.tmp"), "two").unwrap();

@@ -2,19 +2,28 @@
 //! same lineage then used it. Pure: fed decoded events and the catalog, returns records.
 //!
 //! A connect by P is a use of credential C when C was read by P itself, by an ancestor of P (P
-//! inherited it), or by a descendant of P in the same session (a credential helper hands the
-//! secret up). A read by R is a use of the connections R already holds (ssh connects, then reads
-//! its key during authentication).
-use std::collections::{HashMap, HashSet, VecDeque};
+//! inherited it), by a descendant of P in the same session (a credential helper hands the
+//! secret up), or by another process of P's agent when the endpoint is in C's scope (one task
+//! reads, the agent hands it to the next). A read by R is a use of the connections R already
+//! holds (ssh connects, then reads its key during authentication).
+//!
+//! A secret variable in the environment at exec is read by that exec, unless the parent held
+//! the same secret already: then the children simply inherit it from the first holder.
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
 
 use monitor_common::FileKey;
 
 use crate::{
+    attribution::{self, AgentRef, Candidate},
     catalog::Catalog,
     clock::Clock,
-    decode::{Connect, KernelEvent},
+    decode::{Connect, Exec, Hook, KernelEvent},
+    policy::{Policy, ProcessFacts, Scope, Verdict},
     process::{ProcKey, ProcessTracker},
-    record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
+    record::{self, CredentialRef, EndpointRef, ProcessRef, Record, Via},
 };
 
 /// How far up the tree lineage is followed.
@@ -29,6 +38,7 @@ struct Read {
     /// The reader's ancestors when it read, nearest first.
     ancestors: Vec<ProcKey>,
     sessionid: Option<u32>,
+    agent: Option<AgentRef>,
     credential: CredentialRef,
     process: ProcessRef,
 }
@@ -36,6 +46,7 @@ struct Read {
 pub struct Correlator {
     pub tracker: ProcessTracker,
     clock: Clock,
+    policy: Arc<Policy>,
     reads: VecDeque<Read>,
     accessed: HashSet<(ProcKey, FileKey)>,
     /// Files each live pid was reported for, so the kernel's dedup map can be cleared on exec
@@ -47,10 +58,11 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(tracker: ProcessTracker, clock: Clock) -> Self {
+    pub fn new(tracker: ProcessTracker, clock: Clock, policy: Arc<Policy>) -> Self {
         Self {
             tracker,
             clock,
+            policy,
             reads: VecDeque::new(),
             accessed: HashSet::new(),
             reported_files: HashMap::new(),
@@ -60,9 +72,9 @@ impl Correlator {
     }
 
     /// Handles one event; records it produces are appended to `out`.
-    pub fn handle(&mut self, event: &KernelEvent, catalog: &Catalog, out: &mut Vec<Record>) {
+    pub fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
         match event {
-            KernelEvent::Exec(exec) => self.tracker.on_exec(exec),
+            KernelEvent::Exec(exec) => self.on_exec(exec, catalog, out),
             KernelEvent::Fork {
                 pid,
                 ppid,
@@ -86,43 +98,127 @@ impl Correlator {
                 if !self.accessed.insert((process.key, *file)) {
                     return;
                 }
-                let credential = CredentialRef::from(credential);
-                let process_ref = ProcessRef::from(&process);
-                out.push(Record::CredentialAccess {
-                    time: self.clock.rfc3339(*boot_ns),
-                    credential: credential.clone(),
-                    process: process_ref.clone(),
-                    hook: *hook,
-                });
-                let read = Read {
-                    reader: process.key,
-                    ancestors: self.tracker.ancestors(process.key, MAX_ANCESTORS),
-                    sessionid: process.sessionid,
-                    credential,
-                    process: process_ref,
-                };
-                for endpoint in self.connections.get(&process.key).into_iter().flatten() {
-                    Self::push_use(
-                        &mut self.uses,
-                        &self.clock,
-                        *boot_ns,
-                        &read,
-                        &read.process,
-                        endpoint,
-                        Via::HeldConnection,
-                        out,
-                    );
-                }
-                if self.reads.len() >= MAX_READS {
-                    self.reads.pop_front();
-                }
-                self.reads.push_back(read);
+                let credential = CredentialRef::new(credential, &catalog.secrets);
+                let process_ref = ProcessRef::new(&process, &catalog.secrets);
+                self.record_read(process.key, credential, process_ref, *hook, *boot_ns, out);
             }
-            KernelEvent::Connect(connect) => self.on_connect(connect, out),
+            KernelEvent::Connect(connect) => self.on_connect(connect, &catalog.secrets, out),
         }
     }
 
-    fn on_connect(&mut self, c: &Connect, out: &mut Vec<Record>) {
+    /// Attributes the new program, and reads the secret variables its parent did not hold.
+    fn on_exec(&mut self, e: &Exec, catalog: &mut Catalog, out: &mut Vec<Record>) {
+        let policy = Arc::clone(&self.policy);
+        let cgroup = policy
+            .matches_cgroups()
+            .then(|| attribution::cgroup_of(e.pid))
+            .flatten();
+        let candidate = Candidate {
+            pid: e.pid,
+            originating_uid: e.loginuid.unwrap_or(e.uid),
+            facts: ProcessFacts {
+                comm: &e.comm,
+                exe: &e.filename,
+                argv: &e.argv,
+                cgroup: cgroup.as_deref(),
+            },
+            label: e.env.get(&policy.context.label),
+        };
+        let parent = self.tracker.get(e.ppid).filter(|p| p.key.pid != e.pid);
+        let decided = attribution::attribute(&policy, &candidate, parent);
+        let inherited = parent.map(|p| p.env_secrets.clone()).unwrap_or_default();
+        let mut secrets = Vec::new();
+        let mut fresh = Vec::new();
+        for (name, value) in &e.env.0 {
+            let Some(kind) = policy.secret_variable(name) else {
+                continue;
+            };
+            let id_prefix = format!("env:{name}");
+            let print = catalog.secrets.learn(value, &id_prefix);
+            secrets.push(print);
+            if !inherited.contains(&print) {
+                fresh.push((name.clone(), kind, print));
+            }
+        }
+        self.tracker.on_exec(e, decided, secrets);
+        if fresh.is_empty() {
+            return;
+        }
+        let process = self.tracker.get(e.pid).expect("just added").clone();
+        let process_ref = ProcessRef::new(&process, &catalog.secrets);
+        for (name, kind, print) in fresh {
+            let id = format!("env:{name}:{print}");
+            let mut scope = policy.kind_scope(kind);
+            if let Some(rule) = policy.credential_rule(&format!("env:{name}")) {
+                scope.extend(&rule.scope());
+            }
+            let credential = CredentialRef {
+                identity: record::identity(&id, Some(print), &catalog.secrets),
+                id,
+                kind,
+                path: format!("env:{name}"),
+                owner: Some(process.originating_uid()),
+                context: None,
+                scope,
+                fingerprint: Some(print),
+            };
+            let hook = Hook::Environment;
+            self.record_read(
+                process.key,
+                credential,
+                process_ref.clone(),
+                hook,
+                e.boot_ns,
+                out,
+            );
+        }
+    }
+
+    /// A credential read: its access record, its uses of connections the reader already
+    /// holds, and a read remembered for the connections to come.
+    fn record_read(
+        &mut self,
+        reader: ProcKey,
+        credential: CredentialRef,
+        process_ref: ProcessRef,
+        hook: Hook,
+        boot_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        let process = self.tracker.get_key(reader).cloned();
+        out.push(Record::CredentialAccess {
+            time: self.clock.rfc3339(boot_ns),
+            credential: credential.clone(),
+            process: process_ref.clone(),
+            hook,
+        });
+        let read = Read {
+            reader,
+            ancestors: self.tracker.ancestors(reader, MAX_ANCESTORS),
+            sessionid: process.as_ref().and_then(|p| p.sessionid),
+            agent: process.and_then(|p| p.attribution.agent),
+            credential,
+            process: process_ref,
+        };
+        for endpoint in self.connections.get(&reader).into_iter().flatten() {
+            Self::push_use(
+                &mut self.uses,
+                &self.clock,
+                boot_ns,
+                &read,
+                &read.process,
+                endpoint,
+                Via::HeldConnection,
+                out,
+            );
+        }
+        if self.reads.len() >= MAX_READS {
+            self.reads.pop_front();
+        }
+        self.reads.push_back(read);
+    }
+
+    fn on_connect(&mut self, c: &Connect, secrets: &crate::redact::Secrets, out: &mut Vec<Record>) {
         let process = self.tracker.get_or_learn(c.pid, &c.comm, c.uid).clone();
         let endpoint = EndpointRef {
             ip: c.ip.to_string(),
@@ -137,7 +233,8 @@ impl Correlator {
         held.push_back(endpoint.clone());
 
         let ancestors = self.tracker.ancestors(process.key, MAX_ANCESTORS);
-        let process_ref = ProcessRef::from(&process);
+        let process_ref = ProcessRef::new(&process, secrets);
+        let agent = process.attribution.agent.as_ref();
         let mut uses = Vec::new();
         for read in &self.reads {
             let via = if read.reader == process.key {
@@ -146,6 +243,11 @@ impl Correlator {
                 Via::Ancestor
             } else if read.ancestors.contains(&process.key) && read.sessionid == process.sessionid {
                 Via::Descendant
+            } else if agent.is_some()
+                && read.agent.as_ref() == agent
+                && in_scope(&read.credential.scope, &endpoint)
+            {
+                Via::Agent
             } else {
                 continue;
             };
@@ -219,6 +321,15 @@ impl Correlator {
         });
         self.uses.retain(|(pid, _, _)| tracker.get(*pid).is_some());
     }
+}
+
+/// Whether `endpoint` is known to be inside `scope`.
+pub fn in_scope(scope: &Scope, endpoint: &EndpointRef) -> bool {
+    scope.check(
+        endpoint.ip.parse().ok(),
+        endpoint.port,
+        endpoint.host.as_deref(),
+    ) == Verdict::Inside
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
 use super::*;
 use crate::{
     catalog::{Catalog, Kind, Source, kernel_dev},
-    decode::{Exec, Hook, Protocol},
+    decode::{Environment, Exec, Hook, Protocol},
+    fingerprint::Fingerprinter,
+    redact::Secrets,
 };
 
 /// A catalog with one real file (the catalog resolves identities from the filesystem).
@@ -13,12 +15,15 @@ fn catalog_with_netrc(test: &str) -> (Catalog, FileKey, PathBuf) {
         std::env::temp_dir().join(format!("keytrail-correlate-{test}-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let path = dir.join(".netrc");
-    fs::write(&path, "machine example.com").unwrap();
+    fs::write(
+        &path,
+        "machine example.com login bot password netrc-secret-1\nmachine 127.0.0.1\n",
+    )
+    .unwrap();
     let meta = fs::metadata(&path).unwrap();
-    let mut catalog = Catalog::new(vec![Source {
-        pattern: path.display().to_string(),
-        kind: Kind::Netrc,
-    }]);
+    let policy = Policy::embedded();
+    let source = Source::watched(path.display().to_string(), Kind::Netrc, &policy);
+    let mut catalog = Catalog::new(vec![source], Secrets::new(Fingerprinter::with_key(3)));
     catalog.resolve();
     (
         catalog,
@@ -28,6 +33,10 @@ fn catalog_with_netrc(test: &str) -> (Catalog, FileKey, PathBuf) {
 }
 
 fn exec(pid: u32, ppid: u32, comm: &str) -> KernelEvent {
+    exec_env(pid, ppid, comm, &[])
+}
+
+fn exec_env(pid: u32, ppid: u32, comm: &str, env: &[(&str, &str)]) -> KernelEvent {
     KernelEvent::Exec(Exec {
         pid,
         ppid,
@@ -38,6 +47,11 @@ fn exec(pid: u32, ppid: u32, comm: &str) -> KernelEvent {
         comm: comm.into(),
         filename: format!("/usr/bin/{comm}"),
         argv: vec![],
+        env: Environment(
+            env.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        ),
         boot_ns: pid as u64 * 1_000_000_000,
     })
 }
@@ -66,8 +80,9 @@ fn connect(pid: u32, port: u16) -> KernelEvent {
 }
 
 /// Runs a recorded stream; returns (type, pid, via) of each record.
-fn run(events: &[KernelEvent], catalog: &Catalog) -> Vec<(String, u32, Option<Via>)> {
-    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0));
+fn run(events: &[KernelEvent], catalog: &mut Catalog) -> Vec<(String, u32, Option<Via>)> {
+    let policy = Arc::new(Policy::embedded());
+    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy);
     let mut out = Vec::new();
     for e in events {
         c.handle(e, catalog, &mut out);
@@ -84,7 +99,7 @@ fn run(events: &[KernelEvent], catalog: &Catalog) -> Vec<(String, u32, Option<Vi
 
 #[test]
 fn read_then_connect_is_a_use_and_access_is_reported_once() {
-    let (catalog, file, path) = catalog_with_netrc("read_then_connect");
+    let (mut catalog, file, path) = catalog_with_netrc("read_then_connect");
     let records = run(
         &[
             exec(10, 1, "python3"),
@@ -92,7 +107,7 @@ fn read_then_connect_is_a_use_and_access_is_reported_once() {
             access(10, file),
             connect(10, 8080),
         ],
-        &catalog,
+        &mut catalog,
     );
     assert_eq!(
         records,
@@ -107,7 +122,7 @@ fn read_then_connect_is_a_use_and_access_is_reported_once() {
 
 #[test]
 fn a_helper_child_reading_makes_its_parents_later_connect_a_use() {
-    let (catalog, file, path) = catalog_with_netrc("helper");
+    let (mut catalog, file, path) = catalog_with_netrc("helper");
     let events = [
         exec(20, 1, "git-remote-http"),
         connect(20, 80), // the unauthenticated request: no credential yet, no record
@@ -119,7 +134,7 @@ fn a_helper_child_reading_makes_its_parents_later_connect_a_use() {
         },
         connect(20, 81),
     ];
-    let records = run(&events, &catalog);
+    let records = run(&events, &mut catalog);
     assert_eq!(
         records,
         vec![
@@ -133,10 +148,10 @@ fn a_helper_child_reading_makes_its_parents_later_connect_a_use() {
 
 #[test]
 fn a_read_by_a_process_holding_a_connection_uses_it() {
-    let (catalog, file, path) = catalog_with_netrc("held");
+    let (mut catalog, file, path) = catalog_with_netrc("held");
     let records = run(
         &[exec(30, 1, "ssh"), connect(30, 22), access(30, file)],
-        &catalog,
+        &mut catalog,
     );
     assert_eq!(
         records,
@@ -150,7 +165,7 @@ fn a_read_by_a_process_holding_a_connection_uses_it() {
 
 #[test]
 fn children_inherit_but_unrelated_processes_do_not() {
-    let (catalog, file, path) = catalog_with_netrc("inherit");
+    let (mut catalog, file, path) = catalog_with_netrc("inherit");
     let events = [
         exec(40, 1, "bash"),
         access(40, file),
@@ -159,7 +174,7 @@ fn children_inherit_but_unrelated_processes_do_not() {
         exec(50, 1, "unrelated"),
         connect(50, 443),
     ];
-    let records = run(&events, &catalog);
+    let records = run(&events, &mut catalog);
     assert_eq!(
         records,
         vec![
@@ -173,11 +188,77 @@ fn children_inherit_but_unrelated_processes_do_not() {
 
 #[test]
 fn files_no_longer_in_the_catalog_are_ignored() {
-    let (catalog, _, path) = catalog_with_netrc("ignored");
+    let (mut catalog, _, path) = catalog_with_netrc("ignored");
     let records = run(
         &[exec(60, 1, "cat"), access(60, FileKey::new(1, 1))],
-        &catalog,
+        &mut catalog,
     );
     assert!(records.is_empty());
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_secret_variable_is_read_at_exec_and_inherited_without_a_new_read() {
+    let (mut catalog, _, path) = catalog_with_netrc("env");
+    let env = [("GITHUB_TOKEN", "ghp_from_the_environment"), ("HOME", "/x")];
+    let events = [
+        exec_env(70, 1, "bash", &env),
+        exec_env(71, 70, "curl", &env),
+        connect(71, 443),
+    ];
+    let records = run(&events, &mut catalog);
+    assert_eq!(
+        records,
+        vec![
+            ("access".into(), 70, None),
+            ("connection".into(), 71, None),
+            ("use".into(), 71, Some(Via::Ancestor)),
+        ]
+    );
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn the_same_secret_in_a_file_and_a_variable_is_one_identity() {
+    let (mut catalog, _, path) = catalog_with_netrc("identity");
+    let policy = Arc::new(Policy::embedded());
+    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy);
+    let mut out = Vec::new();
+    let env = [("NETRC_PASSWORD", "netrc-secret-1")];
+    c.handle(&exec_env(80, 1, "sh", &env), &mut catalog, &mut out);
+    let Some(Record::CredentialAccess { credential, .. }) = out.first() else {
+        panic!("no access: {out:?}")
+    };
+    assert_eq!(credential.path, "env:NETRC_PASSWORD");
+    assert_eq!(
+        credential.identity,
+        format!("netrc:{}", path.display()),
+        "the file held it first"
+    );
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn tasks_of_one_agent_hand_credentials_across_only_in_scope() {
+    let (mut catalog, file, path) = catalog_with_netrc("agent");
+    let task = |n: &'static str| [("KEYTRAIL_CONTEXT", n)];
+    let events = [
+        exec(90, 1, "python3"),
+        exec_env(91, 90, "cat", &task("task-1")),
+        access(91, file),
+        exec_env(92, 90, "curl", &task("task-2")),
+        connect(92, 443), // 127.0.0.1 is named by the netrc: in scope
+        exec(93, 1, "curl"),
+        connect(93, 443), // another tree: nothing
+    ];
+    let records = run(&events, &mut catalog);
+    assert_eq!(
+        records,
+        vec![
+            ("access".into(), 91, None),
+            ("connection".into(), 92, None),
+            ("use".into(), 92, Some(Via::Agent)),
+        ]
+    );
     fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }

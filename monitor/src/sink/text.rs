@@ -110,6 +110,31 @@ impl<W: Write> Sink for TextSink<W> {
                 reader.comm,
                 reader.pid,
             ),
+            Record::Finding(f) => {
+                let severity = serde_json::to_value(f.severity)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_uppercase))
+                    .unwrap_or_default();
+                let agent = f
+                    .agent
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |a| format!("{}[{}]", a.name, a.pid));
+                let count = if f.count > 1 {
+                    format!(" (x{})", f.count)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {} {severity} {}: {}{count} [user {} agent {agent} context {}; {} evidence records]",
+                    f.time,
+                    self.label("FINDING", "1;31"),
+                    f.rule,
+                    f.summary,
+                    f.user,
+                    f.context,
+                    f.evidence.len()
+                )
+            }
             Record::Stats {
                 time,
                 events,

@@ -1,0 +1,190 @@
+//! Who a process acts for: its context and its agent, decided at exec from policy
+//! (PRODUCT.md, "Agent and context").
+//!
+//! Context, first that applies: the label variable in the exec environment; the first
+//! `[[contexts]]` rule that matches; the parent's context. A process with none of these is in
+//! its originating user's login session (`uid:N/session:S`, see `record`).
+//!
+//! Agent: an ancestor's agent is kept; else a process matching an `[[agents]]` rule is the root
+//! of its own; else a labelled task whose parent carries another label (or none) belongs to
+//! the agent that started it, its parent, so tasks started by one parent share one agent.
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    policy::{Policy, ProcessFacts},
+    process::Process,
+};
+
+/// The root of an agent's process tree.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AgentRef {
+    /// The `[[agents]]` rule's name, or the starting process's comm for labelled tasks.
+    pub name: String,
+    pub pid: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attribution {
+    /// The value of the label variable, when set.
+    pub label: Option<String>,
+    /// The context this process has other than by default (see the module doc).
+    pub context: Option<String>,
+    pub agent: Option<AgentRef>,
+}
+
+/// What attribution is shown of the exec'ing process.
+pub struct Candidate<'a> {
+    pub pid: u32,
+    pub originating_uid: u32,
+    pub facts: ProcessFacts<'a>,
+    pub label: Option<&'a str>,
+}
+
+pub fn attribute(policy: &Policy, me: &Candidate, parent: Option<&Process>) -> Attribution {
+    let label = me.label.filter(|l| !l.is_empty()).map(str::to_owned);
+    let context = label
+        .clone()
+        .or_else(|| context_by_rule(policy, me))
+        .or_else(|| parent.and_then(|p| p.attribution.context.clone()));
+    let agent = parent
+        .and_then(|p| p.attribution.agent.clone())
+        .or_else(|| {
+            policy
+                .agents
+                .iter()
+                .map(|a| a.get_ref())
+                .find(|a| a.matcher.matches(&me.facts))
+                .map(|a| AgentRef {
+                    name: a.name.clone(),
+                    pid: me.pid,
+                })
+        })
+        .or_else(|| {
+            let parent = parent?;
+            (label.is_some() && parent.attribution.label != label).then(|| AgentRef {
+                name: parent.comm.clone(),
+                pid: parent.key.pid,
+            })
+        });
+    Attribution {
+        label,
+        context,
+        agent,
+    }
+}
+
+fn context_by_rule(policy: &Policy, me: &Candidate) -> Option<String> {
+    policy
+        .contexts
+        .iter()
+        .map(|r| r.get_ref())
+        .find_map(|rule| {
+            if let Some(glob) = &rule.cgroup {
+                let cgroup = me.facts.cgroup?;
+                glob.matches(cgroup).then(|| format!("cgroup:{cgroup}"))
+            } else if let Some(root) = &rule.root {
+                root.matches(&me.facts)
+                    .then(|| format!("{}:{}", me.facts.comm, me.pid))
+            } else {
+                (rule.user == Some(true)).then(|| format!("user:{}", me.originating_uid))
+            }
+        })
+}
+
+/// The cgroup (v2) path of `pid`, when policy matches on cgroups. Read from procfs at exec:
+/// a process that is already gone has none.
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::process::ProcKey;
+
+    fn candidate<'a>(
+        pid: u32,
+        comm: &'a str,
+        argv: &'a [String],
+        label: Option<&'a str>,
+    ) -> Candidate<'a> {
+        Candidate {
+            pid,
+            originating_uid: 1000,
+            facts: ProcessFacts {
+                comm,
+                exe: "",
+                argv,
+                cgroup: Some("/user.slice/user-1000.slice/session-3.scope"),
+            },
+            label,
+        }
+    }
+
+    fn process(pid: u32, comm: &str, attribution: Attribution) -> Process {
+        let mut p = Process::unknown(ProcKey { pid, start: 1 }, 1, comm, 1000);
+        p.attribution = attribution;
+        p
+    }
+
+    #[test]
+    fn tasks_started_by_one_parent_share_its_agent() {
+        let policy = Policy::embedded();
+        let parent = process(10, "python3", Attribution::default());
+        let a = attribute(
+            &policy,
+            &candidate(11, "cat", &[], Some("task-1")),
+            Some(&parent),
+        );
+        assert_eq!(a.context.as_deref(), Some("task-1"));
+        assert_eq!(
+            a.agent,
+            Some(AgentRef {
+                name: "python3".into(),
+                pid: 10
+            })
+        );
+        // A child of the task, without the label, inherits context and agent.
+        let task = process(11, "cat", a.clone());
+        let child = attribute(&policy, &candidate(12, "curl", &[], None), Some(&task));
+        assert_eq!(child, Attribution { label: None, ..a });
+        // An unlabelled process outside any agent has neither.
+        let plain = attribute(&policy, &candidate(13, "bash", &[], None), Some(&parent));
+        assert_eq!(plain, Attribution::default());
+    }
+
+    #[test]
+    fn matched_agents_are_roots_and_stay_roots() {
+        let policy = Policy::embedded();
+        let argv = vec!["node".to_owned(), "/usr/local/bin/claude".to_owned()];
+        let a = attribute(&policy, &candidate(20, "node", &argv, None), None);
+        assert_eq!(a.agent.as_ref().unwrap().name, "coding-agent");
+        let agent = process(20, "node", a.clone());
+        let task = attribute(&policy, &candidate(21, "sh", &[], Some("t1")), Some(&agent));
+        assert_eq!(
+            task.agent, a.agent,
+            "the matched agent, not the task's parent"
+        );
+    }
+
+    #[test]
+    fn context_rules_come_after_the_label() {
+        let policy = Policy::parse(
+            "[[contexts]]\ncgroup = \"/user.slice/*\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let a = attribute(&policy, &candidate(5, "sh", &[], None), None);
+        assert_eq!(
+            a.context.as_deref(),
+            Some("cgroup:/user.slice/user-1000.slice/session-3.scope")
+        );
+        let a = attribute(&policy, &candidate(5, "sh", &[], Some("t9")), None);
+        assert_eq!(a.context.as_deref(), Some("t9"));
+    }
+}

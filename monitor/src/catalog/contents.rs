@@ -1,0 +1,275 @@
+//! What a credential file says about itself: the hosts it names (its scope) and its secret
+//! values (fingerprinted by the caller, then dropped). Parsers are deliberately small: each
+//! reads only the fields that name hosts or hold secrets, and skips what it does not know.
+use super::Kind;
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Contents {
+    pub hosts: Vec<String>,
+    /// Secret values. Never printed, logged or stored: fingerprint them and drop them.
+    pub secrets: Vec<String>,
+}
+
+impl Contents {
+    fn host(&mut self, url_or_host: &str) {
+        if let Some(h) = host_of(url_or_host) {
+            self.hosts.push(h);
+        }
+    }
+
+    fn secret(&mut self, value: &str) {
+        let value = value.trim().trim_matches('"').trim_matches('\'');
+        if value.len() >= 6 {
+            self.secrets.push(value.to_owned());
+        }
+    }
+}
+
+pub fn inspect(kind: Kind, text: &str) -> Contents {
+    let mut c = Contents::default();
+    match kind {
+        Kind::Aws => key_values(text, &mut c, |k| {
+            matches!(k, "aws_secret_access_key" | "aws_session_token")
+        }),
+        Kind::Netrc => netrc(text, &mut c),
+        Kind::Git => {
+            for line in text.lines() {
+                if let Some((_, after)) = line.trim().split_once("://")
+                    && let Some((userinfo, _)) = after.split_once('@')
+                {
+                    c.host(line.trim());
+                    c.secret(userinfo.split_once(':').map_or(userinfo, |(_, p)| p));
+                }
+            }
+        }
+        Kind::Kube => yaml_like(
+            text,
+            &mut c,
+            &["server"],
+            &[
+                "token",
+                "client-key-data",
+                "password",
+                "refresh-token",
+                "id-token",
+            ],
+        ),
+        Kind::Github => {
+            // gh's hosts.yml: top-level keys are hosts.
+            for line in text.lines() {
+                if !line.starts_with([' ', '\t', '#'])
+                    && let Some(host) = line.trim().strip_suffix(':')
+                {
+                    c.host(host);
+                }
+            }
+            yaml_like(text, &mut c, &[], &["oauth_token"]);
+        }
+        Kind::Docker | Kind::Gcp => json(text, &mut c),
+        Kind::Npm => {
+            for line in text.lines().map(str::trim) {
+                let Some((key, value)) = line.split_once('=') else {
+                    continue;
+                };
+                let key = key.trim();
+                if key == "registry" || key.ends_with(":registry") {
+                    c.host(value);
+                }
+                if let Some(scope) = key.strip_prefix("//") {
+                    c.host(scope);
+                }
+                if key.ends_with("_authToken")
+                    || key.ends_with("_auth")
+                    || key.ends_with("_password")
+                {
+                    c.secret(value);
+                }
+            }
+        }
+        Kind::Pypi => {
+            key_values(text, &mut c, |k| k == "password");
+            for line in text.lines() {
+                if let Some(("repository", url)) = line
+                    .split_once(['=', ':'])
+                    .map(|(k, v)| (k.trim(), v.trim()))
+                {
+                    c.host(url);
+                }
+            }
+        }
+        Kind::Dotenv => key_values(text, &mut c, |_| true),
+        // Whole-file secrets: a key, a token.
+        Kind::Ssh | Kind::Vault | Kind::Azure | Kind::Generic => c.secret(text),
+    }
+    c.hosts.sort();
+    c.hosts.dedup();
+    c
+}
+
+/// `key = value` / `key: value` / `KEY=value` lines; values of keys `secret` picks are secrets.
+fn key_values(text: &str, c: &mut Contents, secret: impl Fn(&str) -> bool) {
+    for line in text.lines().map(str::trim) {
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        if line.starts_with(['#', ';', '[']) {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once(['=', ':'])
+            && secret(&key.trim().to_ascii_lowercase())
+        {
+            c.secret(value);
+        }
+    }
+}
+
+/// netrc: whitespace-separated tokens, `machine NAME ... password SECRET`.
+fn netrc(text: &str, c: &mut Contents) {
+    let mut tokens = text.split_whitespace();
+    while let Some(token) = tokens.next() {
+        match token {
+            "machine" => {
+                if let Some(host) = tokens.next() {
+                    c.host(host);
+                }
+            }
+            "password" | "account" => {
+                if let Some(secret) = tokens.next() {
+                    c.secret(secret);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Flat reading of YAML: `key: value` wherever it is indented.
+fn yaml_like(text: &str, c: &mut Contents, host_keys: &[&str], secret_keys: &[&str]) {
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches("- ");
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        if host_keys.contains(&key.trim()) {
+            c.host(value.trim());
+        } else if secret_keys.contains(&key.trim()) {
+            c.secret(value);
+        }
+    }
+}
+
+/// docker's config.json (`auths` keys are registries) and gcloud's JSON credentials.
+fn json(text: &str, c: &mut Contents) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return c.secret(text); // not JSON after all: the whole file is the secret
+    };
+    if let Some(auths) = value.get("auths").and_then(|a| a.as_object()) {
+        for (registry, entry) in auths {
+            c.host(registry);
+            for key in ["auth", "identitytoken", "password"] {
+                if let Some(s) = entry.get(key).and_then(|v| v.as_str()) {
+                    c.secret(s);
+                }
+            }
+        }
+    }
+    for key in ["private_key", "refresh_token", "client_secret"] {
+        if let Some(s) = value.get(key).and_then(|v| v.as_str()) {
+            c.secret(s);
+        }
+    }
+}
+
+/// The host of a URL or of a bare `host[:port][/path]`, lowercased; `None` when there is none.
+pub fn host_of(text: &str) -> Option<String> {
+    let text = text.trim().trim_matches('"').trim_matches('\'');
+    let rest = text.split_once("://").map_or(text, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_name_their_hosts_and_secrets() {
+        let c = inspect(
+            Kind::Netrc,
+            "machine api.example.com login bot password s3cr3t-netrc\n",
+        );
+        assert_eq!(c.hosts, ["api.example.com"]);
+        assert_eq!(c.secrets, ["s3cr3t-netrc"]);
+
+        let c = inspect(
+            Kind::Git,
+            "https://bot:ghp_abcdef123@github.com\nhttps://x:glpat-999999@gitlab.example.org:8443/\n",
+        );
+        assert_eq!(c.hosts, ["github.com", "gitlab.example.org"]);
+        assert_eq!(c.secrets, ["ghp_abcdef123", "glpat-999999"]);
+
+        let c = inspect(
+            Kind::Kube,
+            "clusters:\n- cluster:\n    server: https://10.0.0.5:6443\nusers:\n- name: a\n  user:\n    token: kube-token-1\n",
+        );
+        assert_eq!(c.hosts, ["10.0.0.5"]);
+        assert_eq!(c.secrets, ["kube-token-1"]);
+
+        let c = inspect(
+            Kind::Docker,
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"ghcr.io":{"auth":"Z2hjcjp0b2tlbg=="}}}"#,
+        );
+        assert_eq!(c.hosts, ["ghcr.io", "index.docker.io"]);
+        assert_eq!(c.secrets.len(), 2);
+
+        let c = inspect(
+            Kind::Npm,
+            "registry=https://npm.example.com/\n//npm.example.com/:_authToken=npm_tok_123\n",
+        );
+        assert_eq!(c.hosts, ["npm.example.com"]);
+        assert_eq!(c.secrets, ["npm_tok_123"]);
+
+        let c = inspect(
+            Kind::Pypi,
+            "[pypi]\nusername = __token__\npassword = pypi-AgEIcHlwaS5vcmc\n[internal]\nrepository = https://pypi.internal.example/legacy/\n",
+        );
+        assert_eq!(c.hosts, ["pypi.internal.example"]);
+        assert_eq!(c.secrets, ["pypi-AgEIcHlwaS5vcmc"]);
+
+        let c = inspect(
+            Kind::Aws,
+            "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n",
+        );
+        assert!(c.hosts.is_empty());
+        assert_eq!(c.secrets, ["wJalrXUtnFEMI/K7MDENG"]);
+
+        let c = inspect(
+            Kind::Github,
+            "github.com:\n    oauth_token: gho_abcdef\n    user: bot\n",
+        );
+        assert_eq!(c.hosts, ["github.com"]);
+        assert_eq!(c.secrets, ["gho_abcdef"]);
+
+        let c = inspect(Kind::Generic, "tok-1234567\n");
+        assert_eq!(c.secrets, ["tok-1234567"]);
+    }
+
+    #[test]
+    fn host_of_takes_urls_apart() {
+        assert_eq!(
+            host_of("https://u:p@Example.COM:8443/x?y").unwrap(),
+            "example.com"
+        );
+        assert_eq!(host_of("[::1]:443").unwrap(), "::1");
+        assert_eq!(
+            host_of("registry.npmjs.org/").unwrap(),
+            "registry.npmjs.org"
+        );
+        assert_eq!(host_of("  "), None);
+    }
+}

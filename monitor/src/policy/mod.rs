@@ -1,0 +1,371 @@
+//! The policy: which files are credentials and what each may do, how contexts and agents are
+//! found, and which rules report. Read from a TOML file (`--config`) or the embedded default
+//! (`default.toml`, printed by `keytrail policy --default`). A file that does not check out
+//! is refused with its path, line, column and field: keytrail does not start on it.
+mod error;
+pub mod scope;
+pub mod types;
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use self::{
+    error::PolicyError,
+    scope::{Scope, Verdict},
+    types::{Cidr, Glob, RuleId, Severity},
+};
+use crate::catalog::Kind;
+
+/// The embedded default policy, as shipped.
+pub const DEFAULT_TEXT: &str = include_str!("default.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub context: ContextSettings,
+    #[serde(default)]
+    pub contexts: Vec<Spanned<ContextRule>>,
+    #[serde(default)]
+    pub agents: Vec<Spanned<AgentRule>>,
+    #[serde(default)]
+    pub credentials: Vec<Spanned<CredentialRule>>,
+    #[serde(default)]
+    pub kinds: BTreeMap<Kind, KindDefaults>,
+    #[serde(default)]
+    pub environment: EnvironmentSettings,
+    #[serde(default)]
+    pub findings: FindingSettings,
+    #[serde(default)]
+    pub rules: BTreeMap<RuleId, RuleSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSettings {
+    /// The environment variable whose value, set at exec, names the process's context.
+    #[serde(default = "default_label")]
+    pub label: String,
+}
+
+impl Default for ContextSettings {
+    fn default() -> Self {
+        Self {
+            label: default_label(),
+        }
+    }
+}
+
+fn default_label() -> String {
+    "KEYTRAIL_CONTEXT".into()
+}
+
+/// Which processes a rule is about. A process matches when any listed pattern matches.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessMatcher {
+    #[serde(default)]
+    pub comm: Vec<Glob>,
+    #[serde(default)]
+    pub exe: Vec<Glob>,
+    /// Matched against the arguments joined by spaces.
+    #[serde(default)]
+    pub argv: Vec<Glob>,
+    #[serde(default)]
+    pub cgroup: Vec<Glob>,
+}
+
+/// What a matcher is shown of a process.
+pub struct ProcessFacts<'a> {
+    pub comm: &'a str,
+    pub exe: &'a str,
+    pub argv: &'a [String],
+    pub cgroup: Option<&'a str>,
+}
+
+impl ProcessMatcher {
+    pub fn is_empty(&self) -> bool {
+        self.comm.is_empty()
+            && self.exe.is_empty()
+            && self.argv.is_empty()
+            && self.cgroup.is_empty()
+    }
+
+    pub fn matches(&self, p: &ProcessFacts) -> bool {
+        let any = |globs: &[Glob], text: &str| globs.iter().any(|g| g.matches(text));
+        any(&self.comm, p.comm)
+            || any(&self.exe, p.exe)
+            || (!self.argv.is_empty() && any(&self.argv, &p.argv.join(" ")))
+            || p.cgroup.is_some_and(|c| any(&self.cgroup, c))
+    }
+}
+
+/// One way to find a context; exactly one field is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextRule {
+    /// The process's cgroup path, when it matches, is the context.
+    pub cgroup: Option<Glob>,
+    /// A matching process starts a context for its subtree.
+    pub root: Option<ProcessMatcher>,
+    /// The originating user is the context.
+    pub user: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRule {
+    pub name: String,
+    #[serde(flatten)]
+    pub matcher: ProcessMatcher,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRule {
+    pub kind: Kind,
+    /// Absolute paths or globs; `~/` means every home directory.
+    pub paths: Vec<String>,
+    /// The context that owns the credential: reads and uses elsewhere are cross-context.
+    pub context: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<Glob>,
+    #[serde(default)]
+    pub cidrs: Vec<Cidr>,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Programs (comm or exe globs) allowed to read it; empty means the kind's readers.
+    #[serde(default)]
+    pub readers: Vec<Glob>,
+}
+
+impl CredentialRule {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            hosts: self.hosts.clone(),
+            cidrs: self.cidrs.clone(),
+            ports: self.ports.clone(),
+        }
+    }
+
+    /// Whether a recorded path is one of this rule's (for replay, where homes may differ).
+    pub fn covers(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| {
+            let pattern = match p.strip_prefix("~/") {
+                Some(rest) => format!("*/{rest}"),
+                None => p.clone(),
+            };
+            Glob::new(&pattern).is_ok_and(|g| g.matches(path))
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindDefaults {
+    #[serde(default)]
+    pub hosts: Vec<Glob>,
+    #[serde(default)]
+    pub cidrs: Vec<Cidr>,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub readers: Vec<Glob>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSettings {
+    /// Names (globs) of variables that hold secrets.
+    #[serde(default)]
+    pub secrets: Vec<Glob>,
+    /// The kind of a secret variable by its name.
+    #[serde(default)]
+    pub kinds: BTreeMap<Kind, Vec<Glob>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingSettings {
+    /// Repeats of one rule for one credential and process are folded within this window.
+    #[serde(default = "default_window")]
+    pub fold_window: types::HumanDuration,
+}
+
+impl Default for FindingSettings {
+    fn default() -> Self {
+        Self {
+            fold_window: default_window(),
+        }
+    }
+}
+
+fn default_window() -> types::HumanDuration {
+    types::HumanDuration(Duration::from_secs(60))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSettings {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub severity: Option<Severity>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Policy {
+    /// The embedded default. It is checked by a unit test, so this cannot fail in a release.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_TEXT, Path::new("<embedded default>"))
+            .expect("the embedded default policy is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        let policy: Policy =
+            toml::from_str(text).map_err(|e| PolicyError::at(path, text, e.span(), e.message()))?;
+        policy.validate(text, path)?;
+        Ok(policy)
+    }
+
+    /// Checks what the types alone cannot.
+    fn validate(&self, text: &str, path: &Path) -> Result<(), PolicyError> {
+        let fail = |span: std::ops::Range<usize>, message: String| {
+            Err(PolicyError::at(path, text, Some(span), &message))
+        };
+        for rule in &self.contexts {
+            let r = rule.get_ref();
+            let set = [r.cgroup.is_some(), r.root.is_some(), r.user == Some(true)];
+            if set.iter().filter(|s| **s).count() != 1 {
+                return fail(
+                    rule.span(),
+                    "[[contexts]]: set exactly one of `cgroup`, `root` or `user = true`".into(),
+                );
+            }
+            if r.root.as_ref().is_some_and(ProcessMatcher::is_empty) {
+                return fail(
+                    rule.span(),
+                    "[[contexts]] field `root`: names no process".into(),
+                );
+            }
+        }
+        for agent in &self.agents {
+            if agent.get_ref().matcher.is_empty() {
+                return fail(
+                    agent.span(),
+                    "[[agents]]: set at least one of `comm`, `exe`, `argv`, `cgroup`".into(),
+                );
+            }
+        }
+        for credential in &self.credentials {
+            let c = credential.get_ref();
+            if c.paths.is_empty() {
+                return fail(
+                    credential.span(),
+                    "[[credentials]] field `paths`: is empty".into(),
+                );
+            }
+            for p in &c.paths {
+                if !(p.starts_with('/') || p.starts_with("~/")) {
+                    return fail(
+                        credential.span(),
+                        format!(
+                            "[[credentials]] field `paths`: `{p}` must be absolute or start with `~/`"
+                        ),
+                    );
+                }
+                if let Err(e) = Glob::new(p) {
+                    return fail(
+                        credential.span(),
+                        format!("[[credentials]] field `paths`: {e}"),
+                    );
+                }
+            }
+        }
+        if self.context.label.is_empty() || self.context.label.contains('=') {
+            return fail(
+                0..0,
+                "[context] field `label`: must be a variable name".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The rule's severity, or `None` when the rule is switched off.
+    pub fn severity(&self, rule: RuleId) -> Option<Severity> {
+        match self.rules.get(&rule) {
+            Some(s) if !s.enabled => None,
+            Some(s) => Some(s.severity.unwrap_or(rule.default_severity())),
+            None => Some(rule.default_severity()),
+        }
+    }
+
+    /// The scope every credential of `kind` has.
+    pub fn kind_scope(&self, kind: Kind) -> Scope {
+        self.kinds
+            .get(&kind)
+            .map_or_else(Scope::default, |k| Scope {
+                hosts: k.hosts.clone(),
+                cidrs: k.cidrs.clone(),
+                ports: k.ports.clone(),
+            })
+    }
+
+    /// The first credential rule that names `path`.
+    pub fn credential_rule(&self, path: &str) -> Option<&CredentialRule> {
+        self.credentials
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|r| r.covers(path))
+    }
+
+    /// The allowed readers of a credential: its rule's, else its kind's; empty means anyone.
+    pub fn readers(&self, kind: Kind, path: &str) -> &[Glob] {
+        match self.credential_rule(path) {
+            Some(rule) if !rule.readers.is_empty() => &rule.readers,
+            _ => self.kinds.get(&kind).map_or(&[], |k| &k.readers),
+        }
+    }
+
+    /// The kind of environment variable `name` when it holds a secret.
+    pub fn secret_variable(&self, name: &str) -> Option<Kind> {
+        if !self.environment.secrets.iter().any(|g| g.matches(name)) {
+            return None;
+        }
+        let kind = self
+            .environment
+            .kinds
+            .iter()
+            .find(|(_, globs)| globs.iter().any(|g| g.matches(name)))
+            .map_or(Kind::Generic, |(kind, _)| *kind);
+        Some(kind)
+    }
+
+    /// Whether any rule looks at cgroups (then they are read at exec).
+    pub fn matches_cgroups(&self) -> bool {
+        self.contexts.iter().any(|c| c.get_ref().cgroup.is_some())
+            || self
+                .agents
+                .iter()
+                .any(|a| !a.get_ref().matcher.cgroup.is_empty())
+    }
+
+    pub fn fold_window(&self) -> Duration {
+        self.findings.fold_window.0
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! Known secrets and redaction. keytrail learns secrets (from credential files and secret
+//! environment variables) only as fingerprints; a process's arguments are printed with every
+//! known secret, and everything that looks like one, replaced by `[REDACTED]`.
+use std::collections::{BTreeSet, HashMap};
+
+use crate::fingerprint::{Fingerprint, Fingerprinter};
+
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Secrets shorter than this are not learned: too many innocent words would match.
+const MIN_SECRET_LEN: usize = 6;
+/// Values longer than this are fingerprinted whole but not searched for inside arguments.
+const MAX_SEARCHED_LEN: usize = 256;
+
+pub struct Secrets {
+    printer: Fingerprinter,
+    /// Each known secret's fingerprint, and the credential it was first seen in.
+    known: HashMap<Fingerprint, String>,
+    /// Lengths of the known secrets, to search arguments for them by fingerprint.
+    lengths: BTreeSet<usize>,
+}
+
+impl Secrets {
+    pub fn new(printer: Fingerprinter) -> Self {
+        Self {
+            printer,
+            known: HashMap::new(),
+            lengths: BTreeSet::new(),
+        }
+    }
+
+    pub fn fingerprint(&self, value: &str) -> Fingerprint {
+        self.printer.of(value.as_bytes())
+    }
+
+    /// Remembers the fingerprint of `value`, first seen in `credential`; returns it.
+    pub fn learn(&mut self, value: &str, credential: &str) -> Fingerprint {
+        let print = self.fingerprint(value);
+        if value.len() >= MIN_SECRET_LEN {
+            self.known
+                .entry(print)
+                .or_insert_with(|| credential.to_owned());
+            if value.len() <= MAX_SEARCHED_LEN {
+                self.lengths.insert(value.len());
+            }
+        }
+        print
+    }
+
+    /// The credential a secret was first seen in.
+    pub fn first_seen_in(&self, print: Fingerprint) -> Option<&str> {
+        self.known.get(&print).map(String::as_str)
+    }
+
+    /// `argv` with known secrets and secret-looking values replaced.
+    pub fn redact_argv(&self, argv: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = argv.iter().map(|a| self.redact_known(a)).collect();
+        let mut redact_next = false;
+        for arg in &mut out {
+            if redact_next && !arg.starts_with('-') {
+                *arg = REDACTED.to_owned();
+            }
+            redact_next = is_secret_flag(arg);
+            if !redact_next {
+                *arg = redact_shapes(arg);
+            }
+        }
+        out
+    }
+
+    fn redact_known(&self, arg: &str) -> String {
+        let mut text = arg.to_owned();
+        for &len in self.lengths.iter().rev() {
+            let mut start = 0;
+            while start + len <= text.len() {
+                let end = start + len;
+                if text.is_char_boundary(start)
+                    && text.is_char_boundary(end)
+                    && self
+                        .known
+                        .contains_key(&self.fingerprint(&text[start..end]))
+                {
+                    text.replace_range(start..end, REDACTED);
+                    start += REDACTED.len();
+                } else {
+                    start += 1;
+                }
+            }
+        }
+        text
+    }
+}
+
+const SECRET_WORDS: &[&str] = &[
+    "password", "passwd", "token", "secret", "apikey", "api_key", "api-key", "auth",
+];
+
+/// `--password`, `--token`, `-p`: the next argument is a secret.
+fn is_secret_flag(arg: &str) -> bool {
+    let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+        return false;
+    };
+    !name.contains('=')
+        && SECRET_WORDS
+            .iter()
+            .any(|w| name.to_ascii_lowercase().contains(w))
+}
+
+/// Replaces values that look secret in one argument: `key=value` with a secret-sounding key,
+/// the word after `Bearer`/`token`, and tokens with well-known prefixes.
+fn redact_shapes(arg: &str) -> String {
+    const PREFIXES: &[&str] = &[
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "ghu_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+        "xoxb-",
+        "xoxp-",
+        "xoxa-",
+        "sk-",
+        "npm_",
+        "pypi-",
+        "AKIA",
+        "ASIA",
+        "hvs.",
+    ];
+    let mut words: Vec<String> = Vec::new();
+    let mut after_scheme = false;
+    for word in arg.split(' ') {
+        let lower = word.to_ascii_lowercase();
+        let redacted = if after_scheme && !word.is_empty() {
+            REDACTED.to_owned()
+        } else if let Some((key, value)) = word.split_once(['=', ':'])
+            && !value.is_empty()
+            && SECRET_WORDS
+                .iter()
+                .any(|w| key.to_ascii_lowercase().contains(w))
+        {
+            format!("{key}{}{REDACTED}", &word[key.len()..key.len() + 1])
+        } else if PREFIXES
+            .iter()
+            .any(|p| word.starts_with(p) && word.len() >= p.len() + 8)
+        {
+            REDACTED.to_owned()
+        } else {
+            word.to_owned()
+        };
+        after_scheme = matches!(lower.as_str(), "bearer" | "token" | "basic");
+        words.push(redacted);
+    }
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn known_secrets_are_redacted_wherever_they_sit() {
+        let mut s = Secrets::new(Fingerprinter::with_key(7));
+        s.learn("s3cr3t-value-42", "generic:/tmp/t");
+        let out = s.redact_argv(&argv(&[
+            "curl",
+            "-H",
+            "X-Api: s3cr3t-value-42",
+            "https://x/?k=s3cr3t-value-42&z",
+            "s3cr3t-value-4",
+        ]));
+        assert_eq!(out[2], "X-Api: [REDACTED]");
+        assert_eq!(out[3], "https://x/?k=[REDACTED]&z");
+        assert_eq!(out[4], "s3cr3t-value-4", "a different value stays");
+        assert!(!out.join(" ").contains("s3cr3t-value-42"));
+    }
+
+    #[test]
+    fn secret_shapes_are_redacted_without_knowing_them() {
+        let s = Secrets::new(Fingerprinter::with_key(7));
+        let out = s.redact_argv(&argv(&[
+            "tool",
+            "--password",
+            "hunter2hunter2",
+            "--token=abc123",
+            "Authorization: Bearer eyJhbGciOi",
+            "ghp_0123456789abcdef",
+            "--verbose",
+            "file.txt",
+        ]));
+        assert_eq!(
+            out,
+            argv(&[
+                "tool",
+                "--password",
+                "[REDACTED]",
+                "--token=[REDACTED]",
+                "Authorization: Bearer [REDACTED]",
+                "[REDACTED]",
+                "--verbose",
+                "file.txt",
+            ])
+        );
+    }
+
+    #[test]
+    fn the_first_credential_a_secret_was_seen_in_is_kept() {
+        let mut s = Secrets::new(Fingerprinter::with_key(7));
+        let a = s.learn("same-token-1", "netrc:/a");
+        let b = s.learn("same-token-1", "env:GITHUB_TOKEN");
+        assert_eq!(a, b);
+        assert_eq!(s.first_seen_in(a), Some("netrc:/a"));
+    }
+}

@@ -1,0 +1,76 @@
+//! `keytrail replay FILE`: recorded records in, findings out, through the same rules engine as
+//! `run`. No kernel, no privileges: how rules are tested and how users tune a policy.
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader},
+    path::Path,
+    sync::Arc,
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    policy::Policy,
+    record::Record,
+    rules::Engine,
+    sink::{self, Format, Sink},
+};
+
+pub fn run(file: &Path, policy: Arc<Policy>, format: Format) -> anyhow::Result<()> {
+    let mut sink = sink::for_format(format, Box::new(io::stdout()), false);
+    let input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(BufReader::new(io::stdin()))
+    } else {
+        let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        Box::new(BufReader::new(f))
+    };
+    let (records, findings) = replay(input, file, policy, sink.as_mut())?;
+    sink.flush()?;
+    log::info!(
+        "{}: {records} records replayed, {findings} findings",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Feeds every record to the engine and writes the findings; returns (records, findings).
+pub fn replay(
+    input: impl BufRead,
+    name: &Path,
+    policy: Arc<Policy>,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<(u64, u64)> {
+    let mut engine = Engine::new(policy);
+    let mut records = 0;
+    let mut last_time = String::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("{}: reading line {}", name.display(), n + 1))?;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let record: Record = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a keytrail record", name.display(), n + 1))?;
+        records += 1;
+        last_time = record.time().to_owned();
+        let mut found = Vec::new();
+        engine.observe(&record, &mut found);
+        for f in &found {
+            sink.write(f)?;
+        }
+    }
+    let mut held_back = Vec::new();
+    engine.flush(&mut held_back);
+    for f in &held_back {
+        sink.write(f)?;
+    }
+    sink.write(&Record::Stats {
+        time: last_time,
+        events: records,
+        dropped: 0,
+        findings: engine.findings(),
+        ringbuf_full: 0,
+        undecodable: 0,
+    })?;
+    Ok((records, engine.findings()))
+}

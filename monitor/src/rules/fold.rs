@@ -1,0 +1,90 @@
+//! Folding: the same rule, credential and process is reported once per window, with a count,
+//! and nothing is dropped silently: what a window held back is reported when the next window
+//! opens, or at the end.
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use crate::{policy::RuleId, record::Finding};
+
+type Key = (RuleId, String, u32);
+
+struct Window {
+    opened: SystemTime,
+    /// Findings held back since the last report, and the newest of them.
+    held: u64,
+    newest: Option<Finding>,
+}
+
+pub struct Folder {
+    window: Duration,
+    open: HashMap<Key, Window>,
+}
+
+impl Folder {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            open: HashMap::new(),
+        }
+    }
+
+    /// The finding to report now, if any: the first of a window carries the count of what the
+    /// previous window held back, plus itself.
+    pub fn fold(&mut self, mut finding: Finding) -> Option<Finding> {
+        let key = (
+            finding.rule,
+            finding.credential.id.clone(),
+            finding.process.pid,
+        );
+        let time = parse_time(&finding.time);
+        if let Some(w) = self.open.get_mut(&key)
+            && time.duration_since(w.opened).unwrap_or_default() < self.window
+        {
+            w.held += 1;
+            w.newest = Some(finding);
+            return None;
+        }
+        let held = self.open.get(&key).map_or(0, |w| w.held);
+        finding.count = held + 1;
+        self.open.insert(
+            key,
+            Window {
+                opened: time,
+                held: 0,
+                newest: None,
+            },
+        );
+        Some(finding)
+    }
+
+    /// Everything held back, each with its count; called at the end of a run or replay.
+    pub fn flush(&mut self) -> Vec<Finding> {
+        let mut out: Vec<Finding> = self
+            .open
+            .values_mut()
+            .filter_map(|w| {
+                let mut f = w.newest.take()?;
+                f.count = std::mem::take(&mut w.held);
+                Some(f)
+            })
+            .collect();
+        out.sort_by(|a, b| a.time.cmp(&b.time));
+        out
+    }
+
+    /// Forgets windows that closed with nothing held.
+    pub fn sweep(&mut self, now: SystemTime) {
+        let window = self.window;
+        self.open
+            .retain(|_, w| w.held > 0 || now.duration_since(w.opened).unwrap_or_default() < window);
+    }
+}
+
+/// A record's time; unparsable times count as the epoch (hand-written streams may omit them).
+pub fn parse_time(text: &str) -> SystemTime {
+    humantime::parse_rfc3339(text)
+        .or_else(|_| humantime::parse_rfc3339_weak(text))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}

@@ -1,0 +1,137 @@
+//! The rules on the recorded scenarios of tests/scenarios: each directory holds events.ndjson
+//! (records in), expected.ndjson (findings out; empty for the negatives that must stay silent)
+//! and optionally policy.toml (else the embedded default).
+use std::{
+    fs,
+    io::BufReader,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use serde_json::{Value, json};
+
+use crate::{policy::Policy, record::Record, replay, sink::Sink};
+
+#[derive(Default)]
+struct Collect(Vec<Record>);
+
+impl Sink for Collect {
+    fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        self.0.push(record.clone());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn scenarios() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
+        .expect("tests/scenarios exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// What a finding is compared on.
+fn project(record: &Record) -> Option<Value> {
+    let Record::Finding(f) = record else {
+        return None;
+    };
+    Some(json!({
+        "rule": f.rule,
+        "credential": f.credential.id,
+        "pid": f.process.pid,
+        "endpoint": f.endpoint.as_ref().map(|e| format!("{}:{}", e.ip, e.port)),
+        "count": f.count,
+    }))
+}
+
+fn sorted(mut values: Vec<Value>) -> Vec<Value> {
+    values.sort_by_key(|v| v.to_string());
+    values
+}
+
+#[test]
+fn every_scenario_gives_exactly_its_expected_findings() {
+    let dirs = scenarios();
+    assert!(dirs.len() >= 10, "scenarios found: {dirs:?}");
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let policy = match dir.join("policy.toml") {
+            p if p.exists() => Policy::load(&p).unwrap(),
+            _ => Policy::embedded(),
+        };
+        let events = dir.join("events.ndjson");
+        let input = BufReader::new(fs::File::open(&events).unwrap());
+        let mut sink = Collect::default();
+        replay::replay(input, &events, Arc::new(policy), &mut sink).unwrap();
+        let got = sorted(sink.0.iter().filter_map(project).collect());
+        let expected = sorted(
+            fs::read_to_string(dir.join("expected.ndjson"))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        );
+        if got != expected {
+            failures.push(format!(
+                "{}:\n  expected {expected:#?}\n  got {got:#?}",
+                dir.display()
+            ));
+        }
+        for finding in sink.0.iter().filter(|r| matches!(r, Record::Finding(_))) {
+            let Record::Finding(f) = finding else {
+                unreachable!()
+            };
+            assert!(
+                !f.evidence.is_empty(),
+                "{}: a finding without evidence",
+                dir.display()
+            );
+            assert!(!f.summary.is_empty());
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_rule_has_a_scenario_that_fires_it() {
+    let mut fired = std::collections::BTreeSet::new();
+    for dir in scenarios() {
+        for line in fs::read_to_string(dir.join("expected.ndjson"))
+            .unwrap()
+            .lines()
+        {
+            let v: Value = serde_json::from_str(line).unwrap();
+            fired.insert(v["rule"].as_str().unwrap().to_owned());
+        }
+    }
+    for rule in crate::policy::RuleId::ALL {
+        assert!(
+            fired.contains(&rule.to_string()),
+            "no scenario fires {rule}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_line_is_an_error_naming_file_and_line() {
+    let input = "\n# comment\n{\"type\":\"credential_access\"}\n";
+    let err = replay::replay(
+        input.as_bytes(),
+        Path::new("x.ndjson"),
+        Arc::new(Policy::embedded()),
+        &mut Collect::default(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with("x.ndjson:3: not a keytrail record"),
+        "{err:#}"
+    );
+}
