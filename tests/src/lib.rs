@@ -186,6 +186,8 @@ pub fn assert_no_secret(records: &[Value], stderr: &str, secrets: &[&str]) {
 pub struct TestUser {
     pub name: String,
     pub home: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl TestUser {
@@ -200,7 +202,30 @@ impl TestUser {
             .args(["-m", "-d"])
             .arg(&home)
             .args(["-s", "/bin/sh", &name]));
-        Self { name, home }
+        let id = |flag: &str| -> u32 {
+            let out = run(Command::new("id").args([flag, &name])).stdout;
+            String::from_utf8(out).unwrap().trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        Self {
+            name,
+            home,
+            uid,
+            gid,
+        }
+    }
+
+    /// `program` to be run as this user, directly (no su in between, so its pid is the
+    /// program's own).
+    pub fn command(&self, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(program);
+        command
+            .uid(self.uid)
+            .gid(self.gid)
+            .env("HOME", &self.home)
+            .current_dir(&self.home);
+        command
     }
 
     /// Writes a fixture file in the home (parents created), owned by the user.
