@@ -61,7 +61,7 @@ pub async fn run(
     let clock = Clock::now();
     let mut tracker = ProcessTracker::new(ticks_per_second());
     tracker
-        .seed_from_procfs(Path::new("/proc"), &policy)
+        .seed_from_procfs(Path::new("/proc"), &policy, &mut catalog.secrets)
         .context("reading /proc")?;
 
     let (mut probes, maps) = Probes::load(&env)?;

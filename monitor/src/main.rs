@@ -1,5 +1,6 @@
 //! keytrail: an eBPF host-level credential-use monitor. See README.md for the data flow:
-//! kernel hook -> ring buffer -> decode -> process tracker -> catalog match -> correlate -> sink.
+//! kernel hook -> ring buffer -> decode -> process tracker -> catalog match -> correlate -> rules
+//! -> sink.
 mod attribution;
 mod btf;
 mod catalog;
@@ -55,6 +56,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`keytrail replay F | head`) is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             log::error!("{e:#}");
             ExitCode::FAILURE
@@ -124,7 +132,8 @@ fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
             Format::Json => println!(
                 "{}",
                 serde_json::json!({"id": c.id, "kind": c.kind, "path": c.path, "owner_uid": c.owner_uid,
-                    "dev": c.file.dev, "ino": c.file.ino, "page_cache": c.page_cache})
+                    "dev": c.file.dev, "ino": c.file.ino, "page_cache": c.page_cache,
+                    "context": c.context, "scope": c.scope, "secrets": c.fingerprints.len()})
             ),
             Format::Text => println!("{:<8} {:<6} {}", c.kind, c.owner_uid, c.path.display()),
         }

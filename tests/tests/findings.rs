@@ -10,12 +10,6 @@ use serde_json::Value;
 const TOKEN: &str = "kt-finding-token-5f0c93";
 const GIT_TOKEN: &str = "kt-finding-gittok-77ab12";
 
-fn findings<'a>(records: &'a [Value], rule: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    records
-        .iter()
-        .filter(move |r| r["type"] == "finding" && r["rule"] == rule)
-}
-
 fn loopback_listener() -> (TcpListener, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -8,6 +8,7 @@ use crate::{
     decode::Exec,
     fingerprint::Fingerprint,
     policy::{Policy, ProcessFacts},
+    redact::Secrets,
 };
 
 /// Process start in clock ticks since boot, as /proc/PID/stat reports it.
@@ -92,11 +93,14 @@ impl ProcessTracker {
 
     /// Reads every process in `proc_root` (normally /proc). Processes that vanish meanwhile are
     /// skipped: they were racing with us and their exit event will not come.
-    /// `policy` decides their contexts and agents, parents first.
+    /// `policy` decides their contexts and agents, parents first. The fingerprints of their
+    /// secret variables are learned too, so that their children's execs do not count as fresh
+    /// reads of what the family held already.
     pub fn seed_from_procfs(
         &mut self,
         proc_root: &Path,
         policy: &Policy,
+        secrets: &mut Secrets,
     ) -> std::io::Result<usize> {
         let mut seeded = 0;
         for entry in fs::read_dir(proc_root)? {
@@ -107,7 +111,20 @@ impl ProcessTracker {
             else {
                 continue;
             };
-            if let Some(process) = read_procfs(proc_root, pid, Some(&policy.context.label)) {
+            if let Some(mut process) = read_procfs(proc_root, pid, Some(&policy.context.label)) {
+                let environ = fs::read(proc_root.join(pid.to_string()).join("environ"));
+                for var in environ.iter().flat_map(|e| e.split(|&b| b == 0)) {
+                    let Some((name, value)) = std::str::from_utf8(var)
+                        .ok()
+                        .and_then(|v| v.split_once('='))
+                    else {
+                        continue;
+                    };
+                    if policy.secret_variable(name).is_some() {
+                        let print = secrets.learn(value, &format!("env:{name}"));
+                        process.env_secrets.push(print);
+                    }
+                }
                 self.by_pid.insert(pid, process);
                 seeded += 1;
             }
@@ -308,90 +325,4 @@ fn read_procfs(proc_root: &Path, pid: u32, label: Option<&str>) -> Option<Proces
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn exec(pid: u32, ppid: u32, comm: &str, start_boot_ns: u64) -> Exec {
-        Exec {
-            pid,
-            ppid,
-            uid: 1000,
-            loginuid: Some(1000),
-            sessionid: Some(3),
-            start_boot_ns,
-            comm: comm.into(),
-            filename: format!("/usr/bin/{comm}"),
-            argv: vec![comm.into()],
-            env: Default::default(),
-            boot_ns: start_boot_ns,
-        }
-    }
-
-    impl ProcessTracker {
-        fn on_exec_plain(&mut self, e: &Exec) {
-            self.on_exec(e, Attribution::default(), Vec::new());
-        }
-    }
-
-    #[test]
-    fn seeds_itself_from_procfs() {
-        let mut tracker = ProcessTracker::new(100);
-        let seeded = tracker
-            .seed_from_procfs(Path::new("/proc"), &Policy::embedded())
-            .unwrap();
-        assert!(seeded > 1);
-        let me = tracker
-            .get(std::process::id())
-            .expect("this test process is seeded");
-        assert_eq!(me.uid, unsafe { libc::getuid() });
-        assert!(!me.exe.is_empty());
-        assert_eq!(me.ppid, std::os::unix::process::parent_id());
-    }
-
-    #[test]
-    fn fork_inherits_and_exec_replaces_the_image() {
-        let mut t = ProcessTracker::new(100);
-        t.on_exec_plain(&exec(10, 1, "bash", 1_000_000_000));
-        t.on_fork(11, 10, 2_000_000_000);
-        let child = t.get(11).unwrap();
-        assert_eq!(
-            (child.comm.as_str(), child.ppid, child.loginuid),
-            ("bash", 10, Some(1000))
-        );
-        assert_eq!(
-            child.key,
-            ProcKey {
-                pid: 11,
-                start: 200
-            }
-        );
-        t.on_exec_plain(&exec(11, 10, "cat", 2_000_000_000));
-        let child = t.get(11).unwrap();
-        assert_eq!(
-            (child.comm.as_str(), child.key.start),
-            ("cat", 200),
-            "exec keeps identity"
-        );
-        assert_eq!(
-            t.ancestors(child.key, 8),
-            vec![ProcKey {
-                pid: 10,
-                start: 100
-            }]
-        );
-    }
-
-    #[test]
-    fn a_reused_pid_is_a_new_process_and_the_old_one_stays_findable() {
-        let mut t = ProcessTracker::new(100);
-        t.on_exec_plain(&exec(20, 1, "git-credential", 1_000_000_000));
-        let old = t.get(20).unwrap().key;
-        t.on_exit(20, 1_500_000_000);
-        t.on_fork(20, 1, 3_000_000_000);
-        assert_ne!(t.get(20).unwrap().key, old);
-        assert_eq!(t.get_key(old).unwrap().comm, "git-credential");
-        let gone = t.sweep(1_500_000_000 + EXITED_TTL_NS + 1);
-        assert_eq!(gone, vec![old]);
-        assert!(t.get_key(old).is_none());
-    }
-}
+mod tests;
