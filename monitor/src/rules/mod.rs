@@ -22,6 +22,9 @@ use crate::{
 const MAX_ACCESSES: usize = 16_384;
 /// Uses remembered per identity as evidence of a mesh.
 const MESH_EVIDENCE: usize = 4;
+/// Identities and agent contexts remembered for collapse and mesh. Past this, the memory is
+/// cleared at the next sweep (said in the log): a finding may then be reported again.
+const MAX_TRACKED: usize = 8192;
 
 pub struct Engine {
     policy: Arc<Policy>,
@@ -149,9 +152,23 @@ impl Engine {
         }
     }
 
-    /// Drops state nobody will ask for again: closed fold windows.
+    /// Drops state nobody will ask for again (closed fold windows), and keeps the rest bounded.
     pub fn sweep(&mut self, now: std::time::SystemTime) {
         self.folder.sweep(now);
+        if self.users.len() > MAX_TRACKED {
+            log::warn!(
+                "forgetting which users used which of {} identities",
+                self.users.len()
+            );
+            self.users.clear();
+        }
+        if self.meshes.len() > MAX_TRACKED {
+            log::warn!(
+                "forgetting the identities of {} agent contexts",
+                self.meshes.len()
+            );
+            self.meshes.clear();
+        }
     }
 
     fn report(&mut self, found: Vec<Finding>, out: &mut Vec<Record>) {
