@@ -3,7 +3,8 @@
 //! reads only the fields that name hosts or hold secrets, and skips what it does not know.
 use super::Kind;
 
-#[derive(Debug, Default, PartialEq)]
+/// Deliberately not `Debug`: it holds secret values.
+#[derive(Default)]
 pub struct Contents {
     pub hosts: Vec<String>,
     /// Secret values. Never printed, logged or stored: fingerprint them and drop them.
