@@ -1,5 +1,6 @@
 //! keytrail's developer tasks. Everything that needs root, the BPF toolchain or a VM goes
 //! through here, so plain `cargo build` and `cargo test` stay simple.
+mod bench;
 mod build;
 mod run;
 mod test;
@@ -19,11 +20,14 @@ enum Command {
     Run(run::Options),
     /// Run every test: unit tests, then the live-kernel integration tests (as root).
     Test(test::Options),
+    /// Measure keytrail's cost against no monitor, auditd and bpftrace (as root).
+    Bench(bench::Options),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(opts) => run::run(opts),
         Command::Test(opts) => test::run(opts),
+        Command::Bench(opts) => bench::run(opts),
     }
 }

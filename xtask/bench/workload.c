@@ -1,0 +1,85 @@
+/* keytrail's benchmark workloads: each runs N operations and prints nanoseconds per operation.
+ *   open FILE        open + read + close of FILE
+ *   connect PORT     TCP connect to a loopback listener of its own, accept, close both
+ *   forkexec         fork + exec /bin/true + wait
+ *   agent FILE       an agent's shape: per operation a child process that connects twice to
+ *                    loopback; one operation in 16 also reads FILE (a credential)
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+static void read_file(const char *path) {
+    char buf[4096];
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { perror(path); exit(1); }
+    while (read(fd, buf, sizeof buf) > 0) {}
+    close(fd);
+}
+
+static int listener(struct sockaddr_in *addr) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    socklen_t len = sizeof *addr;
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(l, (struct sockaddr *)addr, sizeof *addr) || listen(l, 128) ||
+        getsockname(l, (struct sockaddr *)addr, &len)) { perror("listen"); exit(1); }
+    return l;
+}
+
+static void connect_once(int l, struct sockaddr_in *addr) {
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(c, (struct sockaddr *)addr, sizeof *addr)) { perror("connect"); exit(1); }
+    int a = accept(l, 0, 0);
+    close(a);
+    close(c);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: %s open|connect|forkexec|agent N [FILE]\n", argv[0]); return 2; }
+    const char *mode = argv[1];
+    long n = atol(argv[2]);
+    const char *file = argc > 3 ? argv[3] : "/etc/hostname";
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    double start = now_ns();
+    for (long i = 0; i < n; i++) {
+        if (!strcmp(mode, "open")) {
+            read_file(file);
+        } else if (!strcmp(mode, "connect")) {
+            connect_once(l, &addr);
+        } else if (!strcmp(mode, "forkexec")) {
+            pid_t p = fork();
+            if (p == 0) { execl("/bin/true", "true", (char *)0); _exit(127); }
+            waitpid(p, 0, 0);
+        } else if (!strcmp(mode, "agent")) {
+            pid_t p = fork();
+            if (p == 0) {
+                if (i % 16 == 0) read_file(file);
+                connect_once(l, &addr);
+                connect_once(l, &addr);
+                _exit(0);
+            }
+            waitpid(p, 0, 0);
+        } else {
+            fprintf(stderr, "unknown workload %s\n", mode);
+            return 2;
+        }
+    }
+    printf("%.0f\n", (now_ns() - start) / n);
+    return 0;
+}
