@@ -8,7 +8,7 @@ use crate::{
     catalog::{Credential, Kind},
     decode::{Hook, Protocol},
     fingerprint::Fingerprint,
-    policy::{RuleId, Scope, Severity},
+    policy::{RuleId, Scope, Severity, Verdict},
     process::Process,
     redact::Secrets,
 };
@@ -59,6 +59,12 @@ impl CredentialRef {
             &self.identity
         }
     }
+}
+
+/// The id of a secret environment variable's credential: its name and fingerprint, since one
+/// name holds different secrets in different processes.
+pub fn env_credential_id(name: &str, print: Fingerprint) -> String {
+    format!("env:{name}:{print}")
 }
 
 pub fn identity(id: &str, fingerprint: Option<Fingerprint>, secrets: &Secrets) -> String {
@@ -125,6 +131,13 @@ pub struct EndpointRef {
     /// The host name, where one was learned (DNS and TLS names come later).
     #[serde(default)]
     pub host: Option<String>,
+}
+
+impl EndpointRef {
+    /// Where this endpoint stands with respect to `scope`.
+    pub fn verdict(&self, scope: &Scope) -> Verdict {
+        scope.check(self.ip.parse().ok(), self.port, self.host.as_deref())
+    }
 }
 
 /// How a credential reached the process that used it.

@@ -33,13 +33,16 @@ impl Secrets {
         self.printer.of(value.as_bytes())
     }
 
-    /// Remembers the fingerprint of `value`, first seen in `credential`; returns it.
-    pub fn learn(&mut self, value: &str, credential: &str) -> Fingerprint {
+    /// Remembers the fingerprint of `value` and returns it; when it is new, `credential` names
+    /// the credential it was first seen in (given the fingerprint, which env ids contain).
+    pub fn learn(
+        &mut self,
+        value: &str,
+        credential: impl FnOnce(Fingerprint) -> String,
+    ) -> Fingerprint {
         let print = self.fingerprint(value);
         if value.len() >= MIN_SECRET_LEN {
-            self.known
-                .entry(print)
-                .or_insert_with(|| credential.to_owned());
+            self.known.entry(print).or_insert_with(|| credential(print));
             if value.len() <= MAX_SEARCHED_LEN {
                 self.lengths.insert(value.len());
             }
@@ -165,7 +168,7 @@ mod tests {
     #[test]
     fn known_secrets_are_redacted_wherever_they_sit() {
         let mut s = Secrets::new(Fingerprinter::with_key(7));
-        s.learn("s3cr3t-value-42", "generic:/tmp/t");
+        s.learn("s3cr3t-value-42", |_| "generic:/tmp/t".into());
         let out = s.redact_argv(&argv(&[
             "curl",
             "-H",
@@ -210,8 +213,8 @@ mod tests {
     #[test]
     fn the_first_credential_a_secret_was_seen_in_is_kept() {
         let mut s = Secrets::new(Fingerprinter::with_key(7));
-        let a = s.learn("same-token-1", "netrc:/a");
-        let b = s.learn("same-token-1", "env:GITHUB_TOKEN");
+        let a = s.learn("same-token-1", |_| "netrc:/a".into());
+        let b = s.learn("same-token-1", |_| "env:GITHUB_TOKEN".into());
         assert_eq!(a, b);
         assert_eq!(s.first_seen_in(a), Some("netrc:/a"));
     }

@@ -220,7 +220,7 @@ fn identify(path: &Path, source: &Source, secrets: &mut Secrets) -> Option<Crede
     let fingerprints = found
         .secrets
         .iter()
-        .map(|s| secrets.learn(s, &id))
+        .map(|s| secrets.learn(s, |_| id.clone()))
         .collect();
     Some(Credential {
         id,

@@ -21,8 +21,8 @@ use crate::{
     catalog::Catalog,
     clock::Clock,
     decode::{Connect, Exec, Hook, KernelEvent},
-    policy::{Policy, ProcessFacts, Scope, Verdict},
-    process::{ProcKey, ProcessTracker},
+    policy::{Policy, ProcessFacts, Verdict},
+    process::{ProcKey, Process, ProcessTracker},
     record::{self, CredentialRef, EndpointRef, ProcessRef, Record, Via},
 };
 
@@ -100,7 +100,7 @@ impl Correlator {
                 }
                 let credential = CredentialRef::new(credential, &catalog.secrets);
                 let process_ref = ProcessRef::new(&process, &catalog.secrets);
-                self.record_read(process.key, credential, process_ref, *hook, *boot_ns, out);
+                self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
             KernelEvent::Connect(connect) => self.on_connect(connect, &catalog.secrets, out),
         }
@@ -133,8 +133,9 @@ impl Correlator {
             let Some(kind) = policy.secret_variable(name) else {
                 continue;
             };
-            let id_prefix = format!("env:{name}");
-            let print = catalog.secrets.learn(value, &id_prefix);
+            let print = catalog
+                .secrets
+                .learn(value, |print| record::env_credential_id(name, print));
             secrets.push(print);
             if !inherited.contains(&print) {
                 fresh.push((name.clone(), kind, print));
@@ -147,11 +148,8 @@ impl Correlator {
         let process = self.tracker.get(e.pid).expect("just added").clone();
         let process_ref = ProcessRef::new(&process, &catalog.secrets);
         for (name, kind, print) in fresh {
-            let id = format!("env:{name}:{print}");
-            let mut scope = policy.kind_scope(kind);
-            if let Some(rule) = policy.credential_rule(&format!("env:{name}")) {
-                scope.extend(&rule.scope());
-            }
+            let id = record::env_credential_id(&name, print);
+            let scope = policy.kind_scope(kind);
             let credential = CredentialRef {
                 identity: record::identity(&id, Some(print), &catalog.secrets),
                 id,
@@ -164,7 +162,7 @@ impl Correlator {
             };
             let hook = Hook::Environment;
             self.record_read(
-                process.key,
+                &process,
                 credential,
                 process_ref.clone(),
                 hook,
@@ -178,14 +176,13 @@ impl Correlator {
     /// holds, and a read remembered for the connections to come.
     fn record_read(
         &mut self,
-        reader: ProcKey,
+        reader: &Process,
         credential: CredentialRef,
         process_ref: ProcessRef,
         hook: Hook,
         boot_ns: u64,
         out: &mut Vec<Record>,
     ) {
-        let process = self.tracker.get_key(reader).cloned();
         out.push(Record::CredentialAccess {
             time: self.clock.rfc3339(boot_ns),
             credential: credential.clone(),
@@ -193,14 +190,14 @@ impl Correlator {
             hook,
         });
         let read = Read {
-            reader,
-            ancestors: self.tracker.ancestors(reader, MAX_ANCESTORS),
-            sessionid: process.as_ref().and_then(|p| p.sessionid),
-            agent: process.and_then(|p| p.attribution.agent),
+            reader: reader.key,
+            ancestors: self.tracker.ancestors(reader.key, MAX_ANCESTORS),
+            sessionid: reader.sessionid,
+            agent: reader.attribution.agent.clone(),
             credential,
             process: process_ref,
         };
-        for endpoint in self.connections.get(&reader).into_iter().flatten() {
+        for endpoint in self.connections.get(&reader.key).into_iter().flatten() {
             Self::push_use(
                 &mut self.uses,
                 &self.clock,
@@ -233,10 +230,11 @@ impl Correlator {
         held.push_back(endpoint.clone());
 
         let ancestors = self.tracker.ancestors(process.key, MAX_ANCESTORS);
-        let process_ref = ProcessRef::new(&process, secrets);
         let agent = process.attribution.agent.as_ref();
-        let mut uses = Vec::new();
+        let mut holds_credential = false;
+        let mut used = Vec::new();
         for read in &self.reads {
+            holds_credential |= read.reader == process.key;
             let via = if read.reader == process.key {
                 Via::Read
             } else if ancestors.contains(&read.reader) {
@@ -245,12 +243,22 @@ impl Correlator {
                 Via::Descendant
             } else if agent.is_some()
                 && read.agent.as_ref() == agent
-                && in_scope(&read.credential.scope, &endpoint)
+                && endpoint.verdict(&read.credential.scope) == Verdict::Inside
             {
                 Via::Agent
             } else {
                 continue;
             };
+            used.push((read, via));
+        }
+        // Most connects on a host are by processes that hold no credential: the process record
+        // (argv redaction included) is made only for those that do.
+        if used.is_empty() && !holds_credential {
+            return;
+        }
+        let process_ref = ProcessRef::new(&process, secrets);
+        let mut uses = Vec::new();
+        for (read, via) in used {
             Self::push_use(
                 &mut self.uses,
                 &self.clock,
@@ -262,9 +270,7 @@ impl Correlator {
                 &mut uses,
             );
         }
-        let holds_credential =
-            !uses.is_empty() || self.reads.iter().any(|r| r.reader == process.key);
-        if holds_credential {
+        if holds_credential || !uses.is_empty() {
             out.push(Record::Connection {
                 time: self.clock.rfc3339(c.boot_ns),
                 process: process_ref,
@@ -321,15 +327,6 @@ impl Correlator {
         });
         self.uses.retain(|(pid, _, _)| tracker.get(*pid).is_some());
     }
-}
-
-/// Whether `endpoint` is known to be inside `scope`.
-pub fn in_scope(scope: &Scope, endpoint: &EndpointRef) -> bool {
-    scope.check(
-        endpoint.ip.parse().ok(),
-        endpoint.port,
-        endpoint.host.as_deref(),
-    ) == Verdict::Inside
 }
 
 #[cfg(test)]

@@ -262,3 +262,31 @@ fn tasks_of_one_agent_hand_credentials_across_only_in_scope() {
     );
     fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+#[test]
+fn one_variable_name_with_two_secrets_is_two_identities() {
+    let (mut catalog, _, path) = catalog_with_netrc("two-env");
+    let policy = Arc::new(Policy::embedded());
+    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy);
+    let mut out = Vec::new();
+    c.handle(
+        &exec_env(110, 1, "sh", &[("GITHUB_TOKEN", "token-value-aaaa")]),
+        &mut catalog,
+        &mut out,
+    );
+    c.handle(
+        &exec_env(111, 1, "sh", &[("GITHUB_TOKEN", "token-value-bbbb")]),
+        &mut catalog,
+        &mut out,
+    );
+    let identities: Vec<&str> = out
+        .iter()
+        .filter_map(|r| match r {
+            Record::CredentialAccess { credential, .. } => Some(credential.identity.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(identities.len(), 2);
+    assert_ne!(identities[0], identities[1]);
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}

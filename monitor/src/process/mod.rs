@@ -8,6 +8,7 @@ use crate::{
     decode::Exec,
     fingerprint::Fingerprint,
     policy::{Policy, ProcessFacts},
+    record::env_credential_id,
     redact::Secrets,
 };
 
@@ -121,7 +122,7 @@ impl ProcessTracker {
                         continue;
                     };
                     if policy.secret_variable(name).is_some() {
-                        let print = secrets.learn(value, &format!("env:{name}"));
+                        let print = secrets.learn(value, |print| env_credential_id(name, print));
                         process.env_secrets.push(print);
                     }
                 }

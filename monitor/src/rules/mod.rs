@@ -94,11 +94,7 @@ impl Engine {
                 ..
             } => {
                 let scope = checks::scope_of(&self.policy, credential);
-                let verdict = scope.check(
-                    endpoint.ip.parse().ok(),
-                    endpoint.port,
-                    endpoint.host.as_deref(),
-                );
+                let verdict = endpoint.verdict(&scope);
                 let read = self.access_of(credential, reader);
                 let mut evidence: Vec<Record> = read.into_iter().collect();
                 evidence.push(record.clone());
