@@ -112,7 +112,8 @@ impl ProcessTracker {
             else {
                 continue;
             };
-            if let Some(mut process) = read_procfs(proc_root, pid, Some(&policy.context.label)) {
+            if let Some(mut process) = read_procfs(proc_root, pid) {
+                // The environment gives the context label and the secrets the process holds.
                 let environ = fs::read(proc_root.join(pid.to_string()).join("environ"));
                 for var in environ.iter().flat_map(|e| e.split(|&b| b == 0)) {
                     let Some((name, value)) = std::str::from_utf8(var)
@@ -121,6 +122,9 @@ impl ProcessTracker {
                     else {
                         continue;
                     };
+                    if name == policy.context.label {
+                        process.attribution.label = Some(value.to_owned()); // the last one wins
+                    }
                     if policy.secret_variable(name).is_some() {
                         let print = secrets.learn(value, |print| env_credential_id(name, print));
                         process.env_secrets.push(print);
@@ -171,7 +175,7 @@ impl ProcessTracker {
     /// in procfs, else make the best record the event itself allows.
     pub fn get_or_learn(&mut self, pid: u32, comm: &str, uid: u32) -> &Process {
         self.by_pid.entry(pid).or_insert_with(|| {
-            read_procfs(Path::new("/proc"), pid, None)
+            read_procfs(Path::new("/proc"), pid)
                 .unwrap_or_else(|| Process::unknown(ProcKey { pid, start: 0 }, 0, comm, uid))
         })
     }
@@ -264,9 +268,8 @@ impl ProcessTracker {
     }
 }
 
-/// A process from procfs; with `label`, that variable's value from its environment is kept
-/// for attribution (nothing else of the environment is read).
-fn read_procfs(proc_root: &Path, pid: u32, label: Option<&str>) -> Option<Process> {
+/// A process from procfs (its environment is the caller's business).
+fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
     let dir = proc_root.join(pid.to_string());
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     // comm is in parentheses and may hold spaces or ')': split at the last ')'.
@@ -299,14 +302,6 @@ fn read_procfs(proc_root: &Path, pid: u32, label: Option<&str>) -> Option<Proces
     let exe = fs::read_link(dir.join("exe"))
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let label = label.and_then(|name| {
-        let environ = fs::read(dir.join("environ")).ok()?;
-        let prefix = format!("{name}=");
-        environ
-            .rsplit(|&b| b == 0)
-            .find_map(|v| std::str::from_utf8(v).ok()?.strip_prefix(&prefix))
-            .map(str::to_owned)
-    });
     Some(Process {
         key: ProcKey { pid, start },
         ppid,
@@ -317,10 +312,7 @@ fn read_procfs(proc_root: &Path, pid: u32, label: Option<&str>) -> Option<Proces
         loginuid: read_id("loginuid"),
         sessionid: read_id("sessionid"),
         exited_ns: None,
-        attribution: Attribution {
-            label,
-            ..Attribution::default()
-        },
+        attribution: Attribution::default(),
         env_secrets: Vec::new(),
     })
 }
