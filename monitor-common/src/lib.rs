@@ -16,6 +16,15 @@ pub const ARGV_LEN: usize = 256;
 /// at the end, variables exported by a shell profile sit at the start.
 pub const ENV_LEN: usize = 8192;
 pub const ENV_HALF: usize = ENV_LEN / 2;
+/// Bytes of a packet's payload kept per DNS answer or TLS ClientHello segment. A power of two:
+/// the kernel program masks lengths with it, which is how the verifier sees them bounded. It
+/// covers EDNS answers up to the 1232 bytes resolvers advertise and one full-sized TCP segment.
+pub const PAYLOAD_LEN: usize = 2048;
+/// TCP segments of a connection's first bytes the kernel reports (a ClientHello with large key
+/// shares spans two on a 1500-byte MTU).
+pub const TLS_SEGMENTS: u32 = 2;
+/// Port of DNS servers: sockets that send to it are watched for answers.
+pub const DNS_PORT: u16 = 53;
 
 /// Kinds of kernel events. The numbers are stable and grouped by domain:
 /// 1x process lifecycle, 2x files, 3x network.
@@ -27,6 +36,10 @@ pub enum EventKind {
     Exit = 12,
     FileAccess = 20,
     Connect = 30,
+    /// A DNS message received by a socket that sent to port 53.
+    DnsAnswer = 31,
+    /// The first bytes a TCP connection sent, when they start a TLS handshake.
+    TlsHello = 32,
 }
 
 impl EventKind {
@@ -37,6 +50,8 @@ impl EventKind {
             12 => Self::Exit,
             20 => Self::FileAccess,
             30 => Self::Connect,
+            31 => Self::DnsAnswer,
+            32 => Self::TlsHello,
             _ => return None,
         })
     }
@@ -139,6 +154,30 @@ pub struct ConnectEvent {
     pub addr: [u8; 16],
     pub comm: [u8; COMM_LEN],
     pub _pad2: u32,
+    /// The socket's cookie (`bpf_get_socket_cookie`): DNS answers and TLS hellos on the same
+    /// socket carry it too.
+    pub cookie: u64,
+}
+
+/// Transport payload of one packet on a watched socket: a DNS answer (`EventKind::DnsAnswer`,
+/// `header.tgid` the process that asked, 0 when unknown) or the start of a TLS handshake
+/// (`EventKind::TlsHello`, `header.tgid` the process that connected).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PayloadEvent {
+    pub header: EventHeader,
+    pub cookie: u64,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u16,
+    pub _pad: u16,
+    /// TCP sequence number of the first payload byte (0 for UDP): orders and de-duplicates
+    /// segments of one stream.
+    pub seq: u32,
+    /// Payload bytes the packet carried; more than `len` when it did not fit in `data`.
+    pub total_len: u32,
+    /// Bytes of `data` that are valid.
+    pub len: u32,
+    pub data: [u8; PAYLOAD_LEN],
 }
 
 /// Identity of a file as the kernel sees it: `s_dev` in the kernel's encoding (major << 20 | minor)
@@ -174,6 +213,16 @@ pub struct UdpKey {
     pub port: u16,
     pub family: u16,
     pub addr: [u8; 16],
+}
+
+/// A socket that asked a DNS server, or a TCP connection whose first bytes are awaited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketWatch {
+    /// The process that sent the query or made the connection.
+    pub tgid: u32,
+    /// TLS: payload segments reported so far.
+    pub segments: u32,
 }
 
 /// An offset the daemon did not find; the programs then report that field as unknown.
@@ -244,7 +293,10 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 0;
     /// Kernel reads that failed (a field left unknown).
     pub const READ_FAILED: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Packets on watched sockets whose headers could not be parsed (IP options past what is
+    /// read, IPv6 extension headers, fragments): their payload was not reported.
+    pub const PACKET_UNPARSED: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 #[cfg(feature = "user")]
@@ -254,5 +306,6 @@ mod pod {
     unsafe impl aya::Pod for FileKey {}
     unsafe impl aya::Pod for SeenKey {}
     unsafe impl aya::Pod for UdpKey {}
+    unsafe impl aya::Pod for SocketWatch {}
     unsafe impl aya::Pod for KernelOffsets {}
 }

@@ -1,6 +1,7 @@
 //! keytrail's kernel programs. They do as little as they can: process lifecycle events for the
 //! tracker, one report per process for each watched credential file (matched by device and inode in
-//! a hash map the daemon fills), and outbound connects. Everything else is userspace's job.
+//! a hash map the daemon fills), outbound connects, and the bytes that name an endpoint (DNS
+//! answers, TLS ClientHellos). Everything else is userspace's job.
 #![no_std]
 #![no_main]
 
@@ -8,6 +9,7 @@ mod emit;
 mod files;
 mod kernel;
 mod net;
+mod packets;
 mod process;
 
 use aya_ebpf::{
@@ -15,7 +17,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{FileKey, KernelOffsets, SeenKey, UdpKey, counter};
+use monitor_common::{FileKey, KernelOffsets, SeenKey, SocketWatch, UdpKey, counter};
 
 /// Kernel struct offsets, set by the daemon at load time from BTF.
 #[unsafe(no_mangle)]
@@ -42,6 +44,14 @@ static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(65536, 0);
 /// process sending a datagram stream must not flood the ring buffer.
 #[map]
 static UDP_SEEN: LruHashMap<UdpKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Sockets (by cookie) that sent to a DNS server, and who sent: their answers are reported.
+#[map]
+static DNS_SOCKETS: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(8192, 0);
+
+/// TCP connections (by cookie) whose first payload has not been seen yet.
+#[map]
+static TLS_WATCH: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per-CPU counters, indexed by `monitor_common::counter`.
 #[map]

@@ -1,15 +1,24 @@
 //! Outbound connections, from cgroup sock_addr hooks on the root cgroup: they see the destination
 //! before the kernel acts on it, for TCP and UDP, IPv4 and IPv6. They always allow (return 1): a
 //! program returning 0 would make connect() fail with EPERM for the whole machine.
+//!
+//! They also mark sockets for the packet programs (packets.rs): one that sends to port 53 gets
+//! its answers reported, a TCP connection its first bytes (a TLS ClientHello names the server).
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, bpf_sock_addr},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    EbpfContext,
+    bindings::{BPF_ANY, BPF_NOEXIST, bpf_sock_addr},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::bpf_get_socket_cookie,
+    },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use monitor_common::{ConnectEvent, EventKind, UdpKey};
+use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey};
 
-use crate::{UDP_SEEN, emit};
+use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit};
+
+const IPPROTO_TCP: u16 = 6;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -39,6 +48,15 @@ fn report(ctx: &SockAddrContext, family: u16) {
     // user_port holds the port in network byte order in its low 16 bits.
     let port = u16::from_be(user_port as u16);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a sock_addr context is a valid argument for this helper.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let watch = SocketWatch { tgid, segments: 0 };
+    if port == DNS_PORT {
+        let _ = DNS_SOCKETS.insert(&cookie, &watch, BPF_ANY as u64);
+    }
+    if protocol == IPPROTO_TCP {
+        let _ = TLS_WATCH.insert(&cookie, &watch, BPF_ANY as u64);
+    }
 
     if protocol == IPPROTO_UDP {
         let key = UdpKey {
@@ -64,6 +82,7 @@ fn report(ctx: &SockAddrContext, family: u16) {
         addr,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         _pad2: 0,
+        cookie,
     });
     emit::submit(entry);
 }

@@ -3,7 +3,7 @@
 use std::{io::Write, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use monitor_common::{FileKey, SeenKey};
+use monitor_common::{FileKey, SeenKey, counter};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
@@ -11,6 +11,7 @@ use crate::{
     clock::{self, Clock},
     correlate::Correlator,
     decode::{self, KernelEvent},
+    names::NameCounts,
     policy::Policy,
     preflight,
     probes::{Maps, Probes},
@@ -44,6 +45,17 @@ impl Pipeline {
     fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
         let first = out.len();
         self.correlator.handle(event, catalog, out);
+        let mut findings = Vec::new();
+        for record in &out[first..] {
+            self.engine.observe(record, &mut findings);
+        }
+        out.append(&mut findings);
+    }
+
+    /// Time passing: connections that waited long enough for their name are reported.
+    fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
+        let first = out.len();
+        self.correlator.tick(now_boot_ns, out);
         let mut findings = Vec::new();
         for record in &out[first..] {
             self.engine.observe(record, &mut findings);
@@ -148,6 +160,7 @@ pub async fn run(
         sink.as_mut(),
     )?;
     let mut held_back = Vec::new();
+    pipeline.tick(u64::MAX, &mut held_back);
     pipeline.engine.flush(&mut held_back);
     for record in &held_back {
         sink.write(record)?;
@@ -160,6 +173,10 @@ pub async fn run(
         findings: pipeline.engine.findings(),
         ringbuf_full,
         undecodable: counts.undecodable,
+        names: NameCounts {
+            packets_unparsed: counters.get(counter::PACKET_UNPARSED),
+            ..pipeline.correlator.name_counts()
+        },
     })?;
     sink.flush()?;
     if ringbuf_full > 0 {
@@ -197,6 +214,7 @@ fn drain(
             forget_reported(&mut pipeline.correlator, seen, pid);
         }
     }
+    pipeline.tick(clock::boot_ns(), &mut records);
     for record in &records {
         sink.write(record)?;
     }

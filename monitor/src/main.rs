@@ -11,6 +11,7 @@ mod daemon;
 mod decode;
 mod fingerprint;
 mod kernel_layout;
+mod names;
 mod policy;
 mod preflight;
 mod probes;

@@ -5,7 +5,10 @@ use std::{fs::File, path::Path};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Lsm, ProgramError,
+        RawTracePoint, TracePoint,
+    },
 };
 use monitor_common::{FileKey, SeenKey, counter};
 use thiserror::Error;
@@ -99,6 +102,14 @@ const CONNECT_HOOKS: &[(&str, &str)] = &[
     ("keytrail_sendmsg4", "sendmsg4"),
     ("keytrail_sendmsg6", "sendmsg6"),
 ];
+const PACKET_HOOKS: &[(&str, CgroupSkbAttachType, &str)] = &[
+    (
+        "keytrail_dns_answer",
+        CgroupSkbAttachType::Ingress,
+        "ingress",
+    ),
+    ("keytrail_tls_hello", CgroupSkbAttachType::Egress, "egress"),
+];
 const OPEN_SYSCALLS: &[&str] = &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"];
 
 fn report(purpose: &'static str, hook: String) -> HookReport {
@@ -152,6 +163,7 @@ impl Probes {
         };
         probes.attach_process()?;
         probes.attach_connect(&env.cgroup2)?;
+        probes.attach_packets(&env.cgroup2);
         probes.attach_credential_read(filemap.is_some());
         probes.attach_credential_open();
         Ok((probes, maps))
@@ -199,6 +211,37 @@ impl Probes {
             self.hooks.push(report("connect", hook));
         }
         Ok(())
+    }
+
+    /// DNS answers and TLS ClientHellos, which name endpoints. Without them endpoints have
+    /// addresses only; keytrail runs on.
+    fn attach_packets(&mut self, cgroup2: &Path) {
+        for (program, attach_type, direction) in PACKET_HOOKS {
+            let hook = format!("cgroup_skb/{direction}");
+            let result = File::open(cgroup2)
+                .map_err(ProgramError::IOError)
+                .and_then(|root| {
+                    let p: &mut CgroupSkb = self
+                        .ebpf
+                        .program_mut(program)
+                        .ok_or(ProgramError::NotLoaded)?
+                        .try_into()?;
+                    p.load()?;
+                    p.attach(&root, *attach_type, CgroupAttachMode::Single)?;
+                    Ok(())
+                });
+            match result {
+                Ok(()) => self.hooks.push(report("endpoint-names", hook)),
+                Err(e) => log::warn!(
+                    "{hook} unavailable ({e}): endpoints are not named by {}",
+                    if *direction == "ingress" {
+                        "DNS answers"
+                    } else {
+                        "TLS server names"
+                    }
+                ),
+            }
+        }
     }
 
     /// Reads through the page cache. Without these tracepoints (older kernels), credential

@@ -8,6 +8,7 @@ use crate::{
     catalog::{Credential, Kind},
     decode::{Hook, Protocol},
     fingerprint::Fingerprint,
+    names::{HostSource, NameCounts},
     policy::{RuleId, Scope, Severity, Verdict},
     process::Process,
     redact::Secrets,
@@ -128,9 +129,12 @@ pub struct EndpointRef {
     pub ip: String,
     pub port: u16,
     pub protocol: Protocol,
-    /// The host name, where one was learned (DNS and TLS names come later).
+    /// The host name the process meant, where one was learned.
     #[serde(default)]
     pub host: Option<String>,
+    /// How `host` was learned.
+    #[serde(default)]
+    pub host_source: Option<HostSource>,
 }
 
 impl EndpointRef {
@@ -221,6 +225,10 @@ pub enum Record {
         ringbuf_full: u64,
         /// Of `dropped`: bytes from the kernel that did not decode.
         undecodable: u64,
+        /// What endpoint naming saw: DNS answers parsed, and the malformed and truncated
+        /// ones that were ignored; TLS server names.
+        #[serde(default)]
+        names: NameCounts,
     },
 }
 

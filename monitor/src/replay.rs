@@ -71,6 +71,7 @@ pub fn replay(
         findings: engine.findings(),
         ringbuf_full: 0,
         undecodable: 0,
+        names: Default::default(),
     })?;
     Ok((records, engine.findings()))
 }

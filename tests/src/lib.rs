@@ -10,6 +10,9 @@ use std::{
 
 use serde_json::Value;
 
+mod netns;
+pub use netns::Netns;
+
 /// Returns false, after saying so loudly, when the tests cannot run here.
 pub fn can_run() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -9,6 +9,12 @@
 //!
 //! A secret variable in the environment at exec is read by that exec, unless the parent held
 //! the same secret already: then the children simply inherit it from the first holder.
+//!
+//! Endpoints are named by the DNS answers the host received (names/), and a TCP connection of a
+//! credential holder waits for its first bytes, whose TLS server name is the better name
+//! (pending.rs).
+mod pending;
+
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
@@ -20,7 +26,8 @@ use crate::{
     attribution::{self, AgentRef, Candidate},
     catalog::Catalog,
     clock::Clock,
-    decode::{Connect, Exec, Hook, KernelEvent},
+    decode::{Connect, Exec, Hook, KernelEvent, Protocol},
+    names::{HostSource, NameCounts, Namer, Settled},
     policy::{Policy, ProcessFacts, Verdict},
     process::{ProcKey, Process, ProcessTracker},
     record::{self, CredentialRef, EndpointRef, ProcessRef, Record, Via},
@@ -43,6 +50,42 @@ struct Read {
     process: ProcessRef,
 }
 
+impl Read {
+    /// The use of this read's credential by `user` against `endpoint`.
+    fn use_by(&self, time: &str, user: &ProcessRef, endpoint: &EndpointRef, via: Via) -> Record {
+        Record::CredentialUse {
+            time: time.to_owned(),
+            credential: self.credential.clone(),
+            process: user.clone(),
+            endpoint: endpoint.clone(),
+            via,
+            reader: self.process.clone(),
+        }
+    }
+}
+
+/// A connection a process made: its socket cookie (0 when unknown), where it went, and whether
+/// its first bytes were seen (its name is as good as it will get).
+struct Held {
+    cookie: u64,
+    endpoint: EndpointRef,
+    boot_ns: u64,
+    settled: bool,
+}
+
+impl Held {
+    /// Whether records about it should wait for its first bytes.
+    fn awaits_name(&self, now_ns: u64) -> bool {
+        self.cookie != 0
+            && self.endpoint.protocol == Protocol::Tcp
+            && !self.settled
+            && now_ns < self.boot_ns.saturating_add(pending::WAIT_NS)
+    }
+}
+
+/// A use is reported once per (user pid, credential id, address, port, protocol, host name).
+type UseKey = (u32, String, String, u16, Protocol, Option<String>);
+
 pub struct Correlator {
     pub tracker: ProcessTracker,
     clock: Clock,
@@ -52,9 +95,10 @@ pub struct Correlator {
     /// Files each live pid was reported for, so the kernel's dedup map can be cleared on exec
     /// and exit (the pid will be someone else's).
     reported_files: HashMap<u32, Vec<FileKey>>,
-    connections: HashMap<ProcKey, VecDeque<EndpointRef>>,
-    /// (user pid, credential id, endpoint) already reported.
-    uses: HashSet<(u32, String, EndpointRef)>,
+    connections: HashMap<ProcKey, VecDeque<Held>>,
+    uses: HashSet<UseKey>,
+    namer: Namer,
+    pending: pending::Pending,
 }
 
 impl Correlator {
@@ -68,6 +112,22 @@ impl Correlator {
             reported_files: HashMap::new(),
             connections: HashMap::new(),
             uses: HashSet::new(),
+            namer: Namer::new(),
+            pending: pending::Pending::default(),
+        }
+    }
+
+    /// What name learning saw so far.
+    pub fn name_counts(&self) -> NameCounts {
+        self.namer.counts
+    }
+
+    /// Releases the records of connections that waited long enough for their first bytes
+    /// (all of them when `now_boot_ns` is `u64::MAX`, at stop).
+    pub fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
+        for cookie in self.pending.due(now_boot_ns) {
+            let records = self.pending.release(cookie, None);
+            self.emit(records, out);
         }
     }
 
@@ -103,7 +163,30 @@ impl Correlator {
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
             KernelEvent::Connect(connect) => self.on_connect(connect, &catalog.secrets, out),
+            KernelEvent::Payload(payload) => {
+                if let Some(settled) = self.namer.on_payload(payload) {
+                    self.on_named(payload.pid, settled, out);
+                }
+            }
         }
+    }
+
+    /// A connection's first bytes were seen: name it, and release its records.
+    fn on_named(&mut self, pid: u32, settled: Settled, out: &mut Vec<Record>) {
+        if let Some(process) = self.tracker.get(pid) {
+            let held = self.connections.get_mut(&process.key).into_iter().flatten();
+            for h in held.filter(|h| h.cookie == settled.cookie) {
+                h.settled = true;
+                if let Some(name) = &settled.server_name {
+                    h.endpoint.host = Some(name.clone());
+                    h.endpoint.host_source = Some(HostSource::TlsSni);
+                }
+            }
+        }
+        let records = self
+            .pending
+            .release(settled.cookie, settled.server_name.as_deref());
+        self.emit(records, out);
     }
 
     /// Attributes the new program, and reads the secret variables its parent did not hold.
@@ -197,18 +280,18 @@ impl Correlator {
             credential,
             process: process_ref,
         };
-        for endpoint in self.connections.get(&reader.key).into_iter().flatten() {
-            Self::push_use(
-                &mut self.uses,
-                &self.clock,
-                boot_ns,
-                &read,
-                &read.process,
-                endpoint,
-                Via::HeldConnection,
-                out,
-            );
+        let time = self.clock.rfc3339(boot_ns);
+        let mut now = Vec::new();
+        for held in self.connections.get(&reader.key).into_iter().flatten() {
+            let record = read.use_by(&time, &read.process, &held.endpoint, Via::HeldConnection);
+            if held.awaits_name(boot_ns) {
+                // Goes out with its connection, once that is named.
+                self.pending.park(held.cookie, held.boot_ns, vec![record]);
+            } else {
+                now.push(record);
+            }
         }
+        self.emit(now, out);
         if self.reads.len() >= MAX_READS {
             self.reads.pop_front();
         }
@@ -217,19 +300,29 @@ impl Correlator {
 
     fn on_connect(&mut self, c: &Connect, secrets: &crate::redact::Secrets, out: &mut Vec<Record>) {
         let process = self.tracker.get_or_learn(c.pid, &c.comm, c.uid).clone();
+        let ancestors = self.tracker.ancestors(process.key, MAX_ANCESTORS);
+        let resolvers: Vec<u32> = std::iter::once(c.pid)
+            .chain(ancestors.iter().map(|k| k.pid))
+            .collect();
+        let host = self.namer.lookup(c.ip, &resolvers, c.boot_ns);
         let endpoint = EndpointRef {
             ip: c.ip.to_string(),
             port: c.port,
             protocol: c.protocol,
-            host: None,
+            host_source: host.is_some().then_some(HostSource::Dns),
+            host: host.map(|h| h.to_string()),
         };
         let held = self.connections.entry(process.key).or_default();
         if held.len() >= CONNECTIONS_PER_PROCESS {
             held.pop_front();
         }
-        held.push_back(endpoint.clone());
+        held.push_back(Held {
+            cookie: c.cookie,
+            endpoint: endpoint.clone(),
+            boot_ns: c.boot_ns,
+            settled: false,
+        });
 
-        let ancestors = self.tracker.ancestors(process.key, MAX_ANCESTORS);
         let agent = process.attribution.agent.as_ref();
         let mut holds_credential = false;
         let mut used = Vec::new();
@@ -257,51 +350,51 @@ impl Correlator {
             return;
         }
         let process_ref = ProcessRef::new(&process, secrets);
-        let mut uses = Vec::new();
-        for (read, via) in used {
-            Self::push_use(
-                &mut self.uses,
-                &self.clock,
-                c.boot_ns,
-                read,
-                &process_ref,
-                &endpoint,
-                via,
-                &mut uses,
-            );
+        let time = self.clock.rfc3339(c.boot_ns);
+        let uses: Vec<Record> = used
+            .into_iter()
+            .map(|(read, via)| read.use_by(&time, &process_ref, &endpoint, via))
+            .collect();
+        let mut records = vec![Record::Connection {
+            time,
+            process: process_ref,
+            endpoint,
+        }];
+        records.extend(uses);
+        // A TCP connection may yet name itself in a ClientHello (cookie 0: a recorded stream
+        // without cookies).
+        if c.protocol == Protocol::Tcp && c.cookie != 0 {
+            self.pending.park(c.cookie, c.boot_ns, records);
+        } else {
+            self.emit(records, out);
         }
-        if holds_credential || !uses.is_empty() {
-            out.push(Record::Connection {
-                time: self.clock.rfc3339(c.boot_ns),
-                process: process_ref,
-                endpoint,
-            });
-        }
-        out.append(&mut uses);
     }
 
-    #[expect(clippy::too_many_arguments, reason = "a use is made of all of these")]
-    fn push_use(
-        seen: &mut HashSet<(u32, String, EndpointRef)>,
-        clock: &Clock,
-        boot_ns: u64,
-        read: &Read,
-        user: &ProcessRef,
-        endpoint: &EndpointRef,
-        via: Via,
-        out: &mut Vec<Record>,
-    ) {
-        if !seen.insert((user.pid, read.credential.id.clone(), endpoint.clone())) {
-            return;
+    /// Writes records out, each use once per (user, credential, endpoint and its name). Uses
+    /// are told apart only here, once connections waiting for their name have it.
+    fn emit(&mut self, records: Vec<Record>, out: &mut Vec<Record>) {
+        for record in records {
+            if let Record::CredentialUse {
+                credential,
+                process,
+                endpoint,
+                ..
+            } = &record
+            {
+                let key = (
+                    process.pid,
+                    credential.id.clone(),
+                    endpoint.ip.clone(),
+                    endpoint.port,
+                    endpoint.protocol,
+                    endpoint.host.clone(),
+                );
+                if !self.uses.insert(key) {
+                    continue;
+                }
+            }
+            out.push(record);
         }
-        out.push(Record::CredentialUse {
-            time: clock.rfc3339(boot_ns),
-            credential: read.credential.clone(),
-            process: user.clone(),
-            endpoint: endpoint.clone(),
-            via,
-            reader: read.process.clone(),
-        });
     }
 
     /// Files the kernel reported for `pid`; the caller clears them from the kernel's dedup map
@@ -312,6 +405,7 @@ impl Correlator {
 
     /// Forgets exited processes past their time, and what only they held.
     pub fn sweep(&mut self, now_boot_ns: u64) {
+        self.namer.sweep(now_boot_ns);
         let gone: HashSet<ProcKey> = self.tracker.sweep(now_boot_ns).into_iter().collect();
         if gone.is_empty() {
             return;
@@ -325,9 +419,12 @@ impl Correlator {
                 .chain(&r.ancestors)
                 .any(|k| tracker.get_key(*k).is_some())
         });
-        self.uses.retain(|(pid, _, _)| tracker.get(*pid).is_some());
+        self.uses.retain(|(pid, ..)| tracker.get(*pid).is_some());
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod naming_tests;

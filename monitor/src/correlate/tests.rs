@@ -75,6 +75,7 @@ fn connect(pid: u32, port: u16) -> KernelEvent {
         ip: "127.0.0.1".parse().unwrap(),
         port,
         protocol: Protocol::Tcp,
+        cookie: 0,
         boot_ns: 2,
     })
 }

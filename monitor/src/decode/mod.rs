@@ -6,7 +6,7 @@ use std::{
 
 use monitor_common::{
     AccessHook, ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileAccessEvent,
-    FileKey, ForkEvent,
+    FileKey, ForkEvent, PayloadEvent,
 };
 
 /// One kernel event, decoded. `boot_ns` is nanoseconds since boot (see `clock`).
@@ -32,6 +32,7 @@ pub enum KernelEvent {
         boot_ns: u64,
     },
     Connect(Connect),
+    Payload(Payload),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +109,48 @@ pub struct Connect {
     pub ip: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
+    /// The socket's cookie: later DNS and TLS payloads of the same socket carry it.
+    pub cookie: u64,
     pub boot_ns: u64,
+}
+
+/// What a payload is the start of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// A DNS message received by a socket that asked a DNS server.
+    DnsAnswer,
+    /// The first bytes of a TCP connection, starting a TLS handshake.
+    TlsHello,
+}
+
+/// Bytes of one packet's transport payload on a watched socket. A ClientHello may carry
+/// session tickets, so `Debug` shows sizes only.
+#[derive(Clone, PartialEq)]
+pub struct Payload {
+    pub kind: PayloadKind,
+    /// The process that asked (DNS) or connected (TLS); 0 when the kernel did not know.
+    pub pid: u32,
+    pub cookie: u64,
+    pub protocol: Protocol,
+    /// TCP sequence number of `data[0]`; 0 for UDP.
+    pub seq: u32,
+    /// Bytes the packet carried; more than `data.len()` when the kernel kept only the start.
+    pub total_len: usize,
+    pub data: Vec<u8>,
+    pub boot_ns: u64,
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("kind", &self.kind)
+            .field("pid", &self.pid)
+            .field("cookie", &self.cookie)
+            .field("seq", &self.seq)
+            .field("total_len", &self.total_len)
+            .field("len", &self.data.len())
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -117,6 +159,16 @@ pub enum Protocol {
     Tcp,
     Udp,
     Other,
+}
+
+impl Protocol {
+    fn from_ip(number: u16) -> Self {
+        match i32::from(number) {
+            libc::IPPROTO_TCP => Protocol::Tcp,
+            libc::IPPROTO_UDP => Protocol::Udp,
+            _ => Protocol::Other,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -224,18 +276,32 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             } else {
                 IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]))
             };
-            let protocol = match e.protocol as i32 {
-                libc::IPPROTO_TCP => Protocol::Tcp,
-                libc::IPPROTO_UDP => Protocol::Udp,
-                _ => Protocol::Other,
-            };
             KernelEvent::Connect(Connect {
                 pid,
                 uid: e.uid,
                 comm: c_string(&e.comm),
                 ip,
                 port: e.port,
-                protocol,
+                protocol: Protocol::from_ip(e.protocol),
+                cookie: e.cookie,
+                boot_ns,
+            })
+        }
+        EventKind::DnsAnswer | EventKind::TlsHello => {
+            let e: PayloadEvent = read(bytes)?;
+            let len = (e.len as usize).min(e.data.len());
+            KernelEvent::Payload(Payload {
+                kind: if kind == EventKind::DnsAnswer {
+                    PayloadKind::DnsAnswer
+                } else {
+                    PayloadKind::TlsHello
+                },
+                pid,
+                cookie: e.cookie,
+                protocol: Protocol::from_ip(e.protocol),
+                seq: e.seq,
+                total_len: e.total_len as usize,
+                data: e.data[..len].to_vec(),
                 boot_ns,
             })
         }
@@ -244,92 +310,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
 
 /// Encoders for tests elsewhere in the crate: the bytes the kernel programs would send.
 #[cfg(test)]
-pub mod encode {
-    use monitor_common::*;
-
-    fn bytes_of<T>(value: &T) -> Vec<u8> {
-        // SAFETY: repr(C) plain data with explicit padding.
-        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
-            .to_vec()
-    }
-
-    fn header(kind: EventKind, tgid: u32, boot_ns: u64) -> EventHeader {
-        EventHeader {
-            kind: kind as u32,
-            tgid,
-            boot_ns,
-        }
-    }
-
-    fn fixed<const N: usize>(text: &str) -> [u8; N] {
-        let mut out = [0u8; N];
-        out[..text.len()].copy_from_slice(text.as_bytes());
-        out
-    }
-
-    pub fn exec(pid: u32, ppid: u32, comm: &str, filename: &str, argv: &[&str]) -> Vec<u8> {
-        exec_with_env(pid, ppid, comm, filename, argv, &[], 0)
-    }
-
-    /// An exec whose environment buffer holds `env` (NUL-separated), cut at `cut` (0: whole).
-    pub fn exec_with_env(
-        pid: u32,
-        ppid: u32,
-        comm: &str,
-        filename: &str,
-        argv: &[&str],
-        env: &[u8],
-        cut: u32,
-    ) -> Vec<u8> {
-        let joined: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
-        let mut argv_buf = [0u8; ARGV_LEN];
-        argv_buf[..joined.len()].copy_from_slice(&joined);
-        let mut env_buf = [0u8; ENV_LEN];
-        env_buf[..env.len()].copy_from_slice(env);
-        bytes_of(&ExecEvent {
-            header: header(EventKind::Exec, pid, 1_000),
-            ppid,
-            uid: 1000,
-            gid: 1000,
-            loginuid: 1000,
-            sessionid: u32::MAX,
-            argv_len: joined.len() as u32,
-            start_boot_ns: 500,
-            env_len: env.len() as u32,
-            env_cut: cut,
-            comm: fixed(comm),
-            filename: fixed(filename),
-            argv: argv_buf,
-            env: env_buf,
-        })
-    }
-
-    pub fn file_access(pid: u32, dev: u32, ino: u64, hook: AccessHook) -> Vec<u8> {
-        bytes_of(&FileAccessEvent {
-            header: header(EventKind::FileAccess, pid, 2_000),
-            key: FileKey::new(dev, ino),
-            hook: hook as u32,
-            uid: 1000,
-            comm: fixed("cat"),
-        })
-    }
-
-    pub fn connect4(pid: u32, ip: [u8; 4], port: u16) -> Vec<u8> {
-        let mut addr = [0u8; 16];
-        addr[..4].copy_from_slice(&ip);
-        bytes_of(&ConnectEvent {
-            header: header(EventKind::Connect, pid, 3_000),
-            family: libc::AF_INET as u16,
-            protocol: libc::IPPROTO_TCP as u16,
-            port,
-            _pad: 0,
-            uid: 1000,
-            addr,
-            comm: fixed("curl"),
-            _pad2: 0,
-        })
-    }
-}
+pub mod encode;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,10 @@
 use std::io::{self, Write};
 
 use super::Sink;
-use crate::record::{EndpointRef, ProcessRef, Record};
+use crate::{
+    names::HostSource,
+    record::{EndpointRef, ProcessRef, Record},
+};
 
 /// One line per record: `TIME  KIND  what happened`.
 pub struct TextSink<W> {
@@ -32,10 +35,15 @@ fn process(p: &ProcessRef) -> String {
 }
 
 fn endpoint(e: &EndpointRef) -> String {
+    let source = match e.host_source {
+        Some(HostSource::TlsSni) => " (sni)",
+        Some(HostSource::Dns) => " (dns)",
+        None => "",
+    };
     let host = e
         .host
         .as_deref()
-        .map(|h| format!("{h} "))
+        .map(|h| format!("{h}{source} "))
         .unwrap_or_default();
     let protocol = serde_json::to_value(e.protocol)
         .ok()
@@ -140,10 +148,16 @@ impl<W: Write> Sink for TextSink<W> {
                 events,
                 dropped,
                 findings,
+                names,
                 ..
             } => format!(
-                "{time} {} {events} events, {dropped} dropped, {findings} findings",
-                self.label("stats", "1")
+                "{time} {} {events} events, {dropped} dropped, {findings} findings; \
+                 {} DNS answers ({} malformed, {} truncated), {} TLS server names",
+                self.label("stats", "1"),
+                names.dns_answers,
+                names.dns_malformed,
+                names.dns_truncated,
+                names.tls_server_names,
             ),
         };
         writeln!(self.out, "{line}")

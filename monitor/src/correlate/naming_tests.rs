@@ -1,0 +1,185 @@
+//! Naming on recorded event streams (the bytes the kernel sends, decoded): DNS answers name
+//! connects, a ClientHello's server name wins over DNS, and a connection's records wait for it.
+use std::{fs, os::unix::fs::MetadataExt};
+
+use hickory_proto::{
+    op::{Message, OpCode, Query},
+    rr::{Name, RData, Record as DnsRecord, RecordType, rdata::A},
+};
+use monitor_common::{AccessHook, EventKind};
+
+use super::*;
+use crate::{
+    catalog::{Kind, Source, kernel_dev},
+    decode::{decode, encode},
+    fingerprint::Fingerprinter,
+    redact::Secrets,
+};
+
+const HELLO: &[u8] = include_bytes!("../names/testdata/client_hello_openssl.bin");
+const COOKIE: u64 = 0x1000 + 10; // encode::connect4's cookie for pid 10
+
+struct Fixture {
+    correlator: Correlator,
+    catalog: Catalog,
+    netrc: FileKey,
+    dir: std::path::PathBuf,
+}
+
+impl Fixture {
+    /// A netrc for api.github.com, and pid 10 (python3) running.
+    fn new(test: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("keytrail-naming-{test}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".netrc");
+        fs::write(
+            &path,
+            "machine api.github.com login bot password naming-secret\n",
+        )
+        .unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let policy = Arc::new(Policy::embedded());
+        let source = Source::watched(path.display().to_string(), Kind::Netrc, &policy);
+        let mut catalog = Catalog::new(vec![source], Secrets::new(Fingerprinter::with_key(5)));
+        catalog.resolve();
+        let mut f = Self {
+            correlator: Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy),
+            catalog,
+            netrc: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
+            dir,
+        };
+        f.feed(&encode::exec(10, 1, "python3", "/usr/bin/python3", &[]));
+        f
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Record> {
+        let mut out = Vec::new();
+        let event = decode(bytes).unwrap();
+        self.correlator.handle(&event, &mut self.catalog, &mut out);
+        out
+    }
+
+    fn read_netrc(&mut self) -> Vec<Record> {
+        let (dev, ino) = (self.netrc.dev, self.netrc.ino);
+        self.feed(&encode::file_access(10, dev, ino, AccessHook::Read))
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn dns_answer(name: &str, ip: [u8; 4]) -> Vec<u8> {
+    let name = Name::from_ascii(name).unwrap();
+    let mut m = Message::response(1, OpCode::Query);
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.add_answer(DnsRecord::from_rdata(name, 60, RData::A(A(ip.into()))));
+    let bytes = m.to_vec().unwrap();
+    encode::payload(EventKind::DnsAnswer, 10, 77, 17, 0, &bytes)
+}
+
+/// (type, host, host source) of each record that has an endpoint.
+fn endpoints(records: &[Record]) -> Vec<(&'static str, Option<String>, Option<HostSource>)> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Connection { endpoint, .. } => Some(("connection", endpoint)),
+            Record::CredentialUse { endpoint, .. } => Some(("use", endpoint)),
+            _ => None,
+        })
+        .map(|(kind, e)| (kind, e.host.clone(), e.host_source))
+        .collect()
+}
+
+#[test]
+fn a_dns_answer_names_the_connect_that_follows_once_its_wait_is_over() {
+    let mut f = Fixture::new("dns");
+    f.feed(&dns_answer("api.github.com.", [127, 0, 0, 1]));
+    f.read_netrc();
+    assert!(
+        f.feed(&encode::connect4(10, [127, 0, 0, 1], 443))
+            .is_empty(),
+        "waits"
+    );
+    let mut out = Vec::new();
+    f.correlator.tick(3_000 + pending::WAIT_NS - 1, &mut out);
+    assert!(out.is_empty(), "still waiting");
+    f.correlator.tick(3_000 + pending::WAIT_NS, &mut out);
+    let dns = Some(HostSource::Dns);
+    let host = Some("api.github.com".to_owned());
+    assert_eq!(
+        endpoints(&out),
+        vec![("connection", host.clone(), dns), ("use", host, dns)]
+    );
+}
+
+#[test]
+fn the_server_name_wins_over_dns_and_releases_the_connection_at_once() {
+    let mut f = Fixture::new("sni");
+    f.feed(&dns_answer("cdn.example.", [127, 0, 0, 1]));
+    f.read_netrc();
+    assert!(
+        f.feed(&encode::connect4(10, [127, 0, 0, 1], 443))
+            .is_empty()
+    );
+    let (head, tail) = HELLO.split_at(100);
+    let hello =
+        |seq: u32, data: &[u8]| encode::payload(EventKind::TlsHello, 10, COOKIE, 6, seq, data);
+    assert!(
+        f.feed(&hello(1, head)).is_empty(),
+        "a partial hello settles nothing"
+    );
+    let out = f.feed(&hello(101, tail));
+    let sni = Some(HostSource::TlsSni);
+    let host = Some("api.github.com".to_owned());
+    assert_eq!(
+        endpoints(&out),
+        vec![("connection", host.clone(), sni), ("use", host, sni)]
+    );
+}
+
+#[test]
+fn a_read_on_a_waiting_connection_goes_out_with_it_and_uses_are_reported_once() {
+    let mut f = Fixture::new("held");
+    assert!(
+        f.feed(&encode::connect4(10, [127, 0, 0, 1], 443))
+            .is_empty()
+    );
+    let read = f.read_netrc();
+    assert!(
+        matches!(read[..], [Record::CredentialAccess { .. }]),
+        "{read:?}"
+    );
+    let out = f.feed(&encode::payload(
+        EventKind::TlsHello,
+        10,
+        COOKIE,
+        6,
+        1,
+        HELLO,
+    ));
+    let sni = Some(HostSource::TlsSni);
+    let host = Some("api.github.com".to_owned());
+    assert_eq!(endpoints(&out), vec![("use", host.clone(), sni)]);
+    assert!(matches!(
+        out[0],
+        Record::CredentialUse {
+            via: Via::HeldConnection,
+            ..
+        }
+    ));
+    // The same connection again: a connection record, but the use is not repeated.
+    f.feed(&encode::connect4(10, [127, 0, 0, 1], 443));
+    let out = f.feed(&encode::payload(
+        EventKind::TlsHello,
+        10,
+        COOKIE,
+        6,
+        1,
+        HELLO,
+    ));
+    assert_eq!(endpoints(&out), vec![("connection", host, sni)]);
+}

@@ -1,0 +1,198 @@
+//! Naming endpoints: host names from the DNS answers processes receive, and from the server
+//! name in TLS ClientHellos. Fed the payload events of the kernel's packet programs
+//! (monitor-ebpf/src/packets.rs); bad packets are counted and ignored, never fatal.
+mod dns;
+mod stream;
+mod table;
+mod tls;
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use monitor_common::{PAYLOAD_LEN, TLS_SEGMENTS};
+use serde::{Deserialize, Serialize};
+
+pub use self::tls::{Hello, server_name};
+use self::{stream::Stream, table::NameTable};
+use crate::decode::{Payload, PayloadKind, Protocol};
+
+/// Answers remembered in all (a few hundred bytes each).
+const TABLE_CAPACITY: usize = 65_536;
+/// DNS-over-TCP streams and unfinished ClientHellos held at once.
+const MAX_STREAMS: usize = 4096;
+/// The largest DNS message over TCP, with its length prefix.
+const MAX_DNS_TCP: usize = 2 + u16::MAX as usize;
+
+/// How an endpoint's host name was learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostSource {
+    /// A DNS answer received on the host (the connecting process's own, where it had one).
+    Dns,
+    /// The server name in the connection's TLS ClientHello.
+    TlsSni,
+}
+
+/// What the name learning saw, for the stats record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameCounts {
+    /// DNS responses parsed.
+    pub dns_answers: u64,
+    /// DNS packets that did not parse (malformed, or queries where answers were expected).
+    pub dns_malformed: u64,
+    /// DNS messages larger than the kernel keeps per packet, or with a missed TCP segment.
+    pub dns_truncated: u64,
+    /// TLS ClientHellos that named their server.
+    pub tls_server_names: u64,
+    /// TCP connections whose first bytes were TLS but gave no server name.
+    pub tls_unnamed: u64,
+    /// Packets on watched sockets whose headers the kernel did not parse (IP fragments, IPv6
+    /// extension headers): their payload was not seen.
+    pub packets_unparsed: u64,
+}
+
+/// A TCP connection's name from its first bytes: settled, with or without a name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settled {
+    pub cookie: u64,
+    pub server_name: Option<String>,
+}
+
+struct PartialHello {
+    stream: Stream,
+    segments: u32,
+}
+
+pub struct Namer {
+    table: NameTable,
+    dns_streams: HashMap<u64, Stream>,
+    hellos: HashMap<u64, PartialHello>,
+    pub counts: NameCounts,
+}
+
+impl Default for Namer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Namer {
+    pub fn new() -> Self {
+        Self {
+            table: NameTable::new(TABLE_CAPACITY),
+            dns_streams: HashMap::new(),
+            hellos: HashMap::new(),
+            counts: NameCounts::default(),
+        }
+    }
+
+    /// Learns from one payload. For a TLS connection whose first bytes are complete (or can
+    /// say no more), returns what they name.
+    pub fn on_payload(&mut self, p: &Payload) -> Option<Settled> {
+        match p.kind {
+            PayloadKind::DnsAnswer if p.protocol == Protocol::Tcp => {
+                self.on_dns_segment(p);
+                None
+            }
+            PayloadKind::DnsAnswer => {
+                self.on_dns_message(&p.data, p.total_len > p.data.len(), p.pid, p.boot_ns);
+                None
+            }
+            PayloadKind::TlsHello => self.on_hello_segment(p),
+        }
+    }
+
+    /// The name `addr` was given by DNS: the newest answer `resolvers` (the connecting process,
+    /// then its ancestors) received, else the newest any process on the host received.
+    pub fn lookup(&self, addr: IpAddr, resolvers: &[u32], now_ns: u64) -> Option<Arc<str>> {
+        self.table.lookup(addr, resolvers, now_ns)
+    }
+
+    /// Forgets expired answers.
+    pub fn sweep(&mut self, now_ns: u64) {
+        self.table.shrink(now_ns);
+    }
+
+    fn on_dns_message(&mut self, bytes: &[u8], cut: bool, resolver: u32, now_ns: u64) {
+        match dns::answers(bytes) {
+            Ok(answers) => {
+                self.counts.dns_answers += 1;
+                for a in answers {
+                    self.table.learn(a.addr, &a.name, resolver, a.ttl, now_ns);
+                }
+            }
+            Err(_) if cut => self.counts.dns_truncated += 1,
+            Err(e) => {
+                self.counts.dns_malformed += 1;
+                log::debug!("ignored a DNS packet for pid {resolver}: {e}");
+            }
+        }
+    }
+
+    /// DNS over TCP: each message has a 2-byte length prefix and may span segments.
+    fn on_dns_segment(&mut self, p: &Payload) {
+        if self.dns_streams.len() >= MAX_STREAMS && !self.dns_streams.contains_key(&p.cookie) {
+            self.dns_streams.clear(); // unfinished answers of sockets long gone, most likely
+        }
+        let stream = self
+            .dns_streams
+            .entry(p.cookie)
+            .or_insert_with(|| Stream::new(p.seq, MAX_DNS_TCP));
+        if p.total_len > p.data.len() || stream.push(p.seq, &p.data).is_err() {
+            self.counts.dns_truncated += 1;
+            self.dns_streams.remove(&p.cookie);
+            return;
+        }
+        let mut messages = Vec::new();
+        while let [hi, lo, rest @ ..] = stream.bytes() {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            let Some(message) = rest.get(..len) else {
+                break;
+            };
+            messages.push(message.to_vec());
+            stream.consume(2 + len);
+        }
+        if stream.bytes().is_empty() {
+            self.dns_streams.remove(&p.cookie);
+        }
+        for message in messages {
+            self.on_dns_message(&message, false, p.pid, p.boot_ns);
+        }
+    }
+
+    fn on_hello_segment(&mut self, p: &Payload) -> Option<Settled> {
+        if self.hellos.len() >= MAX_STREAMS && !self.hellos.contains_key(&p.cookie) {
+            self.hellos.clear();
+        }
+        let hello = self.hellos.entry(p.cookie).or_insert_with(|| PartialHello {
+            stream: Stream::new(p.seq, PAYLOAD_LEN * TLS_SEGMENTS as usize),
+            segments: 0,
+        });
+        hello.segments += 1;
+        let pushed = hello.stream.push(p.seq, &p.data).is_ok();
+        let cut = p.total_len > p.data.len();
+        let server_name = match server_name(hello.stream.bytes()) {
+            Hello::ServerName(name) => Some(name),
+            Hello::Incomplete if pushed && !cut && hello.segments < TLS_SEGMENTS => return None,
+            Hello::NotTls => {
+                self.hellos.remove(&p.cookie);
+                return Some(Settled {
+                    cookie: p.cookie,
+                    server_name: None,
+                });
+            }
+            _ => None,
+        };
+        self.hellos.remove(&p.cookie);
+        match server_name {
+            Some(_) => self.counts.tls_server_names += 1,
+            None => self.counts.tls_unnamed += 1,
+        }
+        Some(Settled {
+            cookie: p.cookie,
+            server_name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

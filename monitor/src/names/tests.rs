@@ -1,0 +1,101 @@
+use hickory_proto::{
+    op::{Message, OpCode, Query},
+    rr::{Name, RData, Record, RecordType, rdata::A},
+};
+
+use super::*;
+
+const HELLO: &[u8] = include_bytes!("testdata/client_hello_openssl.bin");
+
+fn answer(question: &str, ip: [u8; 4]) -> Vec<u8> {
+    let name = Name::from_ascii(question).unwrap();
+    let mut m = Message::response(1, OpCode::Query);
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.add_answer(Record::from_rdata(name, 60, RData::A(A(ip.into()))));
+    m.to_vec().unwrap()
+}
+
+fn payload(kind: PayloadKind, protocol: Protocol, seq: u32, data: &[u8]) -> Payload {
+    Payload {
+        kind,
+        pid: 42,
+        cookie: 9,
+        protocol,
+        seq,
+        total_len: data.len(),
+        data: data.to_vec(),
+        boot_ns: 1_000,
+    }
+}
+
+#[test]
+fn udp_answers_name_addresses_and_bad_packets_are_counted() {
+    let mut n = Namer::new();
+    let udp = |data: &[u8]| payload(PayloadKind::DnsAnswer, Protocol::Udp, 0, data);
+    n.on_payload(&udp(&answer("api.github.com.", [10, 0, 0, 10])));
+    n.on_payload(&udp(b"\xde\xad"));
+    let mut cut = udp(&answer("x.example.", [10, 0, 0, 11])[..20]);
+    cut.total_len = 3000;
+    n.on_payload(&cut);
+    let ip = "10.0.0.10".parse().unwrap();
+    assert_eq!(
+        n.lookup(ip, &[42], 2_000).as_deref(),
+        Some("api.github.com")
+    );
+    assert_eq!(
+        n.counts,
+        NameCounts {
+            dns_answers: 1,
+            dns_malformed: 1,
+            dns_truncated: 1,
+            ..NameCounts::default()
+        }
+    );
+}
+
+#[test]
+fn tcp_answers_are_put_together_from_segments() {
+    let mut n = Namer::new();
+    let message = answer("registry.npmjs.org.", [10, 0, 0, 12]);
+    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&message);
+    framed.extend_from_slice(&framed.clone()); // two messages back to back
+    let (a, b) = framed.split_at(7);
+    let tcp = |seq, data: &[u8]| payload(PayloadKind::DnsAnswer, Protocol::Tcp, seq, data);
+    n.on_payload(&tcp(100, a));
+    assert_eq!(n.counts.dns_answers, 0);
+    n.on_payload(&tcp(100, a)); // a retransmit
+    n.on_payload(&tcp(107, b));
+    assert_eq!(n.counts.dns_answers, 2);
+    let ip = "10.0.0.12".parse().unwrap();
+    assert_eq!(
+        n.lookup(ip, &[], 2_000).as_deref(),
+        Some("registry.npmjs.org")
+    );
+    assert!(n.dns_streams.is_empty());
+}
+
+#[test]
+fn a_hello_split_in_two_segments_settles_with_its_name() {
+    let mut n = Namer::new();
+    let tls = |seq, data: &[u8]| payload(PayloadKind::TlsHello, Protocol::Tcp, seq, data);
+    assert_eq!(n.on_payload(&tls(5, &HELLO[..60])), None);
+    assert_eq!(
+        n.on_payload(&tls(65, &HELLO[60..])),
+        Some(Settled {
+            cookie: 9,
+            server_name: Some("api.github.com".into())
+        })
+    );
+    // Two segments and still incomplete: settled without a name.
+    assert_eq!(n.on_payload(&tls(5, &HELLO[..30])), None);
+    assert_eq!(
+        n.on_payload(&tls(35, &HELLO[30..60])),
+        Some(Settled {
+            cookie: 9,
+            server_name: None
+        })
+    );
+    assert_eq!(n.counts.tls_server_names, 1);
+    assert_eq!(n.counts.tls_unnamed, 1);
+}

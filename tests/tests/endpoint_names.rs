@@ -1,0 +1,343 @@
+//! Endpoints named the way the process meant them: by the DNS answers it received (from a real
+//! dnsmasq in a network namespace of the test's own, over UDP and TCP, IPv4 and IPv6, through a
+//! CNAME), and by the server name in a TLS ClientHello when there was no DNS at all. Scopes are
+//! matched by those names. Bad DNS packets are counted and ignored. Needs root: `cargo xtask test`.
+use std::{
+    net::TcpListener,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use keytrail_tests::*;
+use serde_json::Value;
+
+const TOKEN: &str = "kt-names-token-3e9d41";
+
+/// A user whose ~/.netrc holds TOKEN for api.github.com: that name is the credential's scope.
+fn user_with_netrc(tag: &str) -> TestUser {
+    let user = TestUser::create(tag);
+    user.write(
+        ".netrc",
+        &format!("machine api.github.com login bot password {TOKEN}\n"),
+    );
+    user
+}
+
+/// Python that reads ~/.netrc, then connects to each `(host, port)` (refusals are expected:
+/// nothing listens, the connect is what counts).
+fn read_then_connect(targets: &[(&str, u16)]) -> String {
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|(h, p)| format!("({h:?}, {p})"))
+        .collect();
+    format!(
+        "import os, socket\n\
+         open(os.path.expanduser('~/.netrc')).read()\n\
+         for target in [{}]:\n\
+         \x20   try:\n\
+         \x20       socket.create_connection(target, timeout=3).close()\n\
+         \x20   except OSError:\n\
+         \x20       pass\n",
+        targets.join(", ")
+    )
+}
+
+fn endpoint_named(r: &Value, kind: &str, pid: u32, host: &str, source: &str) -> bool {
+    r["type"] == kind
+        && r["process"]["pid"] == pid
+        && r["endpoint"]["host"] == host
+        && r["endpoint"]["host_source"] == source
+}
+
+/// Waits until a name resolves inside `ns` (dnsmasq has started listening).
+fn wait_until_resolves(ns: &Netns, name: &str) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        let ok = ns
+            .command("getent")
+            .args(["hosts", name])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{name} did not resolve in {} within {WAIT:?}", ns.name);
+}
+
+#[test]
+fn dns_answers_name_connections_and_decide_their_scope() {
+    if !can_run() {
+        return;
+    }
+    let user = user_with_netrc("dnsname");
+    let ns = Netns::create(
+        "dns",
+        &[
+            "10.77.0.1/24",
+            "10.77.0.10/24",
+            "10.77.0.20/24",
+            "fd77::10/64",
+        ],
+        "10.77.0.1",
+    );
+    let mut k = Keytrail::start(&[]);
+    let _dnsmasq = KillOnDrop(
+        ns.command("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=10.77.0.1",
+                "--user=root",
+                "--pid-file=/tmp/kt-dnsmasq-dns.pid",
+                // api.github.com is an alias, as on the real internet (a CDN name behind it).
+                "--host-record=edge.cdn.test,10.77.0.10,fd77::10",
+                "--cname=api.github.com,edge.cdn.test",
+                "--address=/evil.example/10.77.0.20",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt install dnsmasq-base)"),
+    );
+    wait_until_resolves(&ns, "edge.cdn.test");
+
+    let script = read_then_connect(&[("api.github.com", 443), ("evil.example", 443)]);
+    let pid = run_pid(ns.command_as(&user, "python3").args(["-c", &script]));
+
+    let used = k.wait_for("the use, named by DNS", WAIT, |r| {
+        endpoint_named(r, "credential_use", pid, "api.github.com", "dns")
+    });
+    assert!(
+        ["10.77.0.10", "fd77::10"].contains(&used["endpoint"]["ip"].as_str().unwrap()),
+        "{used}"
+    );
+    let finding = k.wait_for("out-of-scope-use by name", WAIT, |r| {
+        r["type"] == "finding"
+            && r["rule"] == "out-of-scope-use"
+            && r["process"]["pid"] == pid
+            && r["endpoint"]["host"] == "evil.example"
+    });
+    assert_eq!(finding["endpoint"]["ip"], "10.77.0.20");
+    let (records, stderr) = k.stop();
+    // The connect to api.github.com is inside the scope: no finding names it.
+    assert!(
+        !records.iter().any(|r| r["type"] == "finding"
+            && r["rule"] == "out-of-scope-use"
+            && r["endpoint"]["host"] == "api.github.com"),
+        "an in-scope use was reported as out of scope"
+    );
+    let stats = records.iter().find(|r| r["type"] == "stats").unwrap();
+    assert!(stats["names"]["dns_answers"].as_u64() > Some(0), "{stats}");
+    assert_no_secret(&records, &stderr, &[TOKEN]);
+}
+
+/// A DNS query by hand, for TCP (glibc asks over UDP).
+const TCP_LOOKUP: &str = r#"
+import os, socket, struct, sys
+name, qtype = sys.argv[1], int(sys.argv[2])
+open(os.path.expanduser('~/.netrc')).read()
+query = struct.pack('>HHHHHH', 0x4b54, 0x0100, 1, 0, 0, 0)
+query += b''.join(bytes([len(p)]) + p.encode() for p in name.split('.')) + b'\0'
+query += struct.pack('>HH', qtype, 1)
+s = socket.create_connection(('10.77.0.1', 53), timeout=3)
+s.sendall(struct.pack('>H', len(query)) + query)
+answer = b''
+while len(answer) < 2 or len(answer) < 2 + struct.unpack('>H', answer[:2])[0]:
+    answer += s.recv(4096)
+s.close()
+# The last record's data is the address.
+addr = answer[-4:] if qtype == 1 else answer[-16:]
+family = socket.AF_INET if qtype == 1 else socket.AF_INET6
+try:
+    socket.create_connection((socket.inet_ntop(family, addr), 443), timeout=3).close()
+except OSError:
+    pass
+"#;
+
+#[test]
+fn answers_over_tcp_and_ipv6_name_connections_too() {
+    if !can_run() {
+        return;
+    }
+    let user = user_with_netrc("dnstcp");
+    let ns = Netns::create("tcp", &["10.77.0.1/24", "fd77::10/64"], "10.77.0.1");
+    let mut k = Keytrail::start(&[]);
+    let _dnsmasq = KillOnDrop(
+        ns.command("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=10.77.0.1",
+                "--user=root",
+                "--pid-file=/tmp/kt-dnsmasq-tcp.pid",
+                "--host-record=v6.api.test,fd77::10",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq"),
+    );
+    wait_until_resolves(&ns, "v6.api.test");
+    // 28: AAAA.
+    let pid =
+        run_pid(
+            ns.command_as(&user, "python3")
+                .args(["-c", TCP_LOOKUP, "v6.api.test", "28"]),
+        );
+    let connection = k.wait_for("a connection named over TCP DNS", WAIT, |r| {
+        endpoint_named(r, "connection", pid, "v6.api.test", "dns")
+    });
+    assert_eq!(connection["endpoint"]["ip"], "fd77::10");
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &[TOKEN]);
+}
+
+/// Python that reads ~/.netrc, then opens TLS to 127.0.0.1:port for each server name.
+fn read_then_tls(port: u16, names: &[&str]) -> String {
+    format!(
+        "import os, socket, ssl\n\
+         open(os.path.expanduser('~/.netrc')).read()\n\
+         ctx = ssl.create_default_context()\n\
+         ctx.check_hostname = False\n\
+         ctx.verify_mode = ssl.CERT_NONE\n\
+         for name in {names:?}:\n\
+         \x20   try:\n\
+         \x20       with ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})), server_hostname=name) as s:\n\
+         \x20           s.do_handshake()\n\
+         \x20   except OSError:\n\
+         \x20       pass\n"
+    )
+}
+
+#[test]
+fn a_tls_server_name_names_a_connection_without_any_dns() {
+    if !can_run() {
+        return;
+    }
+    let user = user_with_netrc("sni");
+    let dir = tempdir("sni");
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=api.github.com", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem")));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = KillOnDrop(
+        Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(dir.join("cert.pem"))
+            .arg("-key")
+            .arg(dir.join("key.pem"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut k = Keytrail::start(&[]);
+    let script = read_then_tls(port, &["api.github.com", "evil.example"]);
+    let pid = run_pid(user.command("python3").args(["-c", &script]));
+
+    k.wait_for("the use, named by its ClientHello", WAIT, |r| {
+        endpoint_named(r, "credential_use", pid, "api.github.com", "tls_sni")
+    });
+    let finding = k.wait_for("out-of-scope-use by server name", WAIT, |r| {
+        r["type"] == "finding"
+            && r["rule"] == "out-of-scope-use"
+            && r["process"]["pid"] == pid
+            && r["endpoint"]["host"] == "evil.example"
+    });
+    assert_eq!(finding["endpoint"]["host_source"], "tls_sni");
+    let (records, stderr) = k.stop();
+    let stats = records.iter().find(|r| r["type"] == "stats").unwrap();
+    assert!(
+        stats["names"]["tls_server_names"].as_u64() >= Some(2),
+        "{stats}"
+    );
+    assert_no_secret(&records, &stderr, &[TOKEN]);
+}
+
+/// A DNS server that answers badly: garbage, an answer cut short, one too long for the kernel
+/// to keep, then a good one that names 10.77.1.5 good.example.
+const BAD_SERVER: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('10.77.1.1', 53))
+def answer(query, count, ip):
+    qid = query[:2]
+    question = query[12:]
+    head = qid + struct.pack('>HHHHH', 0x8180, 1, count, 0, 0)
+    record = b'\xc0\x0c' + struct.pack('>HHIH', 1, 1, 60, 4) + socket.inet_aton(ip)
+    return head + question + record * count
+replies = [
+    lambda q: b'\xde\xad\xbe\xef' * 3,
+    lambda q: answer(q, 1, '10.77.1.9')[:-9],
+    lambda q: answer(q, 200, '10.77.1.9'),
+    lambda q: answer(q, 1, '10.77.1.5'),
+]
+for reply in replies:
+    query, peer = s.recvfrom(4096)
+    s.sendto(reply(query), peer)
+"#;
+
+/// Asks four times on one socket, then connects to the last answer's address.
+const ASKING_CLIENT: &str = r#"
+import os, socket, struct
+open(os.path.expanduser('~/.netrc')).read()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+query = struct.pack('>HHHHHH', 0x4b54, 0x0100, 1, 0, 0, 0) + b'\x04good\x07example\x00' + struct.pack('>HH', 1, 1)
+for _ in range(4):
+    s.sendto(query, ('10.77.1.1', 53))
+    s.recvfrom(65536)
+try:
+    socket.create_connection(('10.77.1.5', 80), timeout=3).close()
+except OSError:
+    pass
+"#;
+
+#[test]
+fn malformed_and_truncated_dns_is_counted_and_ignored() {
+    if !can_run() {
+        return;
+    }
+    let user = user_with_netrc("baddns");
+    let ns = Netns::create("bad", &["10.77.1.1/24", "10.77.1.5/24"], "10.77.1.1");
+    let mut k = Keytrail::start(&[]);
+    let _server = KillOnDrop(
+        ns.command("python3")
+            .args(["-c", BAD_SERVER])
+            .spawn()
+            .expect("python3"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = run_pid(ns.command_as(&user, "python3").args(["-c", ASKING_CLIENT]));
+    k.wait_for("the connection named by the good answer", WAIT, |r| {
+        endpoint_named(r, "connection", pid, "good.example", "dns")
+    });
+    let (records, _) = k.stop();
+    let names = &records.iter().find(|r| r["type"] == "stats").unwrap()["names"];
+    assert!(names["dns_malformed"].as_u64() >= Some(2), "{names}");
+    assert!(names["dns_truncated"].as_u64() >= Some(1), "{names}");
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kt-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
