@@ -11,7 +11,7 @@ BPF_LINKER=0.13.0
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 apt_packages=(llvm-${LLVM}-dev libpolly-${LLVM}-dev gcc python3 git curl iproute2 passwd util-linux
-    dnsmasq-base openssl)
+    dnsmasq-base openssl busybox-static cpio)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,6 +21,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The kernel matrix (cargo xtask vm-test) boots VMs with qemu. This machine kind carries qemu-utils
+# 10.0.2 from bookworm-backports; qemu-system-x86 comes from there too, so the two stay in step
+# (bookworm's own 7.2 would replace it).
+if ! command -v qemu-system-x86_64 >/dev/null; then
+    say "installing qemu-system-x86 from bookworm-backports"
+    backports=/etc/apt/sources.list.d/keytrail-bookworm-backports.sources
+    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" \
+            "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" > "$backports"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
 fi
 
 if ! rustup toolchain list | grep -q "^${TOOLCHAIN}-"; then

@@ -1,5 +1,7 @@
 //! Reading kernel memory at offsets the daemon found in BTF.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use core::{ffi::c_void, mem::MaybeUninit};
+
+use aya_ebpf::helpers::generated;
 use monitor_common::{KernelOffsets, UNKNOWN_OFFSET, counter};
 
 use crate::{OFFSETS, count};
@@ -20,15 +22,28 @@ pub fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
 }
 
 /// Reads a `T` at a kernel address; a failed read is counted.
+///
+/// The destination is zeroed first: with an uninitialised one, LLVM may load it on the failure
+/// path too (the Option's payload travels in the same stack slot either way), and verifiers
+/// before 5.16 refuse any read of uninitialised stack ("invalid read from stack").
 #[inline(always)]
 pub fn read_addr<T: Copy>(addr: u64) -> Option<T> {
-    // SAFETY: bpf_probe_read_kernel checks the address; a bad one returns an error.
-    match unsafe { bpf_probe_read_kernel(addr as *const T) } {
-        Ok(value) => Some(value),
-        Err(_) => {
-            count(counter::READ_FAILED);
-            None
-        }
+    let mut value = MaybeUninit::<T>::zeroed();
+    // SAFETY: the helper checks the address and writes at most size_of::<T>() bytes into
+    // `value`; T is plain data, for which all-zero bytes are a valid value either way.
+    let ret = unsafe {
+        generated::bpf_probe_read_kernel(
+            value.as_mut_ptr().cast(),
+            size_of::<T>() as u32,
+            addr as *const c_void,
+        )
+    };
+    if ret == 0 {
+        // SAFETY: zeroed, then filled by the helper.
+        Some(unsafe { value.assume_init() })
+    } else {
+        count(counter::READ_FAILED);
+        None
     }
 }
 

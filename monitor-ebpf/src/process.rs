@@ -103,11 +103,12 @@ pub fn keytrail_exec(ctx: RawTracePointContext) -> i32 {
 pub fn keytrail_fork(ctx: RawTracePointContext) -> i32 {
     let child: u64 = ctx.arg(1);
     let o = offsets();
-    let (Some(pid), Some(tgid)) = (read::<u32>(child, o.task_pid), task_tgid(child)) else {
-        return 0;
-    };
+    // Plain values, not a pair of Options: carried across the reads, an Option's payload may sit
+    // in a stack slot written on one path only, which the 5.10 verifier refuses to read.
+    let pid = read::<u32>(child, o.task_pid).unwrap_or(0);
+    let tgid = task_tgid(child).unwrap_or(u32::MAX);
     if pid != tgid {
-        return 0; // a new thread, not a new process
+        return 0; // a new thread, not a new process (or the task could not be read)
     }
     let Some(mut entry) = emit::reserve::<ForkEvent>() else {
         return 0;

@@ -84,6 +84,8 @@ pub struct Probes {
     /// whether it is attached yet.
     open_fallback: Option<bool>,
     lsm_refusal: Option<String>,
+    /// Whether any filemap read hook is attached.
+    reads_hooked: bool,
 }
 
 const PROCESS_HOOKS: &[(&str, &str)] = &[
@@ -160,12 +162,18 @@ impl Probes {
             hooks: Vec::new(),
             open_fallback: None,
             lsm_refusal: None,
+            reads_hooked: false,
         };
         probes.attach_process()?;
         probes.attach_connect(&env.cgroup2)?;
         probes.attach_packets(&env.cgroup2);
         probes.attach_credential_read(filemap.is_some());
         probes.attach_credential_open();
+        if !probes.reads_hooked {
+            // Older kernels (before 6.x) have no filemap tracepoints: opens are all there is,
+            // so the open hook is needed for every credential, not only those on tmpfs.
+            probes.ensure_open_hook();
+        }
         Ok((probes, maps))
     }
 
@@ -255,7 +263,10 @@ impl Probes {
                 Err(ProgramError::NotLoaded)
             };
             match result {
-                Ok(()) => self.hooks.push(report("credential-read", hook)),
+                Ok(()) => {
+                    self.reads_hooked = true;
+                    self.hooks.push(report("credential-read", hook));
+                }
                 Err(e) => {
                     log::warn!("{hook} unavailable ({e}): credential reads are seen at open only")
                 }
@@ -284,8 +295,11 @@ impl Probes {
     /// Opens: LSM file_open where BPF LSM is allowed; else the openat exit tracepoints, which
     /// slow every syscall, so they are attached only while a credential needs them.
     fn attach_credential_open(&mut self) {
-        let lsm = aya::Btf::from_sys_fs()
-            .map_err(ProgramError::Btf)
+        let lsm = bpf_lsm_inactive()
+            .map_or(Ok(()), |why| {
+                Err(ProgramError::IOError(std::io::Error::other(why)))
+            })
+            .and_then(|()| aya::Btf::from_sys_fs().map_err(ProgramError::Btf))
             .and_then(|btf| {
                 let p: &mut Lsm = self
                     .ebpf
@@ -333,6 +347,21 @@ impl Probes {
             }
         }
     }
+}
+
+/// Why BPF LSM programs would never run here, if the kernel says so: a kernel with BPF LSM
+/// built in but not in its active LSM list (the `lsm=` boot parameter; Debian's default) loads
+/// and attaches them without error, and never calls them.
+fn bpf_lsm_inactive() -> Option<String> {
+    let path = Path::new("/sys/kernel/security/lsm");
+    if !path.exists() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "securityfs", "securityfs", "/sys/kernel/security"])
+            .output();
+    }
+    let active = std::fs::read_to_string(path).ok()?;
+    (!active.split(',').any(|l| l.trim() == "bpf"))
+        .then(|| format!("bpf is not among the active LSMs ({})", active.trim()))
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {

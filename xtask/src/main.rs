@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod run;
 mod test;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ enum Command {
     Run(run::Options),
     /// Run every test: unit tests, then the live-kernel integration tests (as root).
     Test(test::Options),
+    /// Boot Debian kernels under qemu and run keytrail's scenarios on each.
+    VmTest(vm::Options),
     /// Measure keytrail's cost against no monitor, auditd and bpftrace (as root).
     Bench(bench::Options),
 }
@@ -29,5 +32,6 @@ fn main() -> anyhow::Result<()> {
         Command::Run(opts) => run::run(opts),
         Command::Test(opts) => test::run(opts),
         Command::Bench(opts) => bench::run(opts),
+        Command::VmTest(opts) => vm::run(opts),
     }
 }

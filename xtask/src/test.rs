@@ -1,5 +1,6 @@
 //! `cargo xtask test`: unit tests, then the live-kernel integration tests as root, one at a time
-//! (they attach to the whole machine's cgroup, which takes one keytrail at a time).
+//! (they attach to the whole machine's cgroup, which takes one keytrail at a time), then the
+//! kernel matrix (`cargo xtask vm-test`).
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
@@ -14,6 +15,9 @@ pub struct Options {
     /// Skip the unit tests.
     #[arg(long)]
     integration_only: bool,
+    /// Skip the kernel matrix (Debian kernels under qemu; about a minute and a half).
+    #[arg(long)]
+    no_vm: bool,
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
@@ -74,5 +78,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     {
         bail!("integration tests failed");
     }
-    Ok(())
+    if opts.no_vm || opts.filter.is_some() {
+        eprintln!("xtask: kernel matrix skipped (--no-vm or a test filter)");
+        return Ok(());
+    }
+    eprintln!("xtask: kernel matrix");
+    crate::vm::run(crate::vm::Options::default())
 }
