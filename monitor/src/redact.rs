@@ -51,6 +51,11 @@ impl Secrets {
     }
 
     /// The credential a secret was first seen in.
+    /// How many secrets are known: redaction done with fewer may have missed one.
+    pub fn generation(&self) -> usize {
+        self.known.len()
+    }
+
     pub fn first_seen_in(&self, print: Fingerprint) -> Option<&str> {
         self.known.get(&print).map(String::as_str)
     }

@@ -4,6 +4,12 @@
  *   forkexec         fork + exec /bin/true + wait
  *   agent FILE       an agent's shape: per operation a child process that connects twice to
  *                    loopback; one operation in 16 also reads FILE (a credential)
+ * Scale workloads (print their own figures):
+ *   credstorm N FILE...  N children, each reads every FILE then connects once to loopback;
+ *                        prints elapsed ns (credential events = N * files, connections = N)
+ *   procs N FILE         N children that read FILE and stay alive; prints "ready", then waits
+ *                        for its stdin to close and ends them
+ *   storm N              N children that exit at once (fork + exit + wait); prints elapsed ns
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -11,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +57,61 @@ static void connect_once(int l, struct sockaddr_in *addr) {
     close(c);
 }
 
+static int scale(const char *mode, long n, int files, char **file) {
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    double start = now_ns();
+    if (!strcmp(mode, "credstorm")) {
+        for (long i = 0; i < n; i++) {
+            pid_t p = fork();
+            if (p == 0) {
+                for (int f = 0; f < files; f++) read_file(file[f]);
+                int c = socket(AF_INET, SOCK_STREAM, 0);
+                if (connect(c, (struct sockaddr *)&addr, sizeof addr)) _exit(1);
+                close(c);
+                _exit(0);
+            }
+            waitpid(p, 0, 0);
+            /* accept what the children left in the backlog, so it never fills */
+            if (i % 64 == 63) {
+                int a;
+                struct timeval tv = {0, 1000};
+                setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                while ((a = accept(l, 0, 0)) >= 0) close(a);
+            }
+        }
+    } else if (!strcmp(mode, "procs")) {
+        pid_t *kids = calloc(n, sizeof *kids);
+        for (long i = 0; i < n; i++) {
+            kids[i] = fork();
+            if (kids[i] == 0) { read_file(file[0]); pause(); _exit(0); }
+            if (kids[i] < 0) { perror("fork"); break; }
+        }
+        printf("ready\n");
+        fflush(stdout);
+        char c;
+        while (read(0, &c, 1) > 0) {}
+        for (long i = 0; i < n && kids[i] > 0; i++) kill(kids[i], SIGKILL);
+        while (wait(0) > 0) {}
+        return 0;
+    } else if (!strcmp(mode, "storm")) {
+        for (long i = 0; i < n; i++) {
+            pid_t p = fork();
+            if (p == 0) _exit(0);
+            waitpid(p, 0, 0);
+        }
+    } else {
+        return -1;
+    }
+    printf("%.0f\n", now_ns() - start);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3) {
+        int r = scale(argv[1], atol(argv[2]), argc - 3, argv + 3);
+        if (r >= 0) return r;
+    }
     if (argc < 3) { fprintf(stderr, "usage: %s open|connect|forkexec|agent N [FILE]\n", argv[0]); return 2; }
     const char *mode = argv[1];
     long n = atol(argv[2]);

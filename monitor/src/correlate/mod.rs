@@ -31,6 +31,7 @@ use crate::{
     policy::{Policy, ProcessFacts, Verdict},
     process::{ProcKey, Process, ProcessTracker},
     record::{self, CredentialRef, EndpointRef, ProcessRef, Record, Via},
+    redact::Secrets,
 };
 
 /// How far up the tree lineage is followed.
@@ -99,6 +100,10 @@ pub struct Correlator {
     uses: HashSet<UseKey>,
     namer: Namer,
     pending: pending::Pending,
+    /// Process records by process, with the number of known secrets they were redacted with:
+    /// redacting argv (fingerprints over every argument) is costly, and a process that reads
+    /// many credentials would pay it for each.
+    process_refs: HashMap<ProcKey, (usize, ProcessRef)>,
 }
 
 impl Correlator {
@@ -114,6 +119,21 @@ impl Correlator {
             uses: HashSet::new(),
             namer: Namer::new(),
             pending: pending::Pending::default(),
+            process_refs: HashMap::new(),
+        }
+    }
+
+    /// The record of `process`, redacted with every secret known now.
+    fn process_ref(&mut self, process: &Process, secrets: &Secrets) -> ProcessRef {
+        let generation = secrets.generation();
+        match self.process_refs.get(&process.key) {
+            Some((g, r)) if *g == generation => r.clone(),
+            _ => {
+                let r = ProcessRef::new(process, secrets);
+                self.process_refs
+                    .insert(process.key, (generation, r.clone()));
+                r
+            }
         }
     }
 
@@ -159,7 +179,7 @@ impl Correlator {
                     return;
                 }
                 let credential = CredentialRef::new(credential, &catalog.secrets);
-                let process_ref = ProcessRef::new(&process, &catalog.secrets);
+                let process_ref = self.process_ref(&process, &catalog.secrets);
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
             KernelEvent::Connect(connect) => self.on_connect(connect, &catalog.secrets, out),
@@ -225,11 +245,14 @@ impl Correlator {
             }
         }
         self.tracker.on_exec(e, decided, secrets);
+        if let Some(key) = self.tracker.get(e.pid).map(|p| p.key) {
+            self.process_refs.remove(&key); // a new program image, a new record
+        }
         if fresh.is_empty() {
             return;
         }
         let process = self.tracker.get(e.pid).expect("just added").clone();
-        let process_ref = ProcessRef::new(&process, &catalog.secrets);
+        let process_ref = self.process_ref(&process, &catalog.secrets);
         for (name, kind, print) in fresh {
             let id = record::env_credential_id(&name, print);
             let scope = policy.kind_scope(kind);
@@ -298,7 +321,7 @@ impl Correlator {
         self.reads.push_back(read);
     }
 
-    fn on_connect(&mut self, c: &Connect, secrets: &crate::redact::Secrets, out: &mut Vec<Record>) {
+    fn on_connect(&mut self, c: &Connect, secrets: &Secrets, out: &mut Vec<Record>) {
         let process = self.tracker.get_or_learn(c.pid, &c.comm, c.uid).clone();
         let ancestors = self.tracker.ancestors(process.key, MAX_ANCESTORS);
         let resolvers: Vec<u32> = std::iter::once(c.pid)
@@ -326,7 +349,7 @@ impl Correlator {
         let agent = process.attribution.agent.as_ref();
         let mut holds_credential = false;
         let mut used = Vec::new();
-        for read in &self.reads {
+        for (index, read) in self.reads.iter().enumerate() {
             holds_credential |= read.reader == process.key;
             let via = if read.reader == process.key {
                 Via::Read
@@ -342,18 +365,18 @@ impl Correlator {
             } else {
                 continue;
             };
-            used.push((read, via));
+            used.push((index, via));
         }
         // Most connects on a host are by processes that hold no credential: the process record
         // (argv redaction included) is made only for those that do.
         if used.is_empty() && !holds_credential {
             return;
         }
-        let process_ref = ProcessRef::new(&process, secrets);
+        let process_ref = self.process_ref(&process, secrets);
         let time = self.clock.rfc3339(c.boot_ns);
         let uses: Vec<Record> = used
             .into_iter()
-            .map(|(read, via)| read.use_by(&time, &process_ref, &endpoint, via))
+            .map(|(i, via)| self.reads[i].use_by(&time, &process_ref, &endpoint, via))
             .collect();
         let mut records = vec![Record::Connection {
             time,
@@ -411,6 +434,7 @@ impl Correlator {
             return;
         }
         self.connections.retain(|k, _| !gone.contains(k));
+        self.process_refs.retain(|k, _| !gone.contains(k));
         self.accessed.retain(|(k, _)| !gone.contains(k));
         // A read stays while its reader or one of its ancestors can still connect.
         let tracker = &self.tracker;

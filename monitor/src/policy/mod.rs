@@ -6,7 +6,12 @@ mod error;
 pub mod scope;
 pub mod types;
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -40,6 +45,10 @@ pub struct Policy {
     pub findings: FindingSettings,
     #[serde(default)]
     pub rules: BTreeMap<RuleId, RuleSettings>,
+    /// `credential_rule` answers by path: the rules engine asks several times per record, and
+    /// matching every rule's globs each time was the daemon's largest cost under load.
+    #[serde(skip)]
+    rule_by_path: Mutex<HashMap<String, Option<usize>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +148,9 @@ pub struct CredentialRule {
     /// Programs (comm or exe globs) allowed to read it; empty means the kind's readers.
     #[serde(default)]
     pub readers: Vec<Glob>,
+    /// `paths` as globs that match any home, compiled on first use.
+    #[serde(skip)]
+    path_globs: OnceLock<Vec<Glob>>,
 }
 
 impl CredentialRule {
@@ -152,13 +164,19 @@ impl CredentialRule {
 
     /// Whether a recorded path is one of this rule's (for replay, where homes may differ).
     pub fn covers(&self, path: &str) -> bool {
-        self.paths.iter().any(|p| {
-            let pattern = match p.strip_prefix("~/") {
-                Some(rest) => format!("*/{rest}"),
-                None => p.clone(),
-            };
-            Glob::new(&pattern).is_ok_and(|g| g.matches(path))
-        })
+        let globs = self.path_globs.get_or_init(|| {
+            self.paths
+                .iter()
+                .filter_map(|p| {
+                    let pattern = match p.strip_prefix("~/") {
+                        Some(rest) => format!("*/{rest}"),
+                        None => p.clone(),
+                    };
+                    Glob::new(&pattern).ok()
+                })
+                .collect()
+        });
+        globs.iter().any(|g| g.matches(path))
     }
 }
 
@@ -325,10 +343,16 @@ impl Policy {
 
     /// The first credential rule that names `path`.
     pub fn credential_rule(&self, path: &str) -> Option<&CredentialRule> {
-        self.credentials
-            .iter()
-            .map(Spanned::get_ref)
-            .find(|r| r.covers(path))
+        let mut memo = self.rule_by_path.lock().unwrap_or_else(|e| e.into_inner());
+        if memo.len() > 65_536 {
+            memo.clear(); // paths come from the catalog, so this is a bound that never bites
+        }
+        let index = *memo.entry(path.to_owned()).or_insert_with(|| {
+            self.credentials
+                .iter()
+                .position(|r| r.get_ref().covers(path))
+        });
+        index.map(|i| self.credentials[i].get_ref())
     }
 
     /// The allowed readers of a credential: its rule's, else its kind's; empty means anyone.

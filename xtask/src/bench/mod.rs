@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: keytrail's cost against no monitor, auditd and bpftrace, on small C
 //! workloads, in interleaved rounds (every monitor once per round, so drift in the machine hits
 //! all alike). Reports the median ns per operation and the ratio to the baseline of the same
-//! run, and writes a JSON report under target/bench/.
+//! run, and writes a JSON report under target/bench/. Then keytrail alone at scale (scale.rs):
+//! throughput with nothing lost, lag, and memory with many processes.
 mod monitors;
+mod scale;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, process::Command};
 
@@ -23,6 +25,9 @@ pub struct Options {
     /// Fewer operations per workload, for a quick look (figures are noisier).
     #[arg(long)]
     quick: bool,
+    /// Only the scale figures (throughput, lag, memory), not the interleaved rounds.
+    #[arg(long)]
+    scale_only: bool,
 }
 
 /// (name, workload arguments, operations per run)
@@ -98,6 +103,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
 
+    if opts.scale_only {
+        let figures = scale::run(&setup.keytrail, &workload, &out_dir)?;
+        fs::write(
+            out_dir.join("scale.json"),
+            serde_json::to_string_pretty(&figures)?,
+        )?;
+        scale::print(&figures);
+        return Ok(());
+    }
     let scale = if opts.quick { 10 } else { 1 };
     let mut samples: BTreeMap<(&str, Monitor), Vec<f64>> = BTreeMap::new();
     let mut peak_rss_kb = 0;
@@ -158,6 +172,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         table.push(line);
         report.insert(w.name.into(), row.into());
     }
+    let scale_figures = scale::run(&setup.keytrail, &workload, &out_dir)?;
     let summary = serde_json::json!({
         "command": "cargo xtask bench",
         "rounds": opts.rounds,
@@ -166,6 +181,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         "monitors": monitors.iter().map(|m| m.name()).collect::<Vec<_>>(),
         "workloads": report,
         "keytrail": {"peak_rss_kb": peak_rss_kb, "events": events, "dropped": dropped},
+        "scale": scale_figures,
     });
     let path = out_dir.join("report.json");
     fs::write(&path, serde_json::to_string_pretty(&summary)?)?;
@@ -181,6 +197,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         peak_rss_kb,
         path.display()
     );
+    scale::print(&summary["scale"]);
     Ok(())
 }
 
