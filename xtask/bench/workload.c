@@ -5,8 +5,8 @@
  *   agent FILE       an agent's shape: per operation a child process that connects twice to
  *                    loopback; one operation in 16 also reads FILE (a credential)
  * Scale workloads (print their own figures):
- *   credstorm N FILE...  N children, each reads every FILE then connects once to loopback;
- *                        prints elapsed ns (credential events = N * files, connections = N)
+ *   credstorm N DIR      N children, each reads every file in DIR then connects once to
+ *                        loopback; prints elapsed ns (credential events = N * files)
  *   procs N FILE         N children that read FILE and stay alive; prints "ready", then waits
  *                        for its stdin to close and ends them
  *   storm N              N children that exit at once (fork + exit + wait); prints elapsed ns
@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -62,6 +63,21 @@ static int scale(const char *mode, long n, int files, char **file) {
     int l = listener(&addr);
     double start = now_ns();
     if (!strcmp(mode, "credstorm")) {
+        /* The paths come from a directory, not argv: records carry argv, and a long one would
+         * measure JSON size rather than keytrail. */
+        static char paths[256][512];
+        files = 0;
+        DIR *d = opendir(file[0]);
+        struct dirent *e;
+        while (d && (e = readdir(d)) && files < 256) {
+            if (e->d_name[0] == '.') continue;
+            snprintf(paths[files++], sizeof paths[0], "%s/%s", file[0], e->d_name);
+        }
+        if (d) closedir(d);
+        static char *list[256];
+        for (int f = 0; f < files; f++) list[f] = paths[f];
+        file = list;
+        start = now_ns();
         for (long i = 0; i < n; i++) {
             pid_t p = fork();
             if (p == 0) {

@@ -136,8 +136,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn run(keytrail: &Path, binary: &Path, out_dir: &Path) -> anyhow::Result<Value> {
+    let dir = out_dir.join("scale-credentials");
+    fs::create_dir_all(&dir)?;
     let files: Vec<PathBuf> = (0..FILES)
-        .map(|i| out_dir.join(format!("scale-credential-{i:02}")))
+        .map(|i| dir.join(format!("credential-{i:02}")))
         .collect();
     for f in &files {
         fs::write(f, "kt-bench-scale-token\n")?;
@@ -145,8 +147,11 @@ pub fn run(keytrail: &Path, binary: &Path, out_dir: &Path) -> anyhow::Result<Val
 
     eprintln!("xtask bench: credential storm ({STORM_CHILDREN} processes x {FILES} credentials)");
     let daemon = Daemon::start(keytrail, &files)?;
-    let mut args = vec!["credstorm".to_owned(), STORM_CHILDREN.to_string()];
-    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args = [
+        "credstorm".to_owned(),
+        STORM_CHILDREN.to_string(),
+        dir.display().to_string(),
+    ];
     let elapsed_s = workload(binary, &args)?.parse::<f64>()? / 1e9;
     thread::sleep(Duration::from_secs(2)); // connection records wait up to 1 s for a name
     let records = daemon.stop()?;
