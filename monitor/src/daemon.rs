@@ -19,15 +19,15 @@ use crate::{
     readiness,
     record::Record,
     rules::Engine,
-    sink::Sink,
+    sink::{Sink, Writer},
     watcher::Watcher,
 };
 
 /// How often the ring buffer is drained when the kernel did not wake us: the kernel wakes the
 /// reader only past a fill threshold, because a wakeup per event costs more than the event.
 const DRAIN_TICK: Duration = Duration::from_millis(25);
-/// How often exited processes are forgotten.
-const SWEEP_EVERY_TICKS: u32 = 200;
+/// How often exited processes are forgotten (every second).
+const SWEEP_EVERY_TICKS: u32 = 40;
 
 #[derive(Default)]
 struct Counts {
@@ -100,6 +100,7 @@ pub async fn run(
         processes: tracker.len(),
     })?;
     sink.flush()?;
+    let mut writer = Writer::spawn(sink)?;
     log::info!(
         "watching {} credentials; stop with Ctrl-C",
         catalog.credentials().count()
@@ -133,7 +134,7 @@ pub async fn run(
             &mut catalog,
             &mut seen,
             &mut counts,
-            sink.as_mut(),
+            &mut writer,
         )?;
         match wake {
             Wake::Stop => break,
@@ -157,16 +158,13 @@ pub async fn run(
         &mut catalog,
         &mut seen,
         &mut counts,
-        sink.as_mut(),
+        &mut writer,
     )?;
     let mut held_back = Vec::new();
     pipeline.tick(u64::MAX, &mut held_back);
     pipeline.engine.flush(&mut held_back);
-    for record in &held_back {
-        sink.write(record)?;
-    }
     let ringbuf_full = counters.ringbuf_full();
-    sink.write(&Record::Stats {
+    held_back.push(Record::Stats {
         time: clock.now_rfc3339(),
         events: counts.events,
         dropped: ringbuf_full + counts.undecodable,
@@ -177,13 +175,17 @@ pub async fn run(
             packets_unparsed: counters.get(counter::PACKET_UNPARSED),
             ..pipeline.correlator.name_counts()
         },
-    })?;
-    sink.flush()?;
+    });
+    writer.send(held_back)?;
+    writer.finish()?;
     if ringbuf_full > 0 {
         log::warn!("{ringbuf_full} kernel events were lost because the ring buffer was full");
     }
     Ok(())
 }
+
+/// Records handed to the writer at once, at most: a backlog is written as it is worked through.
+const BATCH: usize = 4096;
 
 /// Moves every pending kernel event through the correlator and writes the records it makes.
 fn drain(
@@ -192,7 +194,7 @@ fn drain(
     catalog: &mut Catalog,
     seen: &mut aya::maps::HashMap<aya::maps::MapData, SeenKey, u8>,
     counts: &mut Counts,
-    sink: &mut dyn Sink,
+    writer: &mut Writer,
 ) -> std::io::Result<()> {
     let mut records = Vec::new();
     while let Some(item) = ring.next() {
@@ -213,12 +215,12 @@ fn drain(
         if let KernelEvent::Exit { pid, .. } = event {
             forget_reported(&mut pipeline.correlator, seen, pid);
         }
+        if records.len() >= BATCH {
+            writer.send(std::mem::take(&mut records))?;
+        }
     }
     pipeline.tick(clock::boot_ns(), &mut records);
-    for record in &records {
-        sink.write(record)?;
-    }
-    sink.flush()
+    writer.send(records)
 }
 
 /// Resolves the catalog again and brings the kernel's watch map, the open hook and the

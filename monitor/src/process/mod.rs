@@ -1,7 +1,11 @@
 //! Who is process P: the tracker. Seeded from procfs at start so older processes have parent,
 //! exe and users; then kept by exec, fork and exit events. A process is identified by pid and
 //! start time, because pids are reused.
-use std::{collections::HashMap, fs, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    path::Path,
+};
 
 use crate::{
     attribution::{self, Attribution, Candidate},
@@ -64,9 +68,14 @@ impl Process {
     }
 }
 
-/// How long exited processes are kept: long enough for lineage lookups by their relatives'
-/// late events (a credential helper exits before its parent connects).
-const EXITED_TTL_NS: u64 = 120 * 1_000_000_000;
+/// How long an exited process is kept when no live process descends from it: long enough for
+/// events already in flight that name it. One with live descendants is kept while they live,
+/// for their lineage. (A credential helper that exits before its parent connects needs
+/// neither: its read remembers its ancestors.) Short, because a storm of short-lived processes
+/// would otherwise fill memory.
+const EXITED_GRACE_NS: u64 = 2 * 1_000_000_000;
+/// How far up lineage is followed when deciding what live processes still need.
+const MAX_DEPTH: usize = 64;
 
 pub struct ProcessTracker {
     by_pid: HashMap<u32, Process>,
@@ -251,9 +260,16 @@ impl ProcessTracker {
 
     /// Forgets processes that exited more than the TTL before `now_ns`.
     pub fn sweep(&mut self, now_ns: u64) -> Vec<ProcKey> {
+        let needed: HashSet<ProcKey> = self
+            .by_pid
+            .values()
+            .filter(|p| p.exited_ns.is_none())
+            .flat_map(|p| self.ancestors(p.key, MAX_DEPTH))
+            .collect();
         let expired = |p: &Process| {
             p.exited_ns
-                .is_some_and(|t| now_ns.saturating_sub(t) > EXITED_TTL_NS)
+                .is_some_and(|t| now_ns.saturating_sub(t) > EXITED_GRACE_NS)
+                && !needed.contains(&p.key)
         };
         let mut gone: Vec<ProcKey> = self
             .by_pid

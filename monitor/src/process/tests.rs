@@ -83,7 +83,27 @@ fn a_reused_pid_is_a_new_process_and_the_old_one_stays_findable() {
     t.on_fork(20, 1, 3_000_000_000);
     assert_ne!(t.get(20).unwrap().key, old);
     assert_eq!(t.get_key(old).unwrap().comm, "git-credential");
-    let gone = t.sweep(1_500_000_000 + EXITED_TTL_NS + 1);
+    let gone = t.sweep(1_500_000_000 + EXITED_GRACE_NS + 1);
     assert_eq!(gone, vec![old]);
     assert!(t.get_key(old).is_none());
+}
+
+#[test]
+fn an_exited_process_stays_while_a_descendant_lives() {
+    let mut t = ProcessTracker::new(100);
+    t.on_exec_plain(&exec(30, 1, "sh", 1_000_000_000));
+    t.on_fork(31, 30, 1_100_000_000); // the shell's child, still running
+    t.on_fork(32, 30, 1_200_000_000); // a child that exits too
+    t.on_exit(32, 1_300_000_000);
+    t.on_exit(30, 1_400_000_000);
+    let later = 1_400_000_000 + EXITED_GRACE_NS + 1;
+    let gone = t.sweep(later);
+    assert_eq!(gone.iter().map(|k| k.pid).collect::<Vec<_>>(), vec![32]);
+    assert_eq!(
+        t.ancestors(t.get(31).unwrap().key, 8).len(),
+        1,
+        "lineage kept"
+    );
+    t.on_exit(31, later);
+    assert_eq!(t.sweep(later + EXITED_GRACE_NS + 1).len(), 2);
 }

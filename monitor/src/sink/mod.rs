@@ -1,11 +1,13 @@
 //! Where records go: one printer per output format, behind one trait.
 mod json;
 mod text;
+mod writer;
 
 use std::io::{self, Write};
 
 pub use json::JsonSink;
 pub use text::TextSink;
+pub use writer::Writer;
 
 use crate::record::Record;
 
