@@ -49,6 +49,26 @@ fn endpoint_named(r: &Value, kind: &str, pid: u32, host: &str, source: &str) -> 
         && r["endpoint"]["host_source"] == source
 }
 
+/// dnsmasq answering from `records` on 10.77.0.1 inside `ns`, and nothing else.
+fn dnsmasq(ns: &Netns, records: &[&str]) -> KillOnDrop {
+    KillOnDrop(
+        ns.command("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=10.77.0.1",
+                "--user=root",
+            ])
+            .arg(format!("--pid-file=/tmp/{}.dnsmasq.pid", ns.name))
+            .args(records)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt install dnsmasq-base)"),
+    )
+}
+
 /// Waits until a name resolves inside `ns` (dnsmasq has started listening).
 fn wait_until_resolves(ns: &Netns, name: &str) {
     let deadline = Instant::now() + WAIT;
@@ -84,24 +104,14 @@ fn dns_answers_name_connections_and_decide_their_scope() {
         "10.77.0.1",
     );
     let mut k = Keytrail::start(&[]);
-    let _dnsmasq = KillOnDrop(
-        ns.command("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=10.77.0.1",
-                "--user=root",
-                "--pid-file=/tmp/kt-dnsmasq-dns.pid",
-                // api.github.com is an alias, as on the real internet (a CDN name behind it).
-                "--host-record=edge.cdn.test,10.77.0.10,fd77::10",
-                "--cname=api.github.com,edge.cdn.test",
-                "--address=/evil.example/10.77.0.20",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt install dnsmasq-base)"),
+    // api.github.com is an alias, as on the real internet (a CDN name behind it).
+    let _dnsmasq = dnsmasq(
+        &ns,
+        &[
+            "--host-record=edge.cdn.test,10.77.0.10,fd77::10",
+            "--cname=api.github.com,edge.cdn.test",
+            "--address=/evil.example/10.77.0.20",
+        ],
     );
     wait_until_resolves(&ns, "edge.cdn.test");
 
@@ -166,22 +176,7 @@ fn answers_over_tcp_and_ipv6_name_connections_too() {
     let user = user_with_netrc("dnstcp");
     let ns = Netns::create("tcp", &["10.77.0.1/24", "fd77::10/64"], "10.77.0.1");
     let mut k = Keytrail::start(&[]);
-    let _dnsmasq = KillOnDrop(
-        ns.command("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=10.77.0.1",
-                "--user=root",
-                "--pid-file=/tmp/kt-dnsmasq-tcp.pid",
-                "--host-record=v6.api.test,fd77::10",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq"),
-    );
+    let _dnsmasq = dnsmasq(&ns, &["--host-record=v6.api.test,fd77::10"]);
     wait_until_resolves(&ns, "v6.api.test");
     // 28: AAAA.
     let pid =

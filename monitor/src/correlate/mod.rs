@@ -13,6 +13,7 @@
 //! Endpoints are named by the DNS answers the host received (names/), and a TCP connection of a
 //! credential holder waits for its first bytes, whose TLS server name is the better name
 //! (pending.rs).
+mod exec;
 mod pending;
 
 use std::{
@@ -23,14 +24,14 @@ use std::{
 use monitor_common::FileKey;
 
 use crate::{
-    attribution::{self, AgentRef, Candidate},
+    attribution::AgentRef,
     catalog::Catalog,
     clock::Clock,
-    decode::{Connect, Exec, Hook, KernelEvent, Protocol},
+    decode::{Connect, Hook, KernelEvent, Protocol},
     names::{HostSource, NameCounts, Namer, Settled},
-    policy::{Policy, ProcessFacts, Verdict},
+    policy::{Policy, Verdict},
     process::{ProcKey, Process, ProcessTracker},
-    record::{self, CredentialRef, EndpointRef, ProcessRef, Record, Via},
+    record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
     redact::Secrets,
 };
 
@@ -207,75 +208,6 @@ impl Correlator {
             .pending
             .release(settled.cookie, settled.server_name.as_deref());
         self.emit(records, out);
-    }
-
-    /// Attributes the new program, and reads the secret variables its parent did not hold.
-    fn on_exec(&mut self, e: &Exec, catalog: &mut Catalog, out: &mut Vec<Record>) {
-        let policy = Arc::clone(&self.policy);
-        let cgroup = policy
-            .matches_cgroups()
-            .then(|| attribution::cgroup_of(e.pid))
-            .flatten();
-        let candidate = Candidate {
-            pid: e.pid,
-            originating_uid: e.loginuid.unwrap_or(e.uid),
-            facts: ProcessFacts {
-                comm: &e.comm,
-                exe: &e.filename,
-                argv: &e.argv,
-                cgroup: cgroup.as_deref(),
-            },
-            label: e.env.get(&policy.context.label),
-        };
-        let parent = self.tracker.get(e.ppid).filter(|p| p.key.pid != e.pid);
-        let decided = attribution::attribute(&policy, &candidate, parent);
-        let inherited = parent.map(|p| p.env_secrets.clone()).unwrap_or_default();
-        let mut secrets = Vec::new();
-        let mut fresh = Vec::new();
-        for (name, value) in &e.env.0 {
-            let Some(kind) = policy.secret_variable(name) else {
-                continue;
-            };
-            let print = catalog
-                .secrets
-                .learn(value, |print| record::env_credential_id(name, print));
-            secrets.push(print);
-            if !inherited.contains(&print) {
-                fresh.push((name.clone(), kind, print));
-            }
-        }
-        self.tracker.on_exec(e, decided, secrets);
-        if let Some(key) = self.tracker.get(e.pid).map(|p| p.key) {
-            self.process_refs.remove(&key); // a new program image, a new record
-        }
-        if fresh.is_empty() {
-            return;
-        }
-        let process = self.tracker.get(e.pid).expect("just added").clone();
-        let process_ref = self.process_ref(&process, &catalog.secrets);
-        for (name, kind, print) in fresh {
-            let id = record::env_credential_id(&name, print);
-            let scope = policy.kind_scope(kind);
-            let credential = CredentialRef {
-                identity: record::identity(&id, Some(print), &catalog.secrets),
-                id,
-                kind,
-                path: format!("env:{name}"),
-                owner: Some(process.originating_uid()),
-                context: None,
-                scope,
-                fingerprint: Some(print),
-            };
-            let hook = Hook::Environment;
-            self.record_read(
-                &process,
-                credential,
-                process_ref.clone(),
-                hook,
-                e.boot_ns,
-                out,
-            );
-        }
     }
 
     /// A credential read: its access record, its uses of connections the reader already
