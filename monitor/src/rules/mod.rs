@@ -95,15 +95,13 @@ impl Engine {
             } => {
                 let scope = checks::scope_of(&self.policy, credential);
                 let verdict = endpoint.verdict(&scope);
-                let read = self.access_of(credential, reader);
-                let mut evidence: Vec<Record> = read.into_iter().collect();
-                evidence.push(record.clone());
                 let counts = if via.by_reader() {
                     verdict != Verdict::Outside
                 } else {
                     verdict == Verdict::Inside
                 };
                 if via.by_reader() && verdict == Verdict::Outside {
+                    let evidence = self.evidence(credential, reader, record);
                     found.push(checks::out_of_scope(
                         credential, process, endpoint, &evidence,
                     ));
@@ -121,6 +119,7 @@ impl Engine {
                     return;
                 }
                 if !via.by_reader() && reader.context != process.context {
+                    let evidence = self.evidence(credential, reader, record);
                     found.push(checks::handed_across(
                         credential, process, endpoint, reader, &evidence,
                     ));
@@ -197,10 +196,16 @@ impl Engine {
         }
     }
 
-    fn access_of(&self, credential: &CredentialRef, reader: &ProcessRef) -> Option<Record> {
-        self.accesses
-            .get(&(credential.id.clone(), reader.pid))
-            .cloned()
+    /// The records that prove a use: the reader's access, where it is remembered, and the use.
+    /// Made only for a finding: most uses find nothing, and these are deep copies.
+    fn evidence(
+        &self,
+        credential: &CredentialRef,
+        reader: &ProcessRef,
+        used: &Record,
+    ) -> Vec<Record> {
+        let access = self.accesses.get(&(credential.id.clone(), reader.pid));
+        access.into_iter().chain([used]).cloned().collect()
     }
 
     /// `identity-mesh`: a second identity used in one agent context.
