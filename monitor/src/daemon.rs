@@ -45,17 +45,18 @@ impl Pipeline {
     fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
         let first = out.len();
         self.correlator.handle(event, catalog, out);
-        let mut findings = Vec::new();
-        for record in &out[first..] {
-            self.engine.observe(record, &mut findings);
-        }
-        out.append(&mut findings);
+        self.find(first, out);
     }
 
     /// Time passing: connections that waited long enough for their name are reported.
     fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
         let first = out.len();
         self.correlator.tick(now_boot_ns, out);
+        self.find(first, out);
+    }
+
+    /// Runs the rules over the records from `first` on and appends what they find.
+    fn find(&mut self, first: usize, out: &mut Vec<Record>) {
         let mut findings = Vec::new();
         for record in &out[first..] {
             self.engine.observe(record, &mut findings);

@@ -84,8 +84,6 @@ pub struct Probes {
     /// whether it is attached yet.
     open_fallback: Option<bool>,
     lsm_refusal: Option<String>,
-    /// Whether any filemap read hook is attached.
-    reads_hooked: bool,
 }
 
 const PROCESS_HOOKS: &[(&str, &str)] = &[
@@ -104,13 +102,20 @@ const CONNECT_HOOKS: &[(&str, &str)] = &[
     ("keytrail_sendmsg4", "sendmsg4"),
     ("keytrail_sendmsg6", "sendmsg6"),
 ];
-const PACKET_HOOKS: &[(&str, CgroupSkbAttachType, &str)] = &[
+/// (program, attach type, hook name, what it names endpoints by)
+const PACKET_HOOKS: &[(&str, CgroupSkbAttachType, &str, &str)] = &[
     (
         "keytrail_dns_answer",
         CgroupSkbAttachType::Ingress,
-        "ingress",
+        "cgroup_skb/ingress",
+        "DNS answers",
     ),
-    ("keytrail_tls_hello", CgroupSkbAttachType::Egress, "egress"),
+    (
+        "keytrail_tls_hello",
+        CgroupSkbAttachType::Egress,
+        "cgroup_skb/egress",
+        "TLS server names",
+    ),
 ];
 const OPEN_SYSCALLS: &[&str] = &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"];
 
@@ -162,14 +167,13 @@ impl Probes {
             hooks: Vec::new(),
             open_fallback: None,
             lsm_refusal: None,
-            reads_hooked: false,
         };
         probes.attach_process()?;
         probes.attach_connect(&env.cgroup2)?;
         probes.attach_packets(&env.cgroup2);
         probes.attach_credential_read(filemap.is_some());
         probes.attach_credential_open();
-        if !probes.reads_hooked {
+        if !probes.hooks.iter().any(|h| h.purpose == "credential-read") {
             // Older kernels (before 6.x) have no filemap tracepoints: opens are all there is,
             // so the open hook is needed for every credential, not only those on tmpfs.
             probes.ensure_open_hook();
@@ -224,32 +228,38 @@ impl Probes {
     /// DNS answers and TLS ClientHellos, which name endpoints. Without them endpoints have
     /// addresses only; keytrail runs on.
     fn attach_packets(&mut self, cgroup2: &Path) {
-        for (program, attach_type, direction) in PACKET_HOOKS {
-            let hook = format!("cgroup_skb/{direction}");
-            let result = File::open(cgroup2)
-                .map_err(ProgramError::IOError)
-                .and_then(|root| {
-                    let p: &mut CgroupSkb = self
-                        .ebpf
-                        .program_mut(program)
-                        .ok_or(ProgramError::NotLoaded)?
-                        .try_into()?;
-                    p.load()?;
-                    p.attach(&root, *attach_type, CgroupAttachMode::Single)?;
-                    Ok(())
-                });
+        let root = File::open(cgroup2);
+        for (program, attach_type, hook, names_by) in PACKET_HOOKS {
+            let result = match &root {
+                Ok(root) => self.attach_cgroup_skb(program, root, *attach_type),
+                Err(e) => Err(ProgramError::IOError(std::io::Error::new(
+                    e.kind(),
+                    e.to_string(),
+                ))),
+            };
             match result {
-                Ok(()) => self.hooks.push(report("endpoint-names", hook)),
-                Err(e) => log::warn!(
-                    "{hook} unavailable ({e}): endpoints are not named by {}",
-                    if *direction == "ingress" {
-                        "DNS answers"
-                    } else {
-                        "TLS server names"
-                    }
-                ),
+                Ok(()) => self.hooks.push(report("endpoint-names", (*hook).into())),
+                Err(e) => {
+                    log::warn!("{hook} unavailable ({e}): endpoints are not named by {names_by}")
+                }
             }
         }
+    }
+
+    fn attach_cgroup_skb(
+        &mut self,
+        program: &str,
+        root: &File,
+        attach_type: CgroupSkbAttachType,
+    ) -> Result<(), ProgramError> {
+        let p: &mut CgroupSkb = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProgramError::NotLoaded)?
+            .try_into()?;
+        p.load()?;
+        p.attach(root, attach_type, CgroupAttachMode::Single)?;
+        Ok(())
     }
 
     /// Reads through the page cache. Without these tracepoints (older kernels), credential
@@ -263,10 +273,7 @@ impl Probes {
                 Err(ProgramError::NotLoaded)
             };
             match result {
-                Ok(()) => {
-                    self.reads_hooked = true;
-                    self.hooks.push(report("credential-read", hook));
-                }
+                Ok(()) => self.hooks.push(report("credential-read", hook)),
                 Err(e) => {
                     log::warn!("{hook} unavailable ({e}): credential reads are seen at open only")
                 }

@@ -37,7 +37,7 @@ pub fn keytrail() -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target/release/keytrail"))
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+pub fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')

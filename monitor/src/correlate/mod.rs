@@ -76,7 +76,8 @@ struct Held {
 }
 
 impl Held {
-    /// Whether records about it should wait for its first bytes.
+    /// Whether records about it should wait for its first bytes: a TCP connection, not named
+    /// yet, within `WAIT_NS` of its connect. (Cookie 0: a recorded stream, which has none.)
     fn awaits_name(&self, now_ns: u64) -> bool {
         self.cookie != 0
             && self.endpoint.protocol == Protocol::Tcp
@@ -271,12 +272,14 @@ impl Correlator {
         if held.len() >= CONNECTIONS_PER_PROCESS {
             held.pop_front();
         }
-        held.push_back(Held {
+        let connection = Held {
             cookie: c.cookie,
             endpoint: endpoint.clone(),
             boot_ns: c.boot_ns,
             settled: false,
-        });
+        };
+        let awaits_name = connection.awaits_name(c.boot_ns);
+        held.push_back(connection);
 
         let agent = process.attribution.agent.as_ref();
         let mut holds_credential = false;
@@ -316,9 +319,7 @@ impl Correlator {
             endpoint,
         }];
         records.extend(uses);
-        // A TCP connection may yet name itself in a ClientHello (cookie 0: a recorded stream
-        // without cookies).
-        if c.protocol == Protocol::Tcp && c.cookie != 0 {
+        if awaits_name {
             self.pending.park(c.cookie, c.boot_ns, records);
         } else {
             self.emit(records, out);

@@ -130,9 +130,7 @@ impl Namer {
 
     /// DNS over TCP: each message has a 2-byte length prefix and may span segments.
     fn on_dns_segment(&mut self, p: &Payload) {
-        if self.dns_streams.len() >= MAX_STREAMS && !self.dns_streams.contains_key(&p.cookie) {
-            self.dns_streams.clear(); // unfinished answers of sockets long gone, most likely
-        }
+        make_room(&mut self.dns_streams, p.cookie);
         let stream = self
             .dns_streams
             .entry(p.cookie)
@@ -160,9 +158,7 @@ impl Namer {
     }
 
     fn on_hello_segment(&mut self, p: &Payload) -> Option<Settled> {
-        if self.hellos.len() >= MAX_STREAMS && !self.hellos.contains_key(&p.cookie) {
-            self.hellos.clear();
-        }
+        make_room(&mut self.hellos, p.cookie);
         let hello = self.hellos.entry(p.cookie).or_insert_with(|| PartialHello {
             stream: Stream::new(p.seq, PAYLOAD_LEN * TLS_SEGMENTS as usize),
             segments: 0,
@@ -191,6 +187,14 @@ impl Namer {
             cookie: p.cookie,
             server_name,
         })
+    }
+}
+
+/// Keeps a per-socket map under `MAX_STREAMS` before `cookie` is added. When it is full, what
+/// it holds is most likely unfinished bytes of sockets long gone, and is dropped.
+fn make_room<V>(map: &mut HashMap<u64, V>, cookie: u64) {
+    if map.len() >= MAX_STREAMS && !map.contains_key(&cookie) {
+        map.clear();
     }
 }
 

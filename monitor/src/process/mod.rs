@@ -260,17 +260,25 @@ impl ProcessTracker {
 
     /// Forgets processes that exited more than the TTL before `now_ns`.
     pub fn sweep(&mut self, now_ns: u64) -> Vec<ProcKey> {
+        let past_grace = |p: &Process| {
+            p.exited_ns
+                .is_some_and(|t| now_ns.saturating_sub(t) > EXITED_GRACE_NS)
+        };
+        if !self
+            .by_pid
+            .values()
+            .chain(self.exited.values())
+            .any(past_grace)
+        {
+            return Vec::new(); // nothing to forget: skip the lineage walk, the costly part
+        }
         let needed: HashSet<ProcKey> = self
             .by_pid
             .values()
             .filter(|p| p.exited_ns.is_none())
             .flat_map(|p| self.ancestors(p.key, MAX_DEPTH))
             .collect();
-        let expired = |p: &Process| {
-            p.exited_ns
-                .is_some_and(|t| now_ns.saturating_sub(t) > EXITED_GRACE_NS)
-                && !needed.contains(&p.key)
-        };
+        let expired = |p: &Process| past_grace(p) && !needed.contains(&p.key);
         let mut gone: Vec<ProcKey> = self
             .by_pid
             .values()

@@ -138,7 +138,7 @@ impl Running {
             return Ok(stopped);
         };
         if self.monitor == Monitor::Keytrail {
-            stopped.peak_rss_kb = peak_rss_kb(child.id());
+            stopped.peak_rss_kb = status_kb(child.id(), "VmHWM:");
         }
         if self.monitor == Monitor::Auditd {
             auditctl(&["-D"])?;
@@ -197,11 +197,12 @@ fn wait_for_text(path: &Path, text: &str, what: &str) -> anyhow::Result<()> {
 }
 
 /// VmHWM: the process's peak resident memory.
-fn peak_rss_kb(pid: u32) -> Option<u64> {
+/// A kB figure from /proc/PID/status (`field` with its colon: "VmHWM:", "VmRSS:").
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()

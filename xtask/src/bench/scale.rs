@@ -68,19 +68,7 @@ impl Daemon {
     }
 
     fn rss_kb(&self, field: &str) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()));
-        status
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(field)?
-                    .trim()
-                    .strip_suffix("kB")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
+        super::monitors::status_kb(self.child.id(), field).unwrap_or(0)
     }
 
     /// Stops keytrail; returns every record it printed after `ready`, with arrival times.

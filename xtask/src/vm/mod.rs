@@ -47,7 +47,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .iter()
         .filter(|s| opts.kernels.is_empty() || opts.kernels.iter().any(|k| k == s.name))
         .collect();
-    if which("qemu-system-x86_64").is_none() {
+    if build::which("qemu-system-x86_64").is_none() {
         bail!("qemu-system-x86_64 is missing: run ./xtask/setup.sh (it installs qemu)");
     }
     let dir = build::workspace_root().join("target/vm");
@@ -150,12 +150,4 @@ fn boot(vmlinuz: &Path, initramfs: &Path, lsm: bool, timeout: u32) -> anyhow::Re
         serial.push_str(&format!("\n[xtask: the VM was killed after {timeout} s]\n"));
     }
     Ok(serial)
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
 }
