@@ -254,6 +254,7 @@ pub struct KernelOffsets {
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub sb_dev: u32,
+    pub mapping_host: u32,
     /// Offsets of `i_ino` and `s_dev` in the filemap:* tracepoint records (from tracefs format).
     pub filemap_ino: u32,
     pub filemap_dev: u32,
@@ -282,6 +283,7 @@ impl KernelOffsets {
         inode_ino: UNKNOWN_OFFSET,
         inode_sb: UNKNOWN_OFFSET,
         sb_dev: UNKNOWN_OFFSET,
+        mapping_host: UNKNOWN_OFFSET,
         filemap_ino: UNKNOWN_OFFSET,
         filemap_dev: UNKNOWN_OFFSET,
     };

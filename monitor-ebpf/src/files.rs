@@ -1,7 +1,9 @@
 //! Credential access. A file is watched by identity (s_dev, i_ino), so every path to it counts.
 //! Hooks, cheapest first; the daemon attaches what the kernel allows (see monitor/src/probes.rs):
 //! - filemap tracepoints: every buffered read and mmap fault of a page-cache file, not a syscall
-//!   tracepoint, so syscalls stay on the fast path;
+//!   tracepoint, so syscalls stay on the fast path. As tp_btf where the kernel allows it (typed
+//!   arguments, read with plain loads), else as classic tracepoints (a record filled per hit,
+//!   read with helper calls): these run on every read on the machine, so each step counts;
 //! - LSM file_open: every open, on any filesystem, where BPF LSM is allowed;
 //! - openat exit tracepoints: opens on filesystems without a page cache (tmpfs), where LSM is not
 //!   allowed. Attached only when such a credential is watched: any syscall tracepoint slows every
@@ -11,14 +13,14 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid,
     },
-    macros::{lsm, tracepoint},
-    programs::{LsmContext, TracePointContext},
+    macros::{btf_tracepoint, lsm, tracepoint},
+    programs::{BtfTracePointContext, LsmContext, TracePointContext},
 };
 use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey};
 
 use crate::{
     SEEN, SELF_TGID, WATCHED, emit,
-    kernel::{file_identity, offsets, read, read_addr},
+    kernel::{file_identity, load, offsets, read, read_addr},
 };
 
 /// Reports the first access of the current process to (dev, ino) when that file is watched.
@@ -38,6 +40,12 @@ fn report(dev: u32, ino: u64, hook: AccessHook) {
         _pad: 0,
         file: key,
     };
+    // A lookup first: the common case is a file read again by the same process, and an LRU
+    // insert takes a free node (locking the free list) before it finds the key already there.
+    // SAFETY: the value is not kept past this call.
+    if unsafe { SEEN.get(&seen) }.is_some() {
+        return;
+    }
     // BPF_NOEXIST: of two CPUs racing on the same pair, one inserts and reports.
     if SEEN
         .insert(&seen, &1, aya_ebpf::bindings::BPF_NOEXIST as u64)
@@ -87,6 +95,49 @@ pub fn keytrail_filemap_fault(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "filemap", name = "mm_filemap_map_pages")]
 pub fn keytrail_filemap_map_pages(ctx: TracePointContext) -> u32 {
     report_filemap(&ctx, AccessHook::Mmap);
+    0
+}
+
+/// (s_dev, i_ino) of a `struct address_space *` that is a tp_btf argument: `mapping->host`,
+/// then the inode's number and its superblock's device, by plain loads. The verifier allows
+/// them because the argument's type is known from BTF and the offsets, from the read-only
+/// globals, are constants to it; a load that would fault gives zero instead.
+#[inline(always)]
+fn mapping_identity(mapping: u64) -> Option<(u32, u64)> {
+    let o = offsets();
+    // SAFETY: typed kernel pointers, checked by the verifier and guarded against faults.
+    unsafe {
+        let inode = load::<u64>(mapping, o.mapping_host)?;
+        let ino = load::<u64>(inode, o.inode_ino)?;
+        let sb = load::<u64>(inode, o.inode_sb)?;
+        let dev = load::<u32>(sb, o.sb_dev)?;
+        Some((dev, ino))
+    }
+}
+
+#[inline(always)]
+fn report_mapping(ctx: &BtfTracePointContext, hook: AccessHook) {
+    let mapping: u64 = ctx.arg(0);
+    if let Some((dev, ino)) = mapping_identity(mapping) {
+        report(dev, ino, hook);
+    }
+}
+
+#[btf_tracepoint(function = "mm_filemap_get_pages")]
+pub fn keytrail_filemap_read_btf(ctx: BtfTracePointContext) -> u32 {
+    report_mapping(&ctx, AccessHook::Read);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_fault")]
+pub fn keytrail_filemap_fault_btf(ctx: BtfTracePointContext) -> u32 {
+    report_mapping(&ctx, AccessHook::Mmap);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_map_pages")]
+pub fn keytrail_filemap_map_pages_btf(ctx: BtfTracePointContext) -> u32 {
+    report_mapping(&ctx, AccessHook::Mmap);
     0
 }
 

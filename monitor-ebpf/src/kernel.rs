@@ -47,6 +47,22 @@ pub fn read_addr<T: Copy>(addr: u64) -> Option<T> {
     }
 }
 
+/// Loads a `T` at `base + offset` with a plain load, for pointers the verifier knows the type
+/// of (tp_btf arguments and what is loaded from them). An unknown offset or a null base gives
+/// `None`.
+///
+/// # Safety
+/// `base` must be such a pointer and `offset` a constant the verifier can see (a read-only
+/// global), at a member of type `T`.
+#[inline(always)]
+pub unsafe fn load<T: Copy>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 || offset == UNKNOWN_OFFSET {
+        return None;
+    }
+    // SAFETY: see above; the kernel turns a faulting load into a zero.
+    Some(unsafe { core::ptr::read_volatile((base + offset as u64) as *const T) })
+}
+
 /// The tgid of a `struct task_struct *`.
 #[inline(always)]
 pub fn task_tgid(task: u64) -> Option<u32> {

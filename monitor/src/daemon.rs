@@ -244,7 +244,10 @@ fn refresh_catalog(
     if catalog.needs_open_hook() {
         probes.ensure_open_hook();
     }
-    watcher.watch(&catalog.directories_to_watch());
+    watcher.watch(
+        &catalog.directories_to_watch(),
+        catalog.credentials().map(|c| c.path.as_path()),
+    );
 }
 
 /// A new program under `pid`, or a pid about to be reused: clear the kernel's dedup entries so

@@ -32,6 +32,7 @@ const MEMBERS: &[(&str, &str, Setter)] = &[
     ("inode", "i_ino", |o, v| o.inode_ino = v),
     ("inode", "i_sb", |o, v| o.inode_sb = v),
     ("super_block", "s_dev", |o, v| o.sb_dev = v),
+    ("address_space", "host", |o, v| o.mapping_host = v),
 ];
 
 /// Offsets from BTF, and the names of members that were not found (said in the log).

@@ -1,7 +1,16 @@
-//! Tells when credential files may have appeared or been replaced: inotify on the directories the
-//! catalog names. Editors and CLIs replace files by rename, which gives them a new inode, so the
-//! catalog is resolved again on any change there.
-use std::{collections::BTreeSet, io, path::PathBuf};
+//! Tells when credential files may have appeared, been replaced or changed owner: inotify on the
+//! directories the catalog names and on the credential files themselves. Editors and CLIs replace
+//! files by rename, which gives them a new inode, so the catalog is resolved again on any change.
+//!
+//! Directories are watched only for entries coming and going, never for events on their children
+//! (open, read, attribute changes): with such a watch, every open, read and close of every file
+//! in the directory (a home directory, say) walks up to the parent's marks. Attribute changes
+//! (chown, chmod) are watched on the credential files alone.
+use std::{
+    collections::BTreeSet,
+    io,
+    path::{Path, PathBuf},
+};
 
 use inotify::{Inotify, WatchMask};
 use tokio::io::unix::AsyncFd;
@@ -19,14 +28,22 @@ impl Watcher {
         })
     }
 
-    /// Adds watches for directories not watched yet. A directory that cannot be watched is
-    /// logged, not fatal: its credentials are still watched, only late arrivals are missed.
-    pub fn watch(&mut self, dirs: &BTreeSet<PathBuf>) {
-        let mask = WatchMask::CREATE
-            | WatchMask::MOVED_TO
-            | WatchMask::MOVED_FROM
-            | WatchMask::DELETE
-            | WatchMask::ATTRIB;
+    /// Adds watches for directories not watched yet, and for each credential file (again: a
+    /// replaced file is a new inode). A directory that cannot be watched is logged, not fatal:
+    /// its credentials are still watched, only late arrivals are missed.
+    pub fn watch<'a>(&mut self, dirs: &BTreeSet<PathBuf>, files: impl Iterator<Item = &'a Path>) {
+        let mask =
+            WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::DELETE;
+        for file in files {
+            if let Err(e) = self
+                .inotify
+                .get_mut()
+                .watches()
+                .add(file, WatchMask::ATTRIB)
+            {
+                log::debug!("cannot watch {} for owner changes: {e}", file.display());
+            }
+        }
         for dir in dirs.difference(&self.watched.clone()) {
             match self.inotify.get_mut().watches().add(dir, mask) {
                 Ok(_) => {

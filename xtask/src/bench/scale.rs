@@ -14,6 +14,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+use super::host;
+
 /// Credential files each child of the storm reads: a child can only make one event per file
 /// (keytrail reports a process's first read), and forks are slow here, so many files per child.
 const FILES: usize = 64;
@@ -30,7 +32,7 @@ struct Daemon {
 impl Daemon {
     fn start(keytrail: &Path, files: &[PathBuf]) -> anyhow::Result<Self> {
         let mut command = Command::new(keytrail);
-        command.args(["run", "--format", "json"]);
+        host::off_workload_cpu(&mut command).args(["run", "--format", "json"]);
         for f in files {
             command
                 .arg("--watch")
@@ -85,7 +87,9 @@ impl Daemon {
 }
 
 fn workload(binary: &Path, args: &[String]) -> anyhow::Result<String> {
-    let out = Command::new(binary).args(args).output()?;
+    let out = host::on_workload_cpu(&mut Command::new(binary))
+        .args(args)
+        .output()?;
     if !out.status.success() {
         bail!(
             "workload {args:?}: {}",
@@ -165,7 +169,7 @@ pub fn run(keytrail: &Path, binary: &Path, out_dir: &Path) -> anyhow::Result<Val
 
     eprintln!("xtask bench: {LIVE_PROCESSES} live processes");
     let daemon = Daemon::start(keytrail, &files[..1])?;
-    let mut procs = Command::new(binary)
+    let mut procs = host::on_workload_cpu(&mut Command::new(binary))
         .args(["procs", &LIVE_PROCESSES.to_string()])
         .arg(&files[0])
         .stdin(Stdio::piped())

@@ -1,13 +1,15 @@
 //! Loading the kernel programs and attaching them, from a table of hooks with fallbacks: each
 //! purpose is served by the first hook this kernel allows, and the `ready` record says which.
+mod credential;
+
 use std::{fs::File, path::Path};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Lsm, ProgramError,
-        RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
+        RawTracePoint,
     },
 };
 use monitor_common::{FileKey, SeenKey, counter};
@@ -91,11 +93,6 @@ const PROCESS_HOOKS: &[(&str, &str)] = &[
     ("keytrail_fork", "sched_process_fork"),
     ("keytrail_exit", "sched_process_exit"),
 ];
-const FILEMAP_HOOKS: &[(&str, &str)] = &[
-    ("keytrail_filemap_read", "mm_filemap_get_pages"),
-    ("keytrail_filemap_fault", "mm_filemap_fault"),
-    ("keytrail_filemap_map_pages", "mm_filemap_map_pages"),
-];
 const CONNECT_HOOKS: &[(&str, &str)] = &[
     ("keytrail_connect4", "connect4"),
     ("keytrail_connect6", "connect6"),
@@ -117,7 +114,6 @@ const PACKET_HOOKS: &[(&str, CgroupSkbAttachType, &str, &str)] = &[
         "TLS server names",
     ),
 ];
-const OPEN_SYSCALLS: &[&str] = &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"];
 
 fn report(purpose: &'static str, hook: String) -> HookReport {
     HookReport {
@@ -171,8 +167,11 @@ impl Probes {
         probes.attach_process()?;
         probes.attach_connect(&env.cgroup2)?;
         probes.attach_packets(&env.cgroup2);
-        probes.attach_credential_read(filemap.is_some());
-        probes.attach_credential_open();
+        // Parsed once for both, and dropped once they are attached.
+        let kernel_btf = aya::Btf::from_sys_fs();
+        probes.attach_credential_read(&kernel_btf, filemap.is_some());
+        probes.attach_credential_open(&kernel_btf);
+        drop(kernel_btf);
         if !probes.hooks.iter().any(|h| h.purpose == "credential-read") {
             // Older kernels (before 6.x) have no filemap tracepoints: opens are all there is,
             // so the open hook is needed for every credential, not only those on tmpfs.
@@ -261,114 +260,6 @@ impl Probes {
         p.attach(root, attach_type, CgroupAttachMode::Single)?;
         Ok(())
     }
-
-    /// Reads through the page cache. Without these tracepoints (older kernels), credential
-    /// access is seen at open only.
-    fn attach_credential_read(&mut self, format_known: bool) {
-        for (program, tracepoint) in FILEMAP_HOOKS {
-            let hook = format!("tracepoint/filemap/{tracepoint}");
-            let result = if format_known {
-                self.attach_tracepoint(program, "filemap", tracepoint)
-            } else {
-                Err(ProgramError::NotLoaded)
-            };
-            match result {
-                Ok(()) => self.hooks.push(report("credential-read", hook)),
-                Err(e) => {
-                    log::warn!("{hook} unavailable ({e}): credential reads are seen at open only")
-                }
-            }
-        }
-    }
-
-    fn attach_tracepoint(
-        &mut self,
-        program: &str,
-        category: &str,
-        name: &str,
-    ) -> Result<(), ProgramError> {
-        let p: &mut TracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or(ProgramError::NotLoaded)?
-            .try_into()?;
-        if p.fd().is_err() {
-            p.load()?;
-        }
-        p.attach(category, name)?;
-        Ok(())
-    }
-
-    /// Opens: LSM file_open where BPF LSM is allowed; else the openat exit tracepoints, which
-    /// slow every syscall, so they are attached only while a credential needs them.
-    fn attach_credential_open(&mut self) {
-        let lsm = bpf_lsm_inactive()
-            .map_or(Ok(()), |why| {
-                Err(ProgramError::IOError(std::io::Error::other(why)))
-            })
-            .and_then(|()| aya::Btf::from_sys_fs().map_err(ProgramError::Btf))
-            .and_then(|btf| {
-                let p: &mut Lsm = self
-                    .ebpf
-                    .program_mut("keytrail_file_open")
-                    .ok_or(ProgramError::NotLoaded)?
-                    .try_into()?;
-                p.load("file_open", &btf)?;
-                p.attach()?;
-                Ok(())
-            });
-        match lsm {
-            Ok(()) => self
-                .hooks
-                .push(report("credential-open", "lsm/file_open".into())),
-            Err(e) => {
-                log::info!(
-                    "lsm/file_open refused ({e}); opens on tmpfs fall back to openat exit tracepoints"
-                );
-                self.lsm_refusal = Some(e.to_string());
-                self.open_fallback = Some(false);
-            }
-        }
-    }
-
-    /// Attaches the open fallback if it is needed and not attached yet. Failure is logged and
-    /// reported in `hooks`, never fatal: page-cache credentials are still seen.
-    pub fn ensure_open_hook(&mut self) {
-        if self.open_fallback != Some(false) {
-            return;
-        }
-        self.open_fallback = Some(true);
-        for name in OPEN_SYSCALLS {
-            let hook = format!("tracepoint/syscalls/{name}");
-            match self.attach_tracepoint("keytrail_open_exit", "syscalls", name) {
-                Ok(()) => self.hooks.push(HookReport {
-                    purpose: "credential-open".into(),
-                    hook,
-                    instead_of: Some("lsm/file_open".into()),
-                    note: self
-                        .lsm_refusal
-                        .clone()
-                        .map(|why| format!("lsm refused: {why}")),
-                }),
-                Err(e) => log::warn!("{hook} unavailable: {e}"),
-            }
-        }
-    }
-}
-
-/// Why BPF LSM programs would never run here, if the kernel says so: a kernel with BPF LSM
-/// built in but not in its active LSM list (the `lsm=` boot parameter; Debian's default) loads
-/// and attaches them without error, and never calls them.
-fn bpf_lsm_inactive() -> Option<String> {
-    let path = Path::new("/sys/kernel/security/lsm");
-    if !path.exists() {
-        let _ = std::process::Command::new("mount")
-            .args(["-t", "securityfs", "securityfs", "/sys/kernel/security"])
-            .output();
-    }
-    let active = std::fs::read_to_string(path).ok()?;
-    (!active.split(',').any(|l| l.trim() == "bpf"))
-        .then(|| format!("bpf is not among the active LSMs ({})", active.trim()))
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
