@@ -1,6 +1,8 @@
 //! What keytrail prints: the records of the JSON contract (PRODUCT.md). Both sinks print these,
 //! and `replay` reads them back, so every record also deserializes; fields a hand-written
 //! stream may leave out have defaults.
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -181,12 +183,10 @@ pub struct HookReport {
     pub note: Option<String>,
 }
 
+/// Records share their credential and process parts (`Arc`): one read makes an access record
+/// and a use per connection, and each clone of those parts was several allocations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "records are made one at a time and moved to a sink; boxing buys nothing"
-)]
 pub enum Record {
     Ready {
         time: String,
@@ -197,23 +197,23 @@ pub enum Record {
     },
     CredentialAccess {
         time: String,
-        credential: CredentialRef,
-        process: ProcessRef,
+        credential: Arc<CredentialRef>,
+        process: Arc<ProcessRef>,
         hook: Hook,
     },
     Connection {
         time: String,
-        process: ProcessRef,
+        process: Arc<ProcessRef>,
         endpoint: EndpointRef,
     },
     CredentialUse {
         time: String,
-        credential: CredentialRef,
-        process: ProcessRef,
+        credential: Arc<CredentialRef>,
+        process: Arc<ProcessRef>,
         endpoint: EndpointRef,
         via: Via,
         /// The process that read the credential.
-        reader: ProcessRef,
+        reader: Arc<ProcessRef>,
     },
     Finding(Box<Finding>),
     Stats {
@@ -243,8 +243,8 @@ pub struct Finding {
     pub user: u32,
     pub agent: Option<AgentRef>,
     pub context: String,
-    pub credential: CredentialRef,
-    pub process: ProcessRef,
+    pub credential: Arc<CredentialRef>,
+    pub process: Arc<ProcessRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointRef>,
     /// The records that prove it, oldest first.

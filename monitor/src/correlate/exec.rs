@@ -59,7 +59,7 @@ impl Correlator {
         for (name, kind, print) in fresh {
             let id = record::env_credential_id(&name, print);
             let scope = policy.kind_scope(kind);
-            let credential = CredentialRef {
+            let credential = Arc::new(CredentialRef {
                 identity: record::identity(&id, Some(print), &catalog.secrets),
                 id,
                 kind,
@@ -68,7 +68,7 @@ impl Correlator {
                 context: None,
                 scope,
                 fingerprint: Some(print),
-            };
+            });
             let hook = Hook::Environment;
             self.record_read(
                 &process,

@@ -15,6 +15,7 @@
 //! (pending.rs).
 mod exec;
 mod pending;
+mod reads;
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -24,48 +25,21 @@ use std::{
 use monitor_common::FileKey;
 
 use crate::{
-    attribution::AgentRef,
     catalog::Catalog,
     clock::Clock,
     decode::{Connect, Hook, KernelEvent, Protocol},
     names::{HostSource, NameCounts, Namer, Settled},
-    policy::{Policy, Verdict},
+    policy::Policy,
     process::{ProcKey, Process, ProcessTracker},
     record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
     redact::Secrets,
 };
+use reads::{Connector, Read, ReadLog};
 
 /// How far up the tree lineage is followed.
 const MAX_ANCESTORS: usize = 32;
 /// Connections remembered per process, newest kept.
 const CONNECTIONS_PER_PROCESS: usize = 64;
-/// Credential reads remembered in all, oldest forgotten first.
-const MAX_READS: usize = 8192;
-
-struct Read {
-    reader: ProcKey,
-    /// The reader's ancestors when it read, nearest first.
-    ancestors: Vec<ProcKey>,
-    sessionid: Option<u32>,
-    agent: Option<AgentRef>,
-    credential: CredentialRef,
-    process: ProcessRef,
-}
-
-impl Read {
-    /// The use of this read's credential by `user` against `endpoint`.
-    fn use_by(&self, time: &str, user: &ProcessRef, endpoint: &EndpointRef, via: Via) -> Record {
-        Record::CredentialUse {
-            time: time.to_owned(),
-            credential: self.credential.clone(),
-            process: user.clone(),
-            endpoint: endpoint.clone(),
-            via,
-            reader: self.process.clone(),
-        }
-    }
-}
-
 /// A connection a process made: its socket cookie (0 when unknown), where it went, and whether
 /// its first bytes were seen (its name is as good as it will get).
 struct Held {
@@ -93,7 +67,7 @@ pub struct Correlator {
     pub tracker: ProcessTracker,
     clock: Clock,
     policy: Arc<Policy>,
-    reads: VecDeque<Read>,
+    reads: ReadLog,
     accessed: HashSet<(ProcKey, FileKey)>,
     /// Files each live pid was reported for, so the kernel's dedup map can be cleared on exec
     /// and exit (the pid will be someone else's).
@@ -105,7 +79,7 @@ pub struct Correlator {
     /// Process records by process, with the number of known secrets they were redacted with:
     /// redacting argv (fingerprints over every argument) is costly, and a process that reads
     /// many credentials would pay it for each.
-    process_refs: HashMap<ProcKey, (usize, ProcessRef)>,
+    process_refs: HashMap<ProcKey, (usize, Arc<ProcessRef>)>,
 }
 
 impl Correlator {
@@ -114,7 +88,7 @@ impl Correlator {
             tracker,
             clock,
             policy,
-            reads: VecDeque::new(),
+            reads: ReadLog::default(),
             accessed: HashSet::new(),
             reported_files: HashMap::new(),
             connections: HashMap::new(),
@@ -126,12 +100,12 @@ impl Correlator {
     }
 
     /// The record of `process`, redacted with every secret known now.
-    fn process_ref(&mut self, process: &Process, secrets: &Secrets) -> ProcessRef {
+    fn process_ref(&mut self, process: &Process, secrets: &Secrets) -> Arc<ProcessRef> {
         let generation = secrets.generation();
         match self.process_refs.get(&process.key) {
             Some((g, r)) if *g == generation => r.clone(),
             _ => {
-                let r = ProcessRef::new(process, secrets);
+                let r = Arc::new(ProcessRef::new(process, secrets));
                 self.process_refs
                     .insert(process.key, (generation, r.clone()));
                 r
@@ -180,7 +154,7 @@ impl Correlator {
                 if !self.accessed.insert((process.key, *file)) {
                     return;
                 }
-                let credential = CredentialRef::new(credential, &catalog.secrets);
+                let credential = Arc::new(CredentialRef::new(credential, &catalog.secrets));
                 let process_ref = self.process_ref(&process, &catalog.secrets);
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
@@ -216,8 +190,8 @@ impl Correlator {
     fn record_read(
         &mut self,
         reader: &Process,
-        credential: CredentialRef,
-        process_ref: ProcessRef,
+        credential: Arc<CredentialRef>,
+        process_ref: Arc<ProcessRef>,
         hook: Hook,
         boot_ns: u64,
         out: &mut Vec<Record>,
@@ -248,10 +222,7 @@ impl Correlator {
             }
         }
         self.emit(now, out);
-        if self.reads.len() >= MAX_READS {
-            self.reads.pop_front();
-        }
-        self.reads.push_back(read);
+        self.reads.push(read);
     }
 
     fn on_connect(&mut self, c: &Connect, secrets: &Secrets, out: &mut Vec<Record>) {
@@ -281,27 +252,14 @@ impl Correlator {
         let awaits_name = connection.awaits_name(c.boot_ns);
         held.push_back(connection);
 
-        let agent = process.attribution.agent.as_ref();
-        let mut holds_credential = false;
-        let mut used = Vec::new();
-        for (index, read) in self.reads.iter().enumerate() {
-            holds_credential |= read.reader == process.key;
-            let via = if read.reader == process.key {
-                Via::Read
-            } else if ancestors.contains(&read.reader) {
-                Via::Ancestor
-            } else if read.ancestors.contains(&process.key) && read.sessionid == process.sessionid {
-                Via::Descendant
-            } else if agent.is_some()
-                && read.agent.as_ref() == agent
-                && endpoint.verdict(&read.credential.scope) == Verdict::Inside
-            {
-                Via::Agent
-            } else {
-                continue;
-            };
-            used.push((index, via));
-        }
+        let connector = Connector {
+            key: process.key,
+            ancestors: &ancestors,
+            sessionid: process.sessionid,
+            agent: process.attribution.agent.as_ref(),
+        };
+        let used = self.reads.used_by(&connector, &endpoint);
+        let holds_credential = self.reads.has_reads_by(process.key);
         // Most connects on a host are by processes that hold no credential: the process record
         // (argv redaction included) is made only for those that do.
         if used.is_empty() && !holds_credential {
@@ -311,7 +269,11 @@ impl Correlator {
         let time = self.clock.rfc3339(c.boot_ns);
         let uses: Vec<Record> = used
             .into_iter()
-            .map(|(i, via)| self.reads[i].use_by(&time, &process_ref, &endpoint, via))
+            .map(|(seq, via)| {
+                self.reads
+                    .get(seq)
+                    .use_by(&time, &process_ref, &endpoint, via)
+            })
             .collect();
         let mut records = vec![Record::Connection {
             time,

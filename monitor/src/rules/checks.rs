@@ -1,5 +1,8 @@
 //! The five rules, one function each; `Engine` decides which records reach them.
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use crate::{
     decode::Hook,
@@ -21,8 +24,8 @@ pub fn scope_of(policy: &Policy, credential: &CredentialRef) -> Scope {
 pub fn unexpected_reader(
     policy: &Policy,
     access: &Record,
-    credential: &CredentialRef,
-    process: &ProcessRef,
+    credential: &Arc<CredentialRef>,
+    process: &Arc<ProcessRef>,
     hook: Hook,
     found: &mut Vec<Finding>,
 ) {
@@ -61,8 +64,8 @@ pub fn unexpected_reader(
 pub fn owned_elsewhere(
     policy: &Policy,
     record: &Record,
-    credential: &CredentialRef,
-    process: &ProcessRef,
+    credential: &Arc<CredentialRef>,
+    process: &Arc<ProcessRef>,
     endpoint: Option<&EndpointRef>,
     found: &mut Vec<Finding>,
 ) {
@@ -90,8 +93,8 @@ pub fn owned_elsewhere(
 /// `cross-context-reuse`, by hand-off: used in one context after a process of another context
 /// of the same lineage read it, and the user never read it itself.
 pub fn handed_across(
-    credential: &CredentialRef,
-    process: &ProcessRef,
+    credential: &Arc<CredentialRef>,
+    process: &Arc<ProcessRef>,
     endpoint: &EndpointRef,
     reader: &ProcessRef,
     evidence: &[Record],
@@ -119,8 +122,8 @@ pub fn handed_across(
 
 /// `out-of-scope-use`: the reader connected outside the credential's scope.
 pub fn out_of_scope(
-    credential: &CredentialRef,
-    process: &ProcessRef,
+    credential: &Arc<CredentialRef>,
+    process: &Arc<ProcessRef>,
     endpoint: &EndpointRef,
     evidence: &[Record],
 ) -> Finding {
@@ -145,8 +148,8 @@ pub fn out_of_scope(
 /// for several users.
 pub fn collapse(
     users: &mut HashMap<String, BTreeMap<u32, Record>>,
-    credential: &CredentialRef,
-    process: &ProcessRef,
+    credential: &Arc<CredentialRef>,
+    process: &Arc<ProcessRef>,
     endpoint: &EndpointRef,
     record: &Record,
     found: &mut Vec<Finding>,
@@ -197,8 +200,8 @@ pub fn collapse(
 pub fn finding(
     rule: RuleId,
     summary: String,
-    credential: &CredentialRef,
-    process: &ProcessRef,
+    credential: &Arc<CredentialRef>,
+    process: &Arc<ProcessRef>,
     endpoint: Option<&EndpointRef>,
     evidence: Vec<Record>,
 ) -> Finding {

@@ -197,7 +197,7 @@ impl Engine {
     }
 
     /// The records that prove a use: the reader's access, where it is remembered, and the use.
-    /// Made only for a finding: most uses find nothing, and these are deep copies.
+    /// Made only for a finding: most uses find nothing.
     fn evidence(
         &self,
         credential: &CredentialRef,
@@ -211,8 +211,8 @@ impl Engine {
     /// `identity-mesh`: a second identity used in one agent context.
     fn mesh(
         &mut self,
-        credential: &CredentialRef,
-        process: &ProcessRef,
+        credential: &Arc<CredentialRef>,
+        process: &Arc<ProcessRef>,
         endpoint: &EndpointRef,
         record: &Record,
         found: &mut Vec<Finding>,
