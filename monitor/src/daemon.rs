@@ -186,7 +186,9 @@ pub async fn run(
 }
 
 /// Records handed to the writer at once, at most: a backlog is written as it is worked through.
-const BATCH: usize = 4096;
+/// A record waits for its batch to fill, so this bounds the lag a busy drain adds: 512 records
+/// are ~7 ms at 70,000 a second (4,096 were ~60 ms, most of the p99 lag under a storm).
+const BATCH: usize = 512;
 
 /// Moves every pending kernel event through the correlator and writes the records it makes.
 fn drain(

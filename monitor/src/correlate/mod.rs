@@ -17,10 +17,8 @@ mod exec;
 mod pending;
 mod reads;
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::Arc,
-};
+use foldhash::{HashMap, HashSet};
+use std::{collections::VecDeque, sync::Arc};
 
 use monitor_common::FileKey;
 
@@ -89,13 +87,13 @@ impl Correlator {
             clock,
             policy,
             reads: ReadLog::default(),
-            accessed: HashSet::new(),
-            reported_files: HashMap::new(),
-            connections: HashMap::new(),
-            uses: HashSet::new(),
+            accessed: HashSet::default(),
+            reported_files: HashMap::default(),
+            connections: HashMap::default(),
+            uses: HashSet::default(),
             namer: Namer::new(),
             pending: pending::Pending::default(),
-            process_refs: HashMap::new(),
+            process_refs: HashMap::default(),
         }
     }
 

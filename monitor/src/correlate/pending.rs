@@ -2,9 +2,9 @@
 //! connection's first bytes are seen, because a TLS ClientHello names the server better than
 //! any DNS answer can (the address may have come from /etc/hosts, a cache or DNS over HTTPS);
 //! or after `WAIT_NS` when no such bytes come (plain protocols, refused connects).
-use std::collections::HashMap;
 
 use crate::{names::HostSource, record::Record};
+use foldhash::HashMap;
 
 /// How long a connection's records wait for its first bytes. A ClientHello follows the TCP
 /// handshake, one round trip after connect; this covers intercontinental round trips.

@@ -2,10 +2,8 @@
 //! connect looks up the reads of its own process, of its ancestors, of its descendants and of
 //! its agent, instead of walking every read: with thousands remembered, the walk was the
 //! daemon's largest cost in a storm of short-lived readers.
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use foldhash::HashMap;
+use std::{collections::VecDeque, sync::Arc};
 
 use crate::{
     attribution::AgentRef,

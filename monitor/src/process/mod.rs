@@ -1,11 +1,8 @@
 //! Who is process P: the tracker. Seeded from procfs at start so older processes have parent,
 //! exe and users; then kept by exec, fork and exit events. A process is identified by pid and
 //! start time, because pids are reused.
-use std::{
-    collections::{HashMap, HashSet},
-    fs,
-    path::Path,
-};
+use foldhash::{HashMap, HashSet};
+use std::{fs, path::Path};
 
 use crate::{
     attribution::{self, Attribution, Candidate},
@@ -87,8 +84,8 @@ pub struct ProcessTracker {
 impl ProcessTracker {
     pub fn new(ticks_per_second: u64) -> Self {
         Self {
-            by_pid: HashMap::new(),
-            exited: HashMap::new(),
+            by_pid: HashMap::default(),
+            exited: HashMap::default(),
             ns_per_tick: 1_000_000_000 / ticks_per_second.max(1),
         }
     }

@@ -1,8 +1,6 @@
 //! The five rules, one function each; `Engine` decides which records reach them.
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-};
+use foldhash::HashMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
     decode::Hook,

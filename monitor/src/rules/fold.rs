@@ -1,10 +1,8 @@
 //! Folding: the same rule, credential and process is reported once per window, with a count,
 //! and nothing is dropped silently: what a window held back is reported when the next window
 //! opens, or at the end.
-use std::{
-    collections::HashMap,
-    time::{Duration, SystemTime},
-};
+use foldhash::HashMap;
+use std::time::{Duration, SystemTime};
 
 use crate::{policy::RuleId, record::Finding};
 
@@ -26,7 +24,7 @@ impl Folder {
     pub fn new(window: Duration) -> Self {
         Self {
             window,
-            open: HashMap::new(),
+            open: HashMap::default(),
         }
     }
 

@@ -7,8 +7,9 @@
 mod checks;
 mod fold;
 
+use foldhash::HashMap;
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     sync::Arc,
 };
 
@@ -44,10 +45,10 @@ impl Engine {
         Self {
             folder: fold::Folder::new(policy.fold_window()),
             policy,
-            accesses: HashMap::new(),
+            accesses: HashMap::default(),
             access_order: VecDeque::new(),
-            users: HashMap::new(),
-            meshes: HashMap::new(),
+            users: HashMap::default(),
+            meshes: HashMap::default(),
             reported: 0,
         }
     }
