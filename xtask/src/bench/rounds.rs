@@ -174,41 +174,39 @@ impl Results {
     }
 }
 
-/// Every workload once under `monitor`: its figure per workload, and what the monitor left.
+/// Every workload under `monitor`: its figure per workload, and what the monitor left.
+///
+/// A figure is the fastest of `RUNS` short runs, and the runs go round the workloads (A B C,
+/// A B C, ...) so that each workload's runs are spread over the whole measurement. Besides the
+/// drift, this machine's noise comes in bursts of a few tenths of a second that slowed ten runs
+/// in a row by 25%: back to back, all of a workload's runs could fall in one.
 fn measure(
     monitor: Monitor,
     setup: &Setup,
     bin: &Binaries,
 ) -> anyhow::Result<(BTreeMap<&'static str, f64>, monitors::Stopped)> {
     let running = monitors::start(monitor, setup)?;
-    let mut figures = BTreeMap::new();
-    for w in WORKLOADS {
-        let file = w.file.map(|f| {
-            if f == "plain" {
-                bin.plain
-            } else {
-                bin.credential
-            }
-        });
-        let ns = best_of_runs(bin.workload, w.mode, w.ops / bin.divide, file)?;
-        figures.insert(w.name, ns);
+    let mut figures: BTreeMap<&'static str, f64> = BTreeMap::new();
+    for _ in 0..RUNS {
+        for w in WORKLOADS {
+            let file = w.file.map(|f| {
+                if f == "plain" {
+                    bin.plain
+                } else {
+                    bin.credential
+                }
+            });
+            let ops = (w.ops / bin.divide / RUNS).max(1);
+            let ns = run_workload(bin.workload, w.mode, ops, file)?;
+            let best = figures.entry(w.name).or_insert(f64::INFINITY);
+            *best = best.min(ns);
+        }
     }
     Ok((figures, running.stop()?))
 }
 
-/// Short runs per workload in a measurement; its figure is the fastest of them.
-const RUNS: u64 = 5;
-
-/// A workload's figure: its operations split into `RUNS` short runs, the fastest kept. Besides
-/// the drift, the machine's noise comes in bursts that spoil some runs of a measurement, not its
-/// best one.
-fn best_of_runs(binary: &Path, mode: &str, ops: u64, file: Option<&Path>) -> anyhow::Result<f64> {
-    let mut best = f64::INFINITY;
-    for _ in 0..RUNS {
-        best = best.min(run_workload(binary, mode, (ops / RUNS).max(1), file)?);
-    }
-    Ok(best)
-}
+/// Short runs per workload in a measurement.
+const RUNS: u64 = 7;
 
 fn run_workload(binary: &Path, mode: &str, ops: u64, file: Option<&Path>) -> anyhow::Result<f64> {
     let mut command = Command::new(binary);
