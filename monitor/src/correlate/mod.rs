@@ -17,9 +17,9 @@ mod exec;
 mod pending;
 mod reads;
 
-use foldhash::{HashMap, HashSet};
 use std::{collections::VecDeque, sync::Arc};
 
+use foldhash::{HashMap, HashSet};
 use monitor_common::FileKey;
 
 use crate::{

@@ -3,8 +3,9 @@
 //! any DNS answer can (the address may have come from /etc/hosts, a cache or DNS over HTTPS);
 //! or after `WAIT_NS` when no such bytes come (plain protocols, refused connects).
 
-use crate::{names::HostSource, record::Record};
 use foldhash::HashMap;
+
+use crate::{names::HostSource, record::Record};
 
 /// How long a connection's records wait for its first bytes. A ClientHello follows the TCP
 /// handshake, one round trip after connect; this covers intercontinental round trips.

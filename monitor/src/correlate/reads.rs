@@ -2,8 +2,9 @@
 //! connect looks up the reads of its own process, of its ancestors, of its descendants and of
 //! its agent, instead of walking every read: with thousands remembered, the walk was the
 //! daemon's largest cost in a storm of short-lived readers.
-use foldhash::HashMap;
 use std::{collections::VecDeque, sync::Arc};
+
+use foldhash::HashMap;
 
 use crate::{
     attribution::AgentRef,

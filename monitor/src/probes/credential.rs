@@ -74,9 +74,10 @@ impl Probes {
                     instead_of: Some(btf_hook),
                     note: Some(format!("tp_btf refused: {refused}")),
                 }),
-                Err(e) => {
-                    log::warn!("{hook} unavailable ({e}): credential reads are seen at open only")
-                }
+                Err(e) => log::warn!(
+                    "{btf_hook} refused ({refused}) and {hook} unavailable ({e}): credential \
+                     reads are seen at open only"
+                ),
             }
         }
     }

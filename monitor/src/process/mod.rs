@@ -1,8 +1,9 @@
 //! Who is process P: the tracker. Seeded from procfs at start so older processes have parent,
 //! exe and users; then kept by exec, fork and exit events. A process is identified by pid and
 //! start time, because pids are reused.
-use foldhash::{HashMap, HashSet};
 use std::{fs, path::Path};
+
+use foldhash::{HashMap, HashSet};
 
 use crate::{
     attribution::{self, Attribution, Candidate},

@@ -1,6 +1,7 @@
 //! The five rules, one function each; `Engine` decides which records reach them.
-use foldhash::HashMap;
 use std::{collections::BTreeMap, sync::Arc};
+
+use foldhash::HashMap;
 
 use crate::{
     decode::Hook,

@@ -1,8 +1,9 @@
 //! Folding: the same rule, credential and process is reported once per window, with a count,
 //! and nothing is dropped silently: what a window held back is reported when the next window
 //! opens, or at the end.
-use foldhash::HashMap;
 use std::time::{Duration, SystemTime};
+
+use foldhash::HashMap;
 
 use crate::{policy::RuleId, record::Finding};
 

@@ -7,11 +7,12 @@
 mod checks;
 mod fold;
 
-use foldhash::HashMap;
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::Arc,
 };
+
+use foldhash::HashMap;
 
 use crate::{
     attribution::AgentRef,
