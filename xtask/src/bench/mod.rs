@@ -65,11 +65,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
 
-    let _audit = if monitors.contains(&Monitor::Auditd) {
-        host::AuditState::quiet()?
-    } else {
-        None
-    };
+    // Also without auditd in the comparison: an earlier auditd may have left audit on.
+    let _audit = host::AuditState::quiet()?;
     if opts.scale_only {
         let figures = scale::run(&setup.keytrail, &workload, &out_dir)?;
         fs::write(
