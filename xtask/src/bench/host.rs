@@ -10,10 +10,7 @@
 //!   So after the first auditd round, every later baseline would pay part of auditd's cost. A
 //!   `never,task` rule stops that for processes started after it; it is in place whenever auditd
 //!   is not the monitor under test, and the rules found at the start are put back at the end.
-use std::{
-    os::unix::process::CommandExt,
-    process::{Command, Stdio},
-};
+use std::{os::unix::process::CommandExt, process::Command};
 
 use anyhow::bail;
 
@@ -64,13 +61,7 @@ impl AuditState {
     /// Saves the audit state and keeps audit contexts off new processes. None when there is no
     /// auditctl (then audit was never enabled by this benchmark either).
     pub fn quiet() -> anyhow::Result<Option<Self>> {
-        if Command::new("auditctl")
-            .arg("-s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
+        if !super::monitors::on_path("auditctl") {
             return Ok(None);
         }
         let status = auditctl_output(&["-s"])?;

@@ -230,7 +230,7 @@ pub fn available(monitor: Monitor) -> Result<(), String> {
     }
 }
 
-fn on_path(program: &str) -> bool {
+pub fn on_path(program: &str) -> bool {
     ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
         .iter()
         .any(|d| Path::new(d).join(program).is_file())
