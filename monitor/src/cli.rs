@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{catalog::Kind, sink::Format};
+use crate::{sink::Format, vocab::Kind};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,5 +1,7 @@
-//! Kernel timestamps (ns since boot, suspend included) to wall-clock RFC 3339.
+//! Kernel timestamps (ns since boot, suspend included) to wall-clock record times.
 use std::time::{Duration, SystemTime};
+
+use crate::vocab::Timestamp;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
@@ -23,12 +25,13 @@ impl Clock {
         }
     }
 
-    pub fn rfc3339(&self, boot_ns: u64) -> String {
-        humantime::format_rfc3339_micros(self.boot + Duration::from_nanos(boot_ns)).to_string()
+    /// The wall-clock time of kernel time `boot_ns`.
+    pub fn at(&self, boot_ns: u64) -> Timestamp {
+        Timestamp::from(self.boot + Duration::from_nanos(boot_ns))
     }
 
-    pub fn now_rfc3339(&self) -> String {
-        self.rfc3339(boot_ns())
+    pub fn current(&self) -> Timestamp {
+        self.at(boot_ns())
     }
 }
 

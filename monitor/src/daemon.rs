@@ -20,6 +20,7 @@ use crate::{
     record::Record,
     rules::Engine,
     sink::{Sink, Writer},
+    vocab::Timestamp,
     watcher::Watcher,
 };
 
@@ -94,7 +95,7 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     sink.write(&Record::Ready {
-        time: clock.now_rfc3339(),
+        time: clock.current(),
         version: env!("CARGO_PKG_VERSION").into(),
         hooks: probes.hooks.clone(),
         credentials: catalog.credentials().count(),
@@ -144,7 +145,7 @@ pub async fn run(
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     pipeline.correlator.sweep(clock::boot_ns());
-                    pipeline.engine.sweep(std::time::SystemTime::now());
+                    pipeline.engine.sweep(Timestamp::now());
                 }
             }
             Wake::Data => {}
@@ -166,7 +167,7 @@ pub async fn run(
     pipeline.engine.flush(&mut held_back);
     let ringbuf_full = counters.ringbuf_full();
     held_back.push(Record::Stats {
-        time: clock.now_rfc3339(),
+        time: clock.current(),
         events: counts.events,
         dropped: ringbuf_full + counts.undecodable,
         findings: pipeline.engine.findings(),

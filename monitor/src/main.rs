@@ -1,7 +1,6 @@
 //! keytrail: an eBPF host-level credential-use monitor. See README.md for the data flow:
 //! kernel hook -> ring buffer -> decode -> process tracker -> catalog match -> correlate -> rules
 //! -> sink.
-mod attribution;
 mod btf;
 mod catalog;
 mod cli;
@@ -22,6 +21,7 @@ mod redact;
 mod replay;
 mod rules;
 mod sink;
+mod vocab;
 mod watcher;
 
 use std::{io::IsTerminal, path::Path, process::ExitCode, sync::Arc};
@@ -30,12 +30,13 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use crate::{
-    catalog::{Catalog, Kind, Source},
+    catalog::{Catalog, Source},
     cli::{Cli, Command, WatchArgs},
     fingerprint::Fingerprinter,
     policy::Policy,
     redact::Secrets,
     sink::Format,
+    vocab::Kind,
 };
 
 fn main() -> ExitCode {

@@ -1,19 +1,16 @@
-//! What keytrail prints: the records of the JSON contract (PRODUCT.md). Both sinks print these,
-//! and `replay` reads them back, so every record also deserializes; fields a hand-written
-//! stream may leave out have defaults.
+//! What keytrail prints: the records of the JSON contract (docs/records.md). Both sinks print
+//! these, and `replay` reads them back, so every record also deserializes; fields a hand-written
+//! stream may leave out have defaults. Plain data: the stages that make records (the catalog,
+//! the process tracker, the correlator, the rules) own their constructors.
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    attribution::AgentRef,
-    catalog::{Credential, Kind},
-    decode::{Hook, Protocol},
     fingerprint::Fingerprint,
-    names::{HostSource, NameCounts},
-    policy::{RuleId, Scope, Severity, Verdict},
-    process::Process,
-    redact::Secrets,
+    names::NameCounts,
+    policy::{Scope, Verdict},
+    vocab::{AgentRef, Hook, HostSource, Kind, Protocol, RuleId, Severity, Timestamp},
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,20 +37,6 @@ pub struct CredentialRef {
 }
 
 impl CredentialRef {
-    pub fn new(c: &Credential, secrets: &Secrets) -> Self {
-        let fingerprint = c.fingerprints.first().copied();
-        Self {
-            id: c.id.clone(),
-            kind: c.kind,
-            path: c.path.display().to_string(),
-            owner: Some(c.owner_uid),
-            context: c.context.clone(),
-            scope: c.scope.clone(),
-            fingerprint,
-            identity: identity(&c.id, fingerprint, secrets),
-        }
-    }
-
     /// The identity rules group by: the recorded one, else the id.
     pub fn identity(&self) -> &str {
         if self.identity.is_empty() {
@@ -62,19 +45,6 @@ impl CredentialRef {
             &self.identity
         }
     }
-}
-
-/// The id of a secret environment variable's credential: its name and fingerprint, since one
-/// name holds different secrets in different processes.
-pub fn env_credential_id(name: &str, print: Fingerprint) -> String {
-    format!("env:{name}:{print}")
-}
-
-pub fn identity(id: &str, fingerprint: Option<Fingerprint>, secrets: &Secrets) -> String {
-    fingerprint
-        .and_then(|f| secrets.first_seen_in(f))
-        .unwrap_or(id)
-        .to_owned()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,26 +70,6 @@ pub struct ProcessRef {
 }
 
 impl ProcessRef {
-    pub fn new(p: &Process, secrets: &Secrets) -> Self {
-        let context = p.attribution.context.clone().unwrap_or_else(|| {
-            let session = p
-                .sessionid
-                .map_or_else(|| "none".to_owned(), |s| s.to_string());
-            format!("uid:{}/session:{session}", p.originating_uid())
-        });
-        Self {
-            pid: p.key.pid,
-            ppid: p.ppid,
-            comm: p.comm.clone(),
-            exe: p.exe.clone(),
-            argv: secrets.redact_argv(&p.argv),
-            uid: p.uid,
-            loginuid: p.loginuid,
-            context,
-            agent: p.attribution.agent.clone(),
-        }
-    }
-
     /// The user the action is for: the login user where one is set, else the real uid.
     pub fn originating_uid(&self) -> u32 {
         self.loginuid.unwrap_or(self.uid)
@@ -189,25 +139,25 @@ pub struct HookReport {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     Ready {
-        time: String,
+        time: Timestamp,
         version: String,
         hooks: Vec<HookReport>,
         credentials: usize,
         processes: usize,
     },
     CredentialAccess {
-        time: String,
+        time: Timestamp,
         credential: Arc<CredentialRef>,
         process: Arc<ProcessRef>,
         hook: Hook,
     },
     Connection {
-        time: String,
+        time: Timestamp,
         process: Arc<ProcessRef>,
         endpoint: EndpointRef,
     },
     CredentialUse {
-        time: String,
+        time: Timestamp,
         credential: Arc<CredentialRef>,
         process: Arc<ProcessRef>,
         endpoint: EndpointRef,
@@ -217,7 +167,7 @@ pub enum Record {
     },
     Finding(Box<Finding>),
     Stats {
-        time: String,
+        time: Timestamp,
         events: u64,
         dropped: u64,
         findings: u64,
@@ -235,7 +185,7 @@ pub enum Record {
 /// A rule's verdict, with who, what, where and the records that prove it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    pub time: String,
+    pub time: Timestamp,
     pub rule: RuleId,
     pub severity: Severity,
     pub summary: String,
@@ -254,14 +204,14 @@ pub struct Finding {
 }
 
 impl Record {
-    pub fn time(&self) -> &str {
+    pub fn time(&self) -> Timestamp {
         match self {
             Record::Ready { time, .. }
             | Record::CredentialAccess { time, .. }
             | Record::Connection { time, .. }
             | Record::CredentialUse { time, .. }
-            | Record::Stats { time, .. } => time,
-            Record::Finding(f) => &f.time,
+            | Record::Stats { time, .. } => *time,
+            Record::Finding(f) => f.time,
         }
     }
 }

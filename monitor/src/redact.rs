@@ -60,6 +60,15 @@ impl Secrets {
         self.known.get(&print).map(String::as_str)
     }
 
+    /// The identity of credential `id` holding a secret with `fingerprint`: the credential its
+    /// secret was first seen in, the same for every copy of one secret; else `id` itself.
+    pub fn identity(&self, id: &str, fingerprint: Option<Fingerprint>) -> String {
+        fingerprint
+            .and_then(|f| self.first_seen_in(f))
+            .unwrap_or(id)
+            .to_owned()
+    }
+
     /// `argv` with known secrets and secret-looking values replaced.
     pub fn redact_argv(&self, argv: &[String]) -> Vec<String> {
         let mut out: Vec<String> = argv.iter().map(|a| self.redact_known(a)).collect();

@@ -14,6 +14,7 @@ use crate::{
     record::Record,
     rules::Engine,
     sink::{self, Format, Sink},
+    vocab::Timestamp,
 };
 
 pub fn run(file: &Path, policy: Arc<Policy>, format: Format) -> anyhow::Result<()> {
@@ -42,7 +43,7 @@ pub fn replay(
 ) -> anyhow::Result<(u64, u64)> {
     let mut engine = Engine::new(policy);
     let mut records = 0;
-    let mut last_time = String::new();
+    let mut last_time = Timestamp::default();
     for (n, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("{}: reading line {}", name.display(), n + 1))?;
         let line = line.trim();
@@ -52,7 +53,7 @@ pub fn replay(
         let record: Record = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a keytrail record", name.display(), n + 1))?;
         records += 1;
-        last_time = record.time().to_owned();
+        last_time = record.time();
         let mut found = Vec::new();
         engine.observe(&record, &mut found);
         for f in &found {

@@ -4,7 +4,6 @@
 //! `watcher`). Each file is read once per resolve for the hosts it names (its scope) and the
 //! fingerprints of its secrets.
 pub mod contents;
-pub mod kind;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,13 +13,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use kind::Kind;
 use monitor_common::FileKey;
 
 use crate::{
     fingerprint::Fingerprint,
     policy::{Policy, Scope},
+    record::CredentialRef,
     redact::Secrets,
+    vocab::Kind,
 };
 
 /// Credential files larger than this are fingerprinted on their first MiB only.
@@ -66,6 +66,29 @@ pub struct Credential {
     pub scope: Scope,
     /// Fingerprints of the secrets in the file.
     pub fingerprints: Vec<Fingerprint>,
+}
+
+impl Credential {
+    /// The credential as records show it.
+    pub fn record(&self, secrets: &Secrets) -> CredentialRef {
+        let fingerprint = self.fingerprints.first().copied();
+        CredentialRef {
+            id: self.id.clone(),
+            kind: self.kind,
+            path: self.path.display().to_string(),
+            owner: Some(self.owner_uid),
+            context: self.context.clone(),
+            scope: self.scope.clone(),
+            fingerprint,
+            identity: secrets.identity(&self.id, fingerprint),
+        }
+    }
+}
+
+/// The id of a secret environment variable's credential: its name and fingerprint, since one
+/// name holds different secrets in different processes.
+pub fn env_credential_id(name: &str, print: Fingerprint) -> String {
+    format!("env:{name}:{print}")
 }
 
 /// What a resolve changed, for the kernel's watch map.

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use super::Correlator;
 use crate::{
-    attribution::{self, Candidate},
-    catalog::Catalog,
-    decode::{Exec, Hook},
+    catalog::{self, Catalog},
+    decode::Exec,
     policy::ProcessFacts,
-    record::{self, CredentialRef, Record},
+    process::attribution::{self, Candidate},
+    record::{CredentialRef, Record},
+    vocab::Hook,
 };
 
 impl Correlator {
@@ -41,7 +42,7 @@ impl Correlator {
             };
             let print = catalog
                 .secrets
-                .learn(value, |print| record::env_credential_id(name, print));
+                .learn(value, |print| catalog::env_credential_id(name, print));
             secrets.push(print);
             if !inherited.contains(&print) {
                 fresh.push((name.clone(), kind, print));
@@ -57,10 +58,10 @@ impl Correlator {
         let process = self.tracker.get(e.pid).expect("just added").clone();
         let process_ref = self.process_ref(&process, &catalog.secrets);
         for (name, kind, print) in fresh {
-            let id = record::env_credential_id(&name, print);
+            let id = catalog::env_credential_id(&name, print);
             let scope = policy.kind_scope(kind);
             let credential = Arc::new(CredentialRef {
-                identity: record::identity(&id, Some(print), &catalog.secrets),
+                identity: catalog.secrets.identity(&id, Some(print)),
                 id,
                 kind,
                 path: format!("env:{name}"),

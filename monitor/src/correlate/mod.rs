@@ -25,12 +25,13 @@ use monitor_common::FileKey;
 use crate::{
     catalog::Catalog,
     clock::Clock,
-    decode::{Connect, Hook, KernelEvent, Protocol},
-    names::{HostSource, NameCounts, Namer, Settled},
+    decode::{Connect, KernelEvent},
+    names::{NameCounts, Namer, Settled},
     policy::Policy,
     process::{ProcKey, Process, ProcessTracker},
     record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
     redact::Secrets,
+    vocab::{Hook, HostSource, Protocol},
 };
 use reads::{Connector, Read, ReadLog};
 
@@ -103,7 +104,7 @@ impl Correlator {
         match self.process_refs.get(&process.key) {
             Some((g, r)) if *g == generation => r.clone(),
             _ => {
-                let r = Arc::new(ProcessRef::new(process, secrets));
+                let r = Arc::new(process.record(secrets));
                 self.process_refs
                     .insert(process.key, (generation, r.clone()));
                 r
@@ -152,7 +153,7 @@ impl Correlator {
                 if !self.accessed.insert((process.key, *file)) {
                     return;
                 }
-                let credential = Arc::new(CredentialRef::new(credential, &catalog.secrets));
+                let credential = Arc::new(credential.record(&catalog.secrets));
                 let process_ref = self.process_ref(&process, &catalog.secrets);
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
@@ -195,7 +196,7 @@ impl Correlator {
         out: &mut Vec<Record>,
     ) {
         out.push(Record::CredentialAccess {
-            time: self.clock.rfc3339(boot_ns),
+            time: self.clock.at(boot_ns),
             credential: credential.clone(),
             process: process_ref.clone(),
             hook,
@@ -208,10 +209,10 @@ impl Correlator {
             credential,
             process: process_ref,
         };
-        let time = self.clock.rfc3339(boot_ns);
+        let time = self.clock.at(boot_ns);
         let mut now = Vec::new();
         for held in self.connections.get(&reader.key).into_iter().flatten() {
-            let record = read.use_by(&time, &read.process, &held.endpoint, Via::HeldConnection);
+            let record = read.use_by(time, &read.process, &held.endpoint, Via::HeldConnection);
             if held.awaits_name(boot_ns) {
                 // Goes out with its connection, once that is named.
                 self.pending.park(held.cookie, held.boot_ns, vec![record]);
@@ -264,13 +265,13 @@ impl Correlator {
             return;
         }
         let process_ref = self.process_ref(&process, secrets);
-        let time = self.clock.rfc3339(c.boot_ns);
+        let time = self.clock.at(c.boot_ns);
         let uses: Vec<Record> = used
             .into_iter()
             .map(|(seq, via)| {
                 self.reads
                     .get(seq)
-                    .use_by(&time, &process_ref, &endpoint, via)
+                    .use_by(time, &process_ref, &endpoint, via)
             })
             .collect();
         let mut records = vec![Record::Connection {

@@ -10,10 +10,11 @@ use monitor_common::{AccessHook, EventKind};
 
 use super::*;
 use crate::{
-    catalog::{Kind, Source, kernel_dev},
+    catalog::{Source, kernel_dev},
     decode::{decode, encode},
     fingerprint::Fingerprinter,
     redact::Secrets,
+    vocab::Kind,
 };
 
 const HELLO: &[u8] = include_bytes!("../names/testdata/client_hello_openssl.bin");

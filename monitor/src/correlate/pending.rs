@@ -5,7 +5,7 @@
 
 use foldhash::HashMap;
 
-use crate::{names::HostSource, record::Record};
+use crate::{record::Record, vocab::HostSource};
 
 /// How long a connection's records wait for its first bytes. A ClientHello follows the TCP
 /// handshake, one round trip after connect; this covers intercontinental round trips.

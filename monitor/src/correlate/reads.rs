@@ -7,10 +7,10 @@ use std::{collections::VecDeque, sync::Arc};
 use foldhash::HashMap;
 
 use crate::{
-    attribution::AgentRef,
     policy::Verdict,
     process::ProcKey,
     record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
+    vocab::{AgentRef, Timestamp},
 };
 
 /// Credential reads remembered in all, oldest forgotten first.
@@ -30,13 +30,13 @@ impl Read {
     /// The use of this read's credential by `user` against `endpoint`.
     pub fn use_by(
         &self,
-        time: &str,
+        time: Timestamp,
         user: &Arc<ProcessRef>,
         endpoint: &EndpointRef,
         via: Via,
     ) -> Record {
         Record::CredentialUse {
-            time: time.to_owned(),
+            time,
             credential: self.credential.clone(),
             process: user.clone(),
             endpoint: endpoint.clone(),
@@ -186,7 +186,7 @@ fn unindex<K: std::hash::Hash + Eq>(index: &mut HashMap<K, VecDeque<u64>>, key: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::Protocol;
+    use crate::vocab::Protocol;
 
     fn key(pid: u32) -> ProcKey {
         ProcKey { pid, start: 1 }

@@ -3,10 +3,11 @@ use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
 
 use super::*;
 use crate::{
-    catalog::{Catalog, Kind, Source, kernel_dev},
-    decode::{Environment, Exec, Hook, Protocol},
+    catalog::{Catalog, Source, kernel_dev},
+    decode::{Environment, Exec},
     fingerprint::Fingerprinter,
     redact::Secrets,
+    vocab::{Hook, Kind, Protocol},
 };
 
 /// A catalog with one real file (the catalog resolves identities from the filesystem).

@@ -9,6 +9,8 @@ use monitor_common::{
     FileKey, ForkEvent, PayloadEvent,
 };
 
+use crate::vocab::{Hook, Protocol};
+
 /// One kernel event, decoded. `boot_ns` is nanoseconds since boot (see `clock`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelEvent {
@@ -153,32 +155,13 @@ impl fmt::Debug for Payload {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Other,
-}
-
-impl Protocol {
-    fn from_ip(number: u16) -> Self {
-        match i32::from(number) {
-            libc::IPPROTO_TCP => Protocol::Tcp,
-            libc::IPPROTO_UDP => Protocol::Udp,
-            _ => Protocol::Other,
-        }
+/// The protocol of an IP protocol number, as the connect hooks report it.
+fn protocol_from_ip(number: u16) -> Protocol {
+    match i32::from(number) {
+        libc::IPPROTO_TCP => Protocol::Tcp,
+        libc::IPPROTO_UDP => Protocol::Udp,
+        _ => Protocol::Other,
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Hook {
-    Read,
-    Mmap,
-    Open,
-    /// A secret variable in the environment at exec.
-    Environment,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -282,7 +265,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 comm: c_string(&e.comm),
                 ip,
                 port: e.port,
-                protocol: Protocol::from_ip(e.protocol),
+                protocol: protocol_from_ip(e.protocol),
                 cookie: e.cookie,
                 boot_ns,
             })
@@ -298,7 +281,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 },
                 pid,
                 cookie: e.cookie,
-                protocol: Protocol::from_ip(e.protocol),
+                protocol: protocol_from_ip(e.protocol),
                 seq: e.seq,
                 total_len: e.total_len as usize,
                 data: e.data[..len].to_vec(),

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 pub use self::tls::{Hello, server_name};
 use self::{stream::Stream, table::NameTable};
-use crate::decode::{Payload, PayloadKind, Protocol};
+use crate::{
+    decode::{Payload, PayloadKind},
+    vocab::Protocol,
+};
 
 /// Answers remembered in all (a few hundred bytes each).
 const TABLE_CAPACITY: usize = 65_536;
@@ -21,16 +24,6 @@ const TABLE_CAPACITY: usize = 65_536;
 const MAX_STREAMS: usize = 4096;
 /// The largest DNS message over TCP, with its length prefix.
 const MAX_DNS_TCP: usize = 2 + u16::MAX as usize;
-
-/// How an endpoint's host name was learned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HostSource {
-    /// A DNS answer received on the host (the connecting process's own, where it had one).
-    Dns,
-    /// The server name in the connection's TLS ClientHello.
-    TlsSni,
-}
 
 /// What the name learning saw, for the stats record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,9 +19,9 @@ use toml::Spanned;
 pub use self::{
     error::PolicyError,
     scope::{Scope, Verdict},
-    types::{Cidr, Glob, RuleId, Severity},
+    types::{Cidr, Glob},
 };
-use crate::catalog::Kind;
+use crate::vocab::{Kind, RuleId, Severity};
 
 /// The embedded default policy, as shipped.
 pub const DEFAULT_TEXT: &str = include_str!("default.toml");

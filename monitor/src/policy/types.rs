@@ -107,57 +107,6 @@ impl Serialize for Cidr {
     }
 }
 
-/// How bad a finding is (contract: low|medium|high|critical).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-/// The rule ids: part of the contract, never renamed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleId {
-    CrossContextReuse,
-    IdentityMesh,
-    IdentityCollapse,
-    OutOfScopeUse,
-    UnexpectedReader,
-}
-
-impl RuleId {
-    #[cfg(test)]
-    pub const ALL: [RuleId; 5] = [
-        RuleId::CrossContextReuse,
-        RuleId::IdentityMesh,
-        RuleId::IdentityCollapse,
-        RuleId::OutOfScopeUse,
-        RuleId::UnexpectedReader,
-    ];
-
-    pub fn default_severity(self) -> Severity {
-        match self {
-            RuleId::IdentityMesh | RuleId::UnexpectedReader => Severity::Medium,
-            _ => Severity::High,
-        }
-    }
-}
-
-impl fmt::Display for RuleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RuleId::CrossContextReuse => "cross-context-reuse",
-            RuleId::IdentityMesh => "identity-mesh",
-            RuleId::IdentityCollapse => "identity-collapse",
-            RuleId::OutOfScopeUse => "out-of-scope-use",
-            RuleId::UnexpectedReader => "unexpected-reader",
-        })
-    }
-}
-
 /// A duration written for humans: `60s`, `5m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);

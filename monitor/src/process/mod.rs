@@ -1,16 +1,19 @@
 //! Who is process P: the tracker. Seeded from procfs at start so older processes have parent,
 //! exe and users; then kept by exec, fork and exit events. A process is identified by pid and
 //! start time, because pids are reused.
+pub mod attribution;
+
 use std::{fs, path::Path};
 
 use foldhash::{HashMap, HashSet};
 
+use self::attribution::{Attribution, Candidate};
 use crate::{
-    attribution::{self, Attribution, Candidate},
+    catalog::env_credential_id,
     decode::Exec,
     fingerprint::Fingerprint,
     policy::{Policy, ProcessFacts},
-    record::env_credential_id,
+    record::ProcessRef,
     redact::Secrets,
 };
 
@@ -63,6 +66,27 @@ impl Process {
     /// The user the action is for: the login user where one is set, else the real uid.
     pub fn originating_uid(&self) -> u32 {
         self.loginuid.unwrap_or(self.uid)
+    }
+
+    /// The process as records show it, its argv redacted with every secret `secrets` knows.
+    pub fn record(&self, secrets: &Secrets) -> ProcessRef {
+        let context = self.attribution.context.clone().unwrap_or_else(|| {
+            let session = self
+                .sessionid
+                .map_or_else(|| "none".to_owned(), |s| s.to_string());
+            format!("uid:{}/session:{session}", self.originating_uid())
+        });
+        ProcessRef {
+            pid: self.key.pid,
+            ppid: self.ppid,
+            comm: self.comm.clone(),
+            exe: self.exe.clone(),
+            argv: secrets.redact_argv(&self.argv),
+            uid: self.uid,
+            loginuid: self.loginuid,
+            context,
+            agent: self.attribution.agent.clone(),
+        }
     }
 }
 

@@ -4,9 +4,9 @@ use std::{collections::BTreeMap, sync::Arc};
 use foldhash::HashMap;
 
 use crate::{
-    decode::Hook,
-    policy::{Policy, RuleId, Scope, Severity},
+    policy::{Policy, Scope},
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
+    vocab::{Hook, RuleId, Severity},
 };
 
 /// A credential's whole scope: what the record carries, its kind's and its policy rule's.
@@ -204,10 +204,7 @@ pub fn finding(
     endpoint: Option<&EndpointRef>,
     evidence: Vec<Record>,
 ) -> Finding {
-    let time = evidence
-        .last()
-        .map(|r| r.time().to_owned())
-        .unwrap_or_default();
+    let time = evidence.last().map(Record::time).unwrap_or_default();
     Finding {
         time,
         rule,

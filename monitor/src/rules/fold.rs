@@ -1,16 +1,19 @@
 //! Folding: the same rule, credential and process is reported once per window, with a count,
 //! and nothing is dropped silently: what a window held back is reported when the next window
 //! opens, or at the end.
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use foldhash::HashMap;
 
-use crate::{policy::RuleId, record::Finding};
+use crate::{
+    record::Finding,
+    vocab::{RuleId, Timestamp},
+};
 
 type Key = (RuleId, String, u32);
 
 struct Window {
-    opened: SystemTime,
+    opened: Timestamp,
     /// Findings held back since the last report, and the newest of them.
     held: u64,
     newest: Option<Finding>,
@@ -37,9 +40,9 @@ impl Folder {
             finding.credential.id.clone(),
             finding.process.pid,
         );
-        let time = parse_time(&finding.time);
+        let time = finding.time;
         if let Some(w) = self.open.get_mut(&key)
-            && time.duration_since(w.opened).unwrap_or_default() < self.window
+            && time.since(w.opened) < self.window
         {
             w.held += 1;
             w.newest = Some(finding);
@@ -69,21 +72,14 @@ impl Folder {
                 Some(f)
             })
             .collect();
-        out.sort_by(|a, b| a.time.cmp(&b.time));
+        out.sort_by_key(|f| f.time);
         out
     }
 
     /// Forgets windows that closed with nothing held.
-    pub fn sweep(&mut self, now: SystemTime) {
+    pub fn sweep(&mut self, now: Timestamp) {
         let window = self.window;
         self.open
-            .retain(|_, w| w.held > 0 || now.duration_since(w.opened).unwrap_or_default() < window);
+            .retain(|_, w| w.held > 0 || now.since(w.opened) < window);
     }
-}
-
-/// A record's time; unparsable times count as the epoch (hand-written streams may omit them).
-pub fn parse_time(text: &str) -> SystemTime {
-    humantime::parse_rfc3339(text)
-        .or_else(|_| humantime::parse_rfc3339_weak(text))
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }

@@ -15,9 +15,9 @@ use std::{
 use foldhash::HashMap;
 
 use crate::{
-    attribution::AgentRef,
-    policy::{Policy, RuleId, Verdict},
+    policy::{Policy, Verdict},
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
+    vocab::{AgentRef, RuleId, Timestamp},
 };
 
 /// Accesses remembered for evidence, oldest forgotten first.
@@ -150,7 +150,7 @@ impl Engine {
     }
 
     /// Drops state nobody will ask for again (closed fold windows), and keeps the rest bounded.
-    pub fn sweep(&mut self, now: std::time::SystemTime) {
+    pub fn sweep(&mut self, now: Timestamp) {
         self.folder.sweep(now);
         if self.users.len() > MAX_TRACKED {
             log::warn!(

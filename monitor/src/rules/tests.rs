@@ -112,7 +112,7 @@ fn every_rule_has_a_scenario_that_fires_it() {
             fired.insert(v["rule"].as_str().unwrap().to_owned());
         }
     }
-    for rule in crate::policy::RuleId::ALL {
+    for rule in crate::vocab::RuleId::ALL {
         assert!(
             fired.contains(&rule.to_string()),
             "no scenario fires {rule}"

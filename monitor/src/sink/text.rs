@@ -2,8 +2,8 @@ use std::io::{self, Write};
 
 use super::Sink;
 use crate::{
-    names::HostSource,
     record::{EndpointRef, ProcessRef, Record},
+    vocab::HostSource,
 };
 
 /// One line per record: `TIME  KIND  what happened`.

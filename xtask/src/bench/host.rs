@@ -61,7 +61,7 @@ impl AuditState {
     /// Saves the audit state and keeps audit contexts off new processes. None when there is no
     /// auditctl (then audit was never enabled by this benchmark either).
     pub fn quiet() -> anyhow::Result<Option<Self>> {
-        if !super::monitors::on_path("auditctl") {
+        if !on_path("auditctl") {
             return Ok(None);
         }
         let status = auditctl_output(&["-s"])?;
@@ -117,4 +117,11 @@ fn auditctl_output(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether `program` is installed in the system directories (root's PATH may lack /usr/sbin).
+pub fn on_path(program: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| std::path::Path::new(d).join(program).is_file())
 }

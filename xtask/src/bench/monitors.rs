@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::host::{self, auditctl};
+use super::host::{self, auditctl, on_path};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Monitor {
@@ -228,10 +228,4 @@ pub fn available(monitor: Monitor) -> Result<(), String> {
             "{package} could not be installed (apt-get install {package})"
         ))
     }
-}
-
-pub fn on_path(program: &str) -> bool {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).is_file())
 }

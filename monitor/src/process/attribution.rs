@@ -1,27 +1,18 @@
 //! Who a process acts for: its context and its agent, decided at exec from policy
-//! (PRODUCT.md, "Agent and context").
+//! (docs/records.md, `process.context` and `process.agent`).
 //!
 //! Context, first that applies: the label variable in the exec environment; the first
 //! `[[contexts]]` rule that matches; the parent's context. A process with none of these is in
-//! its originating user's login session (`uid:N/session:S`, see `record`).
+//! its originating user's login session (`uid:N/session:S`, see `Process::record`).
 //!
 //! Agent: an ancestor's agent is kept; else a process matching an `[[agents]]` rule is the root
 //! of its own; else a labelled task whose parent carries another label (or none) belongs to
 //! the agent that started it, its parent, so tasks started by one parent share one agent.
-use serde::{Deserialize, Serialize};
-
+use super::Process;
 use crate::{
     policy::{Policy, ProcessFacts},
-    process::Process,
+    vocab::AgentRef,
 };
-
-/// The root of an agent's process tree.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct AgentRef {
-    /// The `[[agents]]` rule's name, or the starting process's comm for labelled tasks.
-    pub name: String,
-    pub pid: u32,
-}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Attribution {

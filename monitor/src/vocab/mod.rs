@@ -1,0 +1,53 @@
+//! The vocabulary of keytrail's records: the small, closed sets of names the record contract
+//! (docs/records.md) is written in, and the timestamp every record carries. Plain data at the
+//! bottom of the crate: this module imports nothing of keytrail's, so every stage can speak it
+//! without depending on another stage.
+mod kind;
+mod rule;
+mod time;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::{
+    kind::Kind,
+    rule::{RuleId, Severity},
+    time::Timestamp,
+};
+
+/// How a credential access was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    Read,
+    Mmap,
+    Open,
+    /// A secret variable in the environment at exec.
+    Environment,
+}
+
+/// An endpoint's transport protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Other,
+}
+
+/// How an endpoint's host name was learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostSource {
+    /// A DNS answer received on the host (the connecting process's own, where it had one).
+    Dns,
+    /// The server name in the connection's TLS ClientHello.
+    TlsSni,
+}
+
+/// The root of an agent's process tree.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AgentRef {
+    /// The `[[agents]]` rule's name, or the starting process's comm for labelled tasks.
+    pub name: String,
+    pub pid: u32,
+}
