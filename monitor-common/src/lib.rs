@@ -196,12 +196,16 @@ impl FileKey {
     }
 }
 
-/// Key of the in-kernel "already reported" LRU: one report per process and file.
+/// Key of the in-kernel "already reported" LRU: one report per process and file. A process is
+/// its tgid and its start time (the thread-group leader's `start_boottime`), as the daemon's
+/// tracker knows it, so a reused pid is a new key and nothing needs deleting when a process
+/// exits: its entries age out of the LRU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SeenKey {
     pub tgid: u32,
     pub _pad: u32,
+    pub start_boot_ns: u64,
     pub file: FileKey,
 }
 
@@ -237,6 +241,7 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_tgid: u32,
     pub task_real_parent: u32,
+    pub task_group_leader: u32,
     pub task_start_boottime: u32,
     pub task_loginuid: u32,
     pub task_sessionid: u32,
@@ -266,6 +271,7 @@ impl KernelOffsets {
         task_pid: UNKNOWN_OFFSET,
         task_tgid: UNKNOWN_OFFSET,
         task_real_parent: UNKNOWN_OFFSET,
+        task_group_leader: UNKNOWN_OFFSET,
         task_start_boottime: UNKNOWN_OFFSET,
         task_loginuid: UNKNOWN_OFFSET,
         task_sessionid: UNKNOWN_OFFSET,

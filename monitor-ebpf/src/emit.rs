@@ -1,6 +1,11 @@
 //! Sending events: reserve in the ring buffer, count what does not fit, and wake the reader only
-//! when a batch is waiting (the daemon also drains on a short tick), since a wakeup per event
-//! costs more than the event.
+//! when it is worth a wakeup, since a wakeup per event can cost more than the event.
+//! - Credential accesses and process lifecycle events wake the reader when it is idle: they are
+//!   what a user waits for (and what must be handled before them), and they are few. An idle
+//!   reader is one that has consumed everything before the record (the kernel's adaptive
+//!   wakeup); a reader busy draining finds the record on its way and costs no wakeup.
+//! - Connects and packets, which can come by the thousand from one process, wake it only when a
+//!   batch is waiting; the daemon also drains on a tick.
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_boot_ns,
@@ -10,7 +15,7 @@ use monitor_common::{EventHeader, EventKind, counter};
 
 use crate::{EVENTS, count};
 
-/// Unread bytes past which a submit wakes the reader.
+/// Unread bytes past which a batched submit wakes the reader.
 const WAKEUP_THRESHOLD: u64 = 64 * 1024;
 
 #[inline(always)]
@@ -22,8 +27,15 @@ pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     entry
 }
 
+/// Submits an event that wakes an idle reader (flags 0: the kernel's adaptive wakeup).
 #[inline(always)]
-pub fn submit<T>(entry: RingBufEntry<T>) {
+pub fn submit_waking<T>(entry: RingBufEntry<T>) {
+    entry.submit(0);
+}
+
+/// Submits an event that wakes the reader only past `WAKEUP_THRESHOLD` unread bytes.
+#[inline(always)]
+pub fn submit_batched<T>(entry: RingBufEntry<T>) {
     let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > WAKEUP_THRESHOLD {
         BPF_RB_FORCE_WAKEUP
     } else {

@@ -20,7 +20,7 @@ use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey};
 
 use crate::{
     SEEN, SELF_TGID, WATCHED, emit,
-    kernel::{file_identity, load, offsets, read, read_addr},
+    kernel::{file_identity, load, offsets, process_start_ns, read, read_addr},
 };
 
 /// Reports the first access of the current process to (dev, ino) when that file is watched.
@@ -38,6 +38,7 @@ fn report(dev: u32, ino: u64, hook: AccessHook) {
     let seen = SeenKey {
         tgid,
         _pad: 0,
+        start_boot_ns: process_start_ns(),
         file: key,
     };
     // A lookup first: the common case is a file read again by the same process, and an LRU
@@ -64,7 +65,7 @@ fn report(dev: u32, ino: u64, hook: AccessHook) {
         uid: bpf_get_current_uid_gid() as u32,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
-    emit::submit(entry);
+    emit::submit_waking(entry);
 }
 
 /// filemap tracepoints carry `i_ino` and `s_dev` at offsets the daemon read from tracefs.

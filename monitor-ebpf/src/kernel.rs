@@ -1,7 +1,7 @@
 //! Reading kernel memory at offsets the daemon found in BTF.
 use core::{ffi::c_void, mem::MaybeUninit};
 
-use aya_ebpf::helpers::generated;
+use aya_ebpf::helpers::{bpf_get_current_task, generated};
 use monitor_common::{KernelOffsets, UNKNOWN_OFFSET, counter};
 
 use crate::{OFFSETS, count};
@@ -61,6 +61,16 @@ pub unsafe fn load<T: Copy>(base: u64, offset: u32) -> Option<T> {
     }
     // SAFETY: see above; the kernel turns a faulting load into a zero.
     Some(unsafe { core::ptr::read_volatile((base + offset as u64) as *const T) })
+}
+
+/// When the current process started: its thread-group leader's `start_boottime` (0 if unknown).
+#[inline(always)]
+pub fn process_start_ns() -> u64 {
+    let o = offsets();
+    // SAFETY: a helper with no arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let leader = read::<u64>(task, o.task_group_leader).unwrap_or(task);
+    read::<u64>(leader, o.task_start_boottime).unwrap_or(0)
 }
 
 /// The tgid of a `struct task_struct *`.

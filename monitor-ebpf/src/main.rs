@@ -36,7 +36,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 static WATCHED: HashMap<FileKey, u32> = HashMap::with_max_entries(16384, 0);
 
 /// (process, file) pairs already reported, so a process reading a file in a loop sends one event.
-/// The daemon removes a process's entries when it execs or exits (pids are reused).
+/// Keyed by pid and start time, so a reused pid starts afresh and the entries of exited
+/// processes simply age out.
 #[map]
 static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(65536, 0);
 

@@ -84,7 +84,7 @@ fn report(ctx: &SockAddrContext, family: u16) {
         _pad2: 0,
         cookie,
     });
-    emit::submit(entry);
+    emit::submit_waking(entry);
 }
 
 #[cgroup_sock_addr(connect4)]

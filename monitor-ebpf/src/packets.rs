@@ -102,7 +102,7 @@ fn report(ctx: &SkBuffContext, kind: EventKind, tgid: u32, cookie: u64, segment:
         (*ev).total_len = segment.len;
         (*ev).len = copied;
     }
-    emit::submit(entry);
+    emit::submit_batched(entry);
 }
 
 /// Answers from a DNS server to a socket that asked one.

@@ -1,4 +1,4 @@
-//! The command line (contract: PRODUCT.md). Raw flags here; `main` turns them into settings.
+//! The command line (the contract: README.md, "Commands"). Raw flags here; `main` turns them into settings.
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

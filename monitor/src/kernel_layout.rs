@@ -13,6 +13,9 @@ const MEMBERS: &[(&str, &str, Setter)] = &[
     ("task_struct", "pid", |o, v| o.task_pid = v),
     ("task_struct", "tgid", |o, v| o.task_tgid = v),
     ("task_struct", "real_parent", |o, v| o.task_real_parent = v),
+    ("task_struct", "group_leader", |o, v| {
+        o.task_group_leader = v
+    }),
     ("task_struct", "start_boottime", |o, v| {
         o.task_start_boottime = v
     }),

@@ -128,7 +128,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
     let policy = load_policy(args.config.as_deref())?;
     let mut catalog = catalog(args, &policy)?;
-    catalog.resolve();
+    catalog.resolve(&policy);
     for c in catalog.credentials() {
         match format {
             Format::Json => println!(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     fingerprint::Fingerprint,
     names::NameCounts,
-    policy::{Scope, Verdict},
+    policy::{Glob, Scope, Verdict},
     vocab::{AgentRef, Hook, HostSource, Kind, Protocol, RuleId, Severity, Timestamp},
 };
 
@@ -28,6 +28,9 @@ pub struct CredentialRef {
     /// The endpoints it is meant for.
     #[serde(default, skip_serializing_if = "Scope::is_empty")]
     pub scope: Scope,
+    /// The programs allowed to read it (globs on comm, exe or the exe's name); empty: anyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readers: Vec<Glob>,
     /// Fingerprint of its (first) secret: keyed per run, never the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,

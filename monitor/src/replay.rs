@@ -34,6 +34,25 @@ pub fn run(file: &Path, policy: Arc<Policy>, format: Format) -> anyhow::Result<(
     Ok(())
 }
 
+/// Adds what `policy` says of a recorded credential to what the record carries, as the catalog
+/// does for a live one: a recorded stream may come from another policy, or be hand-written.
+fn add_policy_facts(record: &mut Record, policy: &Policy) {
+    let (Record::CredentialAccess { credential, .. } | Record::CredentialUse { credential, .. }) =
+        record
+    else {
+        return;
+    };
+    let facts = policy.credential_facts(credential.kind, &credential.path);
+    let credential = Arc::make_mut(credential);
+    credential.scope.extend(&facts.scope);
+    if credential.readers.is_empty() {
+        credential.readers = facts.readers;
+    }
+    if credential.context.is_none() {
+        credential.context = facts.context;
+    }
+}
+
 /// Feeds every record to the engine and writes the findings; returns (records, findings).
 pub fn replay(
     input: impl BufRead,
@@ -41,7 +60,7 @@ pub fn replay(
     policy: Arc<Policy>,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<(u64, u64)> {
-    let mut engine = Engine::new(policy);
+    let mut engine = Engine::new(Arc::clone(&policy));
     let mut records = 0;
     let mut last_time = Timestamp::default();
     for (n, line) in input.lines().enumerate() {
@@ -50,8 +69,9 @@ pub fn replay(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let record: Record = serde_json::from_str(line)
+        let mut record: Record = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a keytrail record", name.display(), n + 1))?;
+        add_policy_facts(&mut record, &policy);
         records += 1;
         last_time = record.time();
         let mut found = Vec::new();

@@ -11,6 +11,7 @@ use std::{
     fs,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use monitor_common::FileKey;
@@ -66,23 +67,9 @@ pub struct Credential {
     pub scope: Scope,
     /// Fingerprints of the secrets in the file.
     pub fingerprints: Vec<Fingerprint>,
-}
-
-impl Credential {
-    /// The credential as records show it.
-    pub fn record(&self, secrets: &Secrets) -> CredentialRef {
-        let fingerprint = self.fingerprints.first().copied();
-        CredentialRef {
-            id: self.id.clone(),
-            kind: self.kind,
-            path: self.path.display().to_string(),
-            owner: Some(self.owner_uid),
-            context: self.context.clone(),
-            scope: self.scope.clone(),
-            fingerprint,
-            identity: secrets.identity(&self.id, fingerprint),
-        }
-    }
+    /// The credential as records show it, with what policy says of it: made once per resolve
+    /// and shared by every record about it.
+    pub record: Arc<CredentialRef>,
 }
 
 /// The id of a secret environment variable's credential: its name and fingerprint, since one
@@ -154,11 +141,11 @@ impl Catalog {
 
     /// Looks at the filesystem again; returns which identities appeared and disappeared.
     /// The first source to name a file gives its kind and path.
-    pub fn resolve(&mut self) -> Changes {
+    pub fn resolve(&mut self, policy: &Policy) -> Changes {
         let mut found = BTreeMap::new();
         for source in &self.sources {
             for path in expand(&source.pattern) {
-                if let Some(credential) = identify(&path, source, &mut self.secrets) {
+                if let Some(credential) = identify(&path, source, policy, &mut self.secrets) {
                     found.entry(credential.file).or_insert(credential);
                 }
             }
@@ -224,7 +211,12 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
 
 /// The credential at `path`, if it is a regular file (symlinks are followed). Its contents are
 /// read for hosts and fingerprints; the secret values go no further than `secrets.learn`.
-fn identify(path: &Path, source: &Source, secrets: &mut Secrets) -> Option<Credential> {
+fn identify(
+    path: &Path,
+    source: &Source,
+    policy: &Policy,
+    secrets: &mut Secrets,
+) -> Option<Credential> {
     let meta = fs::metadata(path).ok()?;
     if !meta.is_file() {
         return None;
@@ -238,13 +230,28 @@ fn identify(path: &Path, source: &Source, secrets: &mut Secrets) -> Option<Crede
     }
     let found = contents::inspect(kind, &String::from_utf8_lossy(&bytes));
     drop(bytes);
+    let facts = policy.credential_facts(kind, &path.display().to_string());
     let mut scope = source.scope.clone();
+    scope.extend(&facts.scope);
     scope.add_hosts(found.hosts.iter().map(String::as_str));
-    let fingerprints = found
+    let fingerprints: Vec<Fingerprint> = found
         .secrets
         .iter()
         .map(|s| secrets.learn(s, |_| id.clone()))
         .collect();
+    let context = source.context.clone().or(facts.context);
+    let fingerprint = fingerprints.first().copied();
+    let record = Arc::new(CredentialRef {
+        id: id.clone(),
+        kind,
+        path: path.display().to_string(),
+        owner: Some(meta.uid()),
+        context: context.clone(),
+        scope: scope.clone(),
+        readers: facts.readers,
+        fingerprint,
+        identity: secrets.identity(&id, fingerprint),
+    });
     Some(Credential {
         id,
         kind,
@@ -252,9 +259,10 @@ fn identify(path: &Path, source: &Source, secrets: &mut Secrets) -> Option<Crede
         file: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
         owner_uid: meta.uid(),
         page_cache: uses_page_cache(path),
-        context: source.context.clone(),
+        context,
         scope,
         fingerprints,
+        record,
     })
 }
 
@@ -306,7 +314,7 @@ mod tests {
         fs::write(home.join(".ssh/id_ed25519"), "private-key-bytes").unwrap();
         fs::write(home.join(".ssh/id_ed25519.pub"), "public").unwrap();
         let mut catalog = default_catalog(&home);
-        let changes = catalog.resolve();
+        let changes = catalog.resolve(&Policy::embedded());
         assert_eq!(
             changes.added.len(),
             2,
@@ -338,11 +346,11 @@ mod tests {
         let home = scratch("replace");
         fs::write(home.join(".netrc"), "one").unwrap();
         let mut catalog = default_catalog(&home);
-        catalog.resolve();
+        catalog.resolve(&Policy::embedded());
         let old = catalog.credentials().next().unwrap().clone();
         fs::write(home.join(".netrc.tmp"), "two").unwrap();
         fs::rename(home.join(".netrc.tmp"), home.join(".netrc")).unwrap();
-        let changes = catalog.resolve();
+        let changes = catalog.resolve(&Policy::embedded());
         assert_eq!(changes.removed, vec![old.file]);
         assert_eq!(changes.added.len(), 1);
         assert_eq!(catalog.get(&changes.added[0]).unwrap().id, old.id);

@@ -59,15 +59,17 @@ impl Correlator {
         let process_ref = self.process_ref(&process, &catalog.secrets);
         for (name, kind, print) in fresh {
             let id = catalog::env_credential_id(&name, print);
-            let scope = policy.kind_scope(kind);
+            let path = format!("env:{name}");
+            let facts = policy.credential_facts(kind, &path);
             let credential = Arc::new(CredentialRef {
                 identity: catalog.secrets.identity(&id, Some(print)),
                 id,
                 kind,
-                path: format!("env:{name}"),
+                path,
                 owner: Some(process.originating_uid()),
-                context: None,
-                scope,
+                context: facts.context,
+                scope: facts.scope,
+                readers: facts.readers,
                 fingerprint: Some(print),
             });
             let hook = Hook::Environment;

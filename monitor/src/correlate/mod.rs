@@ -68,9 +68,6 @@ pub struct Correlator {
     policy: Arc<Policy>,
     reads: ReadLog,
     accessed: HashSet<(ProcKey, FileKey)>,
-    /// Files each live pid was reported for, so the kernel's dedup map can be cleared on exec
-    /// and exit (the pid will be someone else's).
-    reported_files: HashMap<u32, Vec<FileKey>>,
     connections: HashMap<ProcKey, VecDeque<Held>>,
     uses: HashSet<UseKey>,
     namer: Namer,
@@ -89,7 +86,6 @@ impl Correlator {
             policy,
             reads: ReadLog::default(),
             accessed: HashSet::default(),
-            reported_files: HashMap::default(),
             connections: HashMap::default(),
             uses: HashSet::default(),
             namer: Namer::new(),
@@ -145,7 +141,6 @@ impl Correlator {
                 comm,
                 boot_ns,
             } => {
-                self.reported_files.entry(*pid).or_default().push(*file);
                 let Some(credential) = catalog.get(file) else {
                     return; // no longer watched: replaced or removed since the kernel saw it
                 };
@@ -153,7 +148,7 @@ impl Correlator {
                 if !self.accessed.insert((process.key, *file)) {
                     return;
                 }
-                let credential = Arc::new(credential.record(&catalog.secrets));
+                let credential = Arc::clone(&credential.record);
                 let process_ref = self.process_ref(&process, &catalog.secrets);
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
@@ -312,12 +307,6 @@ impl Correlator {
             }
             out.push(record);
         }
-    }
-
-    /// Files the kernel reported for `pid`; the caller clears them from the kernel's dedup map
-    /// when `pid` execs or exits, so the next program under that pid is reported afresh.
-    pub fn take_reported_files(&mut self, pid: u32) -> Vec<FileKey> {
-        self.reported_files.remove(&pid).unwrap_or_default()
     }
 
     /// Forgets exited processes past their time, and what only they held.

@@ -43,7 +43,7 @@ impl Fixture {
         let policy = Arc::new(Policy::embedded());
         let source = Source::watched(path.display().to_string(), Kind::Netrc, &policy);
         let mut catalog = Catalog::new(vec![source], Secrets::new(Fingerprinter::with_key(5)));
-        catalog.resolve();
+        catalog.resolve(&policy);
         let mut f = Self {
             correlator: Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy),
             catalog,

@@ -25,7 +25,7 @@ fn catalog_with_netrc(test: &str) -> (Catalog, FileKey, PathBuf) {
     let policy = Policy::embedded();
     let source = Source::watched(path.display().to_string(), Kind::Netrc, &policy);
     let mut catalog = Catalog::new(vec![source], Secrets::new(Fingerprinter::with_key(3)));
-    catalog.resolve();
+    catalog.resolve(&policy);
     (
         catalog,
         FileKey::new(kernel_dev(meta.dev()), meta.ino()),

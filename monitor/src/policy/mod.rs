@@ -6,12 +6,7 @@ mod error;
 pub mod scope;
 pub mod types;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::Path,
-    sync::{Mutex, OnceLock},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, sync::OnceLock, time::Duration};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -45,10 +40,18 @@ pub struct Policy {
     pub findings: FindingSettings,
     #[serde(default)]
     pub rules: BTreeMap<RuleId, RuleSettings>,
-    /// `credential_rule` answers by path: the rules engine asks several times per record, and
-    /// matching every rule's globs each time was the daemon's largest cost under load.
-    #[serde(skip)]
-    rule_by_path: Mutex<HashMap<String, Option<usize>>>,
+}
+
+/// What policy says of one credential: decided once, when the catalog finds the credential (or
+/// when `replay` reads its records), and carried in its record, so rules read records only.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CredentialFacts {
+    /// Its kind's scope and its rule's.
+    pub scope: Scope,
+    /// Its rule's readers, else its kind's; empty means anyone.
+    pub readers: Vec<Glob>,
+    /// The context its rule gives it.
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,24 +345,31 @@ impl Policy {
     }
 
     /// The first credential rule that names `path`.
-    pub fn credential_rule(&self, path: &str) -> Option<&CredentialRule> {
-        let mut memo = self.rule_by_path.lock().unwrap_or_else(|e| e.into_inner());
-        if memo.len() > 65_536 {
-            memo.clear(); // paths come from the catalog, so this is a bound that never bites
-        }
-        let index = *memo.entry(path.to_owned()).or_insert_with(|| {
-            self.credentials
-                .iter()
-                .position(|r| r.get_ref().covers(path))
-        });
-        index.map(|i| self.credentials[i].get_ref())
+    fn credential_rule(&self, path: &str) -> Option<&CredentialRule> {
+        self.credentials
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|r| r.covers(path))
     }
 
-    /// The allowed readers of a credential: its rule's, else its kind's; empty means anyone.
-    pub fn readers(&self, kind: Kind, path: &str) -> &[Glob] {
-        match self.credential_rule(path) {
-            Some(rule) if !rule.readers.is_empty() => &rule.readers,
-            _ => self.kinds.get(&kind).map_or(&[], |k| &k.readers),
+    /// What policy says of the credential of `kind` at `path` (a file, or `env:NAME`).
+    pub fn credential_facts(&self, kind: Kind, path: &str) -> CredentialFacts {
+        let rule = self.credential_rule(path);
+        let mut scope = self.kind_scope(kind);
+        if let Some(rule) = rule {
+            scope.extend(&rule.scope());
+        }
+        let readers = match rule {
+            Some(rule) if !rule.readers.is_empty() => rule.readers.clone(),
+            _ => self
+                .kinds
+                .get(&kind)
+                .map_or_else(Vec::new, |k| k.readers.clone()),
+        };
+        CredentialFacts {
+            scope,
+            readers,
+            context: rule.and_then(|r| r.context.clone()),
         }
     }
 

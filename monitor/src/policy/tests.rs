@@ -16,8 +16,12 @@ fn the_embedded_default_is_valid_and_complete() {
             "{kind} has paths"
         );
     }
-    assert!(!p.readers(Kind::Ssh, "/home/a/.ssh/id_ed25519").is_empty());
-    assert!(p.readers(Kind::Aws, "/home/a/.aws/credentials").is_empty());
+    let ssh = p.credential_facts(Kind::Ssh, "/home/a/.ssh/id_ed25519");
+    assert!(!ssh.readers.is_empty());
+    assert!(ssh.context.is_none());
+    let aws = p.credential_facts(Kind::Aws, "/home/a/.aws/credentials");
+    assert!(aws.readers.is_empty());
+    assert_eq!(aws.scope, p.kind_scope(Kind::Aws));
     assert_eq!(p.secret_variable("AWS_SECRET_ACCESS_KEY"), Some(Kind::Aws));
     assert_eq!(p.secret_variable("GITHUB_TOKEN"), Some(Kind::Github));
     assert_eq!(p.secret_variable("OPENAI_API_KEY"), Some(Kind::Generic));

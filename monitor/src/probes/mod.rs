@@ -12,7 +12,7 @@ use aya::{
         RawTracePoint,
     },
 };
-use monitor_common::{FileKey, SeenKey, counter};
+use monitor_common::{FileKey, counter};
 use thiserror::Error;
 
 use crate::{
@@ -57,7 +57,6 @@ pub enum ProbeError {
 pub struct Maps {
     pub events: RingBuf<MapData>,
     pub watched: HashMap<MapData, FileKey, u32>,
-    pub seen: HashMap<MapData, SeenKey, u8>,
     pub counters: Counters,
 }
 
@@ -155,7 +154,6 @@ impl Probes {
         let maps = Maps {
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?,
             watched: HashMap::try_from(take(&mut ebpf, "WATCHED")?)?,
-            seen: HashMap::try_from(take(&mut ebpf, "SEEN")?)?,
             counters: Counters(PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?),
         };
         let mut probes = Self {

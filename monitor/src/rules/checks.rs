@@ -4,24 +4,12 @@ use std::{collections::BTreeMap, sync::Arc};
 use foldhash::HashMap;
 
 use crate::{
-    policy::{Policy, Scope},
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
     vocab::{Hook, RuleId, Severity},
 };
 
-/// A credential's whole scope: what the record carries, its kind's and its policy rule's.
-pub fn scope_of(policy: &Policy, credential: &CredentialRef) -> Scope {
-    let mut scope = credential.scope.clone();
-    scope.extend(&policy.kind_scope(credential.kind));
-    if let Some(rule) = policy.credential_rule(&credential.path) {
-        scope.extend(&rule.scope());
-    }
-    scope
-}
-
 /// `unexpected-reader`: a reader outside the credential's allowed readers.
 pub fn unexpected_reader(
-    policy: &Policy,
     access: &Record,
     credential: &Arc<CredentialRef>,
     process: &Arc<ProcessRef>,
@@ -31,7 +19,7 @@ pub fn unexpected_reader(
     if hook == Hook::Environment {
         return; // being started with a variable is not reading it
     }
-    let readers = policy.readers(credential.kind, &credential.path);
+    let readers = &credential.readers;
     let base = process.exe.rsplit('/').next().unwrap_or_default();
     if readers.is_empty()
         || readers
@@ -61,18 +49,17 @@ pub fn unexpected_reader(
 /// `cross-context-reuse`, by policy: a credential that policy gives to one context is read or
 /// used in another.
 pub fn owned_elsewhere(
-    policy: &Policy,
     record: &Record,
     credential: &Arc<CredentialRef>,
     process: &Arc<ProcessRef>,
     endpoint: Option<&EndpointRef>,
     found: &mut Vec<Finding>,
 ) {
-    let owner = credential
+    let Some(owner) = credential
         .context
-        .clone()
-        .or_else(|| policy.credential_rule(&credential.path)?.context.clone());
-    let Some(owner) = owner.filter(|o| *o != process.context) else {
+        .as_ref()
+        .filter(|o| **o != process.context)
+    else {
         return;
     };
     let did = if endpoint.is_some() { "used" } else { "read" };

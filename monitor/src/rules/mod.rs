@@ -1,4 +1,4 @@
-//! The rules: credential accesses and uses in, findings out (PRODUCT.md, "Findings"). Pure and
+//! The rules: credential accesses and uses in, findings out (docs/records.md, `finding`). Pure and
 //! fed records, so the daemon and `keytrail replay` run the very same engine.
 //!
 //! Which uses count: a use by the process that read the credential counts unless it is
@@ -70,22 +70,8 @@ impl Engine {
                 ..
             } => {
                 self.remember_access(credential, process, record);
-                checks::unexpected_reader(
-                    &self.policy,
-                    record,
-                    credential,
-                    process,
-                    *hook,
-                    &mut found,
-                );
-                checks::owned_elsewhere(
-                    &self.policy,
-                    record,
-                    credential,
-                    process,
-                    None,
-                    &mut found,
-                );
+                checks::unexpected_reader(record, credential, process, *hook, &mut found);
+                checks::owned_elsewhere(record, credential, process, None, &mut found);
             }
             Record::CredentialUse {
                 credential,
@@ -95,8 +81,7 @@ impl Engine {
                 reader,
                 ..
             } => {
-                let scope = checks::scope_of(&self.policy, credential);
-                let verdict = endpoint.verdict(&scope);
+                let verdict = endpoint.verdict(&credential.scope);
                 let counts = if via.by_reader() {
                     verdict != Verdict::Outside
                 } else {
@@ -108,14 +93,7 @@ impl Engine {
                         credential, process, endpoint, &evidence,
                     ));
                 }
-                checks::owned_elsewhere(
-                    &self.policy,
-                    record,
-                    credential,
-                    process,
-                    Some(endpoint),
-                    &mut found,
-                );
+                checks::owned_elsewhere(record, credential, process, Some(endpoint), &mut found);
                 if !counts {
                     self.report(found, out);
                     return;
