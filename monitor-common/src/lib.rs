@@ -307,6 +307,39 @@ pub mod counter {
     pub const COUNT: u32 = 3;
 }
 
+/// The names of the kernel programs, as the daemon finds them in the object. The kernel side
+/// names each program by its function, so these must match those names: a test of the daemon
+/// checks every one against the built object.
+pub mod program {
+    pub const EXEC: &str = "keytrail_exec";
+    pub const FORK: &str = "keytrail_fork";
+    pub const EXIT: &str = "keytrail_exit";
+    pub const CONNECT4: &str = "keytrail_connect4";
+    pub const CONNECT6: &str = "keytrail_connect6";
+    pub const SENDMSG4: &str = "keytrail_sendmsg4";
+    pub const SENDMSG6: &str = "keytrail_sendmsg6";
+    pub const DNS_ANSWER: &str = "keytrail_dns_answer";
+    pub const TLS_HELLO: &str = "keytrail_tls_hello";
+    pub const FILEMAP_READ_BTF: &str = "keytrail_filemap_read_btf";
+    pub const FILEMAP_FAULT_BTF: &str = "keytrail_filemap_fault_btf";
+    pub const FILEMAP_MAP_PAGES_BTF: &str = "keytrail_filemap_map_pages_btf";
+    pub const FILEMAP_READ: &str = "keytrail_filemap_read";
+    pub const FILEMAP_FAULT: &str = "keytrail_filemap_fault";
+    pub const FILEMAP_MAP_PAGES: &str = "keytrail_filemap_map_pages";
+    pub const FILE_OPEN: &str = "keytrail_file_open";
+    pub const OPEN_EXIT: &str = "keytrail_open_exit";
+}
+
+/// The names of the maps and load-time globals the daemon uses; the kernel side declares them
+/// under these names (checked by the same test).
+pub mod map {
+    pub const EVENTS: &str = "EVENTS";
+    pub const WATCHED: &str = "WATCHED";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const OFFSETS: &str = "OFFSETS";
+    pub const SELF_TGID: &str = "SELF_TGID";
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;

@@ -1,11 +1,13 @@
 //! Sending events: reserve in the ring buffer, count what does not fit, and wake the reader only
-//! when it is worth a wakeup, since a wakeup per event can cost more than the event.
-//! - Credential accesses and process lifecycle events wake the reader when it is idle: they are
-//!   what a user waits for (and what must be handled before them), and they are few. An idle
-//!   reader is one that has consumed everything before the record (the kernel's adaptive
-//!   wakeup); a reader busy draining finds the record on its way and costs no wakeup.
-//! - Connects and packets, which can come by the thousand from one process, wake it only when a
-//!   batch is waiting; the daemon also drains on a tick.
+//! when it is worth a wakeup. A wakeup costs more than most events, and not only to the reader:
+//! on a small machine the reader's work slows the processes that made the events.
+//! - Bulk events (process lifecycle, connects, packets) wake the reader only when a batch is
+//!   waiting; the daemon also drains on a short tick.
+//! - A credential access is what a user waits for, and it is rare (once per process and
+//!   credential), so it wakes the reader at once: forced, because the adaptive wakeup fails
+//!   while bulk events sit unconsumed in front of it (the reader's own fork, say). At most one
+//!   forced wakeup per `FORCE_EVERY_NS`: in a storm of accesses the reader is busy anyway, and
+//!   an access between two forced wakeups is drained with the next one, or by the tick.
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_boot_ns,
@@ -13,10 +15,12 @@ use aya_ebpf::{
 };
 use monitor_common::{EventHeader, EventKind, counter};
 
-use crate::{EVENTS, count};
+use crate::{EVENTS, LAST_FORCED_WAKEUP, count};
 
-/// Unread bytes past which a batched submit wakes the reader.
+/// Unread bytes past which a bulk submit wakes the reader.
 const WAKEUP_THRESHOLD: u64 = 64 * 1024;
+/// Least time between two wakeups forced by credential accesses.
+const FORCE_EVERY_NS: u64 = 1_000_000;
 
 #[inline(always)]
 pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
@@ -27,13 +31,23 @@ pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     entry
 }
 
-/// Submits an event that wakes an idle reader (flags 0: the kernel's adaptive wakeup).
+/// Submits a credential access at kernel time `now_ns`, waking the reader (see the module doc).
 #[inline(always)]
-pub fn submit_waking<T>(entry: RingBufEntry<T>) {
-    entry.submit(0);
+pub fn submit_waking<T>(entry: RingBufEntry<T>, now_ns: u64) {
+    let mut flags = 0; // adaptive: wakes a reader that has consumed everything before it
+    if let Some(last) = LAST_FORCED_WAKEUP.get_ptr_mut(0) {
+        // SAFETY: a plain word in an array map; a race between CPUs costs one wakeup more.
+        unsafe {
+            if now_ns.wrapping_sub(*last) >= FORCE_EVERY_NS {
+                *last = now_ns;
+                flags = BPF_RB_FORCE_WAKEUP;
+            }
+        }
+    }
+    entry.submit(flags as u64);
 }
 
-/// Submits an event that wakes the reader only past `WAKEUP_THRESHOLD` unread bytes.
+/// Submits a bulk event: the reader is woken past `WAKEUP_THRESHOLD` unread bytes.
 #[inline(always)]
 pub fn submit_batched<T>(entry: RingBufEntry<T>) {
     let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > WAKEUP_THRESHOLD {

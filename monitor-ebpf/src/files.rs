@@ -20,12 +20,15 @@ use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey};
 
 use crate::{
     SEEN, SELF_TGID, WATCHED, emit,
-    kernel::{file_identity, load, offsets, process_start_ns, read, read_addr},
+    kernel::{
+        file_identity, load, offsets, process_start_ns, process_start_ns_typed, read, read_addr,
+    },
 };
 
 /// Reports the first access of the current process to (dev, ino) when that file is watched.
+/// `start` tells when the current process started (the cheapest way the program type allows).
 #[inline(always)]
-fn report(dev: u32, ino: u64, hook: AccessHook) {
+fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
     let key = FileKey::new(dev, ino);
     // SAFETY: the value is not kept past this call.
     if unsafe { WATCHED.get(&key) }.is_none() {
@@ -38,7 +41,7 @@ fn report(dev: u32, ino: u64, hook: AccessHook) {
     let seen = SeenKey {
         tgid,
         _pad: 0,
-        start_boot_ns: process_start_ns(),
+        start_boot_ns: start(),
         file: key,
     };
     // A lookup first: the common case is a file read again by the same process, and an LRU
@@ -58,14 +61,16 @@ fn report(dev: u32, ino: u64, hook: AccessHook) {
         let _ = SEEN.remove(&seen); // not reported, so the next access tries again
         return;
     };
+    let header = emit::header(EventKind::FileAccess, tgid);
+    let now_ns = header.boot_ns;
     entry.write(FileAccessEvent {
-        header: emit::header(EventKind::FileAccess, tgid),
+        header,
         key,
         hook: hook as u32,
         uid: bpf_get_current_uid_gid() as u32,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
-    emit::submit_waking(entry);
+    emit::submit_waking(entry, now_ns);
 }
 
 /// filemap tracepoints carry `i_ino` and `s_dev` at offsets the daemon read from tracefs.
@@ -76,7 +81,7 @@ fn report_filemap(ctx: &TracePointContext, hook: AccessHook) {
     let ino = unsafe { ctx.read_at::<u64>(o.filemap_ino as usize) };
     let dev = unsafe { ctx.read_at::<u32>(o.filemap_dev as usize) };
     if let (Ok(ino), Ok(dev)) = (ino, dev) {
-        report(dev, ino, hook);
+        report(dev, ino, hook, process_start_ns);
     }
 }
 
@@ -120,7 +125,7 @@ fn mapping_identity(mapping: u64) -> Option<(u32, u64)> {
 fn report_mapping(ctx: &BtfTracePointContext, hook: AccessHook) {
     let mapping: u64 = ctx.arg(0);
     if let Some((dev, ino)) = mapping_identity(mapping) {
-        report(dev, ino, hook);
+        report(dev, ino, hook, process_start_ns_typed);
     }
 }
 
@@ -147,7 +152,7 @@ pub fn keytrail_filemap_map_pages_btf(ctx: BtfTracePointContext) -> u32 {
 pub fn keytrail_file_open(ctx: LsmContext) -> i32 {
     let file: u64 = ctx.arg(0);
     if let Some((dev, ino)) = file_identity(file) {
-        report(dev, ino, AccessHook::Open);
+        report(dev, ino, AccessHook::Open, process_start_ns);
     }
     0
 }
@@ -188,7 +193,7 @@ pub fn keytrail_open_exit(ctx: TracePointContext) -> u32 {
         return 0;
     };
     if let Some((dev, ino)) = file_identity(file) {
-        report(dev, ino, AccessHook::Open);
+        report(dev, ino, AccessHook::Open, process_start_ns);
     }
     0
 }

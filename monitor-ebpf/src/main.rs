@@ -15,7 +15,7 @@ mod process;
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{FileKey, KernelOffsets, SeenKey, SocketWatch, UdpKey, counter};
 
@@ -30,6 +30,10 @@ static SELF_TGID: Global<u32> = Global::new(0);
 /// Events to userspace. The daemon sets the size at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Kernel time of the last wakeup a credential access forced (see `emit`).
+#[map]
+static LAST_FORCED_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Watched credential files by identity; the value is the daemon's credential index.
 #[map]

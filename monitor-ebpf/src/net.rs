@@ -84,7 +84,7 @@ fn report(ctx: &SockAddrContext, family: u16) {
         _pad2: 0,
         cookie,
     });
-    emit::submit_waking(entry);
+    emit::submit_batched(entry);
 }
 
 #[cgroup_sock_addr(connect4)]

@@ -94,7 +94,7 @@ pub fn keytrail_exec(ctx: RawTracePointContext) -> i32 {
             }
         }
     }
-    emit::submit_waking(entry);
+    emit::submit_batched(entry);
     0
 }
 
@@ -119,7 +119,7 @@ pub fn keytrail_fork(ctx: RawTracePointContext) -> i32 {
         _pad: 0,
         start_boot_ns: read::<u64>(child, o.task_start_boottime).unwrap_or(0),
     });
-    emit::submit_waking(entry);
+    emit::submit_batched(entry);
     0
 }
 
@@ -137,6 +137,6 @@ pub fn keytrail_exit(_ctx: RawTracePointContext) -> i32 {
     entry.write(ExitEvent {
         header: emit::header(EventKind::Exit, tgid),
     });
-    emit::submit_waking(entry);
+    emit::submit_batched(entry);
     0
 }

@@ -17,8 +17,8 @@ impl Clock {
         }
     }
 
-    /// A clock for tests: boot at the Unix epoch plus `boot_unix_ns`.
-    #[cfg(test)]
+    /// A clock that booted at the Unix epoch plus `boot_unix_ns`: for tests, and for replay,
+    /// whose records carry their times already.
     pub fn fixed(boot_unix_ns: u64) -> Self {
         Self {
             boot: SystemTime::UNIX_EPOCH + Duration::from_nanos(boot_unix_ns),

@@ -9,62 +9,28 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     catalog::Catalog,
     clock::{self, Clock},
-    correlate::Correlator,
-    decode::{self, KernelEvent},
-    names::NameCounts,
+    decode,
+    kernel::{
+        preflight,
+        probes::{Maps, Probes, Purpose},
+        readiness,
+    },
+    pipeline::{Pipeline, SourceCounts},
     policy::Policy,
-    preflight,
-    probes::{Maps, Probes},
     process::ProcessTracker,
-    readiness,
     record::Record,
-    rules::Engine,
     sink::{Sink, Writer},
     vocab::Timestamp,
     watcher::Watcher,
 };
 
-/// How often the ring buffer is drained when the kernel did not wake us: the kernel wakes the
-/// reader only past a fill threshold, because a wakeup per event costs more than the event.
-const DRAIN_TICK: Duration = Duration::from_millis(25);
+/// How often the ring buffer is drained when the kernel did not wake us. The kernel wakes the
+/// reader for credential accesses (at most once a millisecond), and for other events only
+/// past a fill threshold, because a wakeup per event costs more than the event; this bounds how
+/// long any event waits.
+const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// How often exited processes are forgotten (every second).
-const SWEEP_EVERY_TICKS: u32 = 40;
-
-#[derive(Default)]
-struct Counts {
-    events: u64,
-    undecodable: u64,
-}
-
-/// The pure stages after decode: kernel events become records, records become findings.
-struct Pipeline {
-    correlator: Correlator,
-    engine: Engine,
-}
-
-impl Pipeline {
-    fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
-        let first = out.len();
-        self.correlator.handle(event, catalog, out);
-        self.find(first, out);
-    }
-
-    /// Time passing: connections that waited long enough for their name are reported.
-    fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
-        let first = out.len();
-        self.correlator.tick(now_boot_ns, out);
-        self.find(first, out);
-    }
-
-    /// Runs the rules over the records from `first` on and appends what they find.
-    fn find(&mut self, first: usize, out: &mut Vec<Record>) {
-        let mut findings = Vec::new();
-        for record in &out[first..] {
-            self.engine.observe(record, &mut findings);
-        }
-        out.append(&mut findings);
-    }
-}
+const SWEEP_EVERY_TICKS: u32 = 100;
 
 pub async fn run(
     mut catalog: Catalog,
@@ -113,11 +79,8 @@ pub async fn run(
         catalog.credentials().count()
     );
 
-    let mut pipeline = Pipeline {
-        correlator: Correlator::new(tracker, clock, Arc::clone(&policy)),
-        engine: Engine::new(Arc::clone(&policy)),
-    };
-    let mut counts = Counts::default();
+    let mut pipeline = Pipeline::new(tracker, clock, Arc::clone(&policy));
+    let mut counts = SourceCounts::default();
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
 
@@ -154,8 +117,7 @@ pub async fn run(
             Wake::Tick => {
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
-                    pipeline.correlator.sweep(clock::boot_ns());
-                    pipeline.engine.sweep(Timestamp::now());
+                    pipeline.sweep(clock::boot_ns(), Timestamp::now());
                 }
             }
             Wake::Data => {}
@@ -172,25 +134,17 @@ pub async fn run(
         &mut writer,
     )?;
     let mut held_back = Vec::new();
-    pipeline.tick(u64::MAX, &mut held_back);
-    pipeline.engine.flush(&mut held_back);
-    let ringbuf_full = counters.ringbuf_full();
-    held_back.push(Record::Stats {
-        time: clock.current(),
-        events: counts.events,
-        dropped: ringbuf_full + counts.undecodable,
-        findings: pipeline.engine.findings(),
-        ringbuf_full,
-        undecodable: counts.undecodable,
-        names: NameCounts {
-            packets_unparsed: counters.get(counter::PACKET_UNPARSED),
-            ..pipeline.correlator.name_counts()
-        },
-    });
+    pipeline.finish(&mut held_back);
+    counts.ringbuf_full = counters.ringbuf_full();
+    counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
+    held_back.push(pipeline.stats(clock.current(), counts));
     writer.send(held_back)?;
     writer.finish()?;
-    if ringbuf_full > 0 {
-        log::warn!("{ringbuf_full} kernel events were lost because the ring buffer was full");
+    if counts.ringbuf_full > 0 {
+        log::warn!(
+            "{} kernel events were lost because the ring buffer was full",
+            counts.ringbuf_full
+        );
     }
     Ok(())
 }
@@ -206,7 +160,7 @@ fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     pipeline: &mut Pipeline,
     catalog: &mut Catalog,
-    counts: &mut Counts,
+    counts: &mut SourceCounts,
     writer: &mut Writer,
 ) -> std::io::Result<()> {
     let mut records = Vec::new();
@@ -249,7 +203,7 @@ fn refresh_catalog(
     }
     apply_catalog(watched, &changes.added, &changes.removed);
     if catalog.needs_open_hook() {
-        probes.ensure_open_hook();
+        probes.ensure(Purpose::CredentialOpen);
     }
     watcher.watch(
         &catalog.directories_to_watch(),

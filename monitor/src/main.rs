@@ -1,7 +1,6 @@
 //! keytrail: an eBPF host-level credential-use monitor. See README.md for the data flow:
 //! kernel hook -> ring buffer -> decode -> process tracker -> catalog match -> correlate -> rules
 //! -> sink.
-mod btf;
 mod catalog;
 mod cli;
 mod clock;
@@ -9,13 +8,11 @@ mod correlate;
 mod daemon;
 mod decode;
 mod fingerprint;
-mod kernel_layout;
+mod kernel;
 mod names;
+mod pipeline;
 mod policy;
-mod preflight;
-mod probes;
 mod process;
-mod readiness;
 mod record;
 mod redact;
 mod replay;

@@ -182,7 +182,27 @@ pub enum Record {
         /// ones that were ignored; TLS server names.
         #[serde(default)]
         names: NameCounts,
+        /// What was forgotten to keep memory bounded.
+        #[serde(default)]
+        evicted: Evictions,
     },
+}
+
+/// What keytrail forgot to keep its memory bounded, counted since start. Each is a place where
+/// a later record may lack what an earlier one would have given it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evictions {
+    /// Remembered credential reads dropped, oldest first, while their lineage still lived: a
+    /// later connect can no longer be a use of them.
+    pub reads: u64,
+    /// Connections forgotten past the per-process cap: a later read can no longer be a use of
+    /// them.
+    pub connections: u64,
+    /// Accesses no longer kept as evidence for findings.
+    pub evidence: u64,
+    /// Entries of rule memory cleared (identities, agent contexts): a finding may be reported
+    /// again.
+    pub rule_memory: u64,
 }
 
 /// A rule's verdict, with who, what, where and the records that prove it.

@@ -1,4 +1,4 @@
-//! `keytrail replay FILE`: recorded records in, findings out, through the same rules engine as
+//! `keytrail replay FILE`: recorded records in, findings out, through the same pipeline as
 //! `run`. No kernel, no privileges: how rules are tested and how users tune a policy.
 use std::{
     fs::File,
@@ -10,9 +10,9 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
+    pipeline::{Pipeline, SourceCounts},
     policy::Policy,
     record::Record,
-    rules::Engine,
     sink::{self, Format, Sink},
     vocab::Timestamp,
 };
@@ -53,16 +53,17 @@ fn add_policy_facts(record: &mut Record, policy: &Policy) {
     }
 }
 
-/// Feeds every record to the engine and writes the findings; returns (records, findings).
+/// Feeds every record to the rules and writes the findings; returns (records, findings).
 pub fn replay(
     input: impl BufRead,
     name: &Path,
     policy: Arc<Policy>,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<(u64, u64)> {
-    let mut engine = Engine::new(Arc::clone(&policy));
-    let mut records = 0;
+    let mut pipeline = Pipeline::for_records(Arc::clone(&policy));
+    let mut counts = SourceCounts::default();
     let mut last_time = Timestamp::default();
+    let mut found = Vec::new();
     for (n, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("{}: reading line {}", name.display(), n + 1))?;
         let line = line.trim();
@@ -72,27 +73,17 @@ pub fn replay(
         let mut record: Record = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a keytrail record", name.display(), n + 1))?;
         add_policy_facts(&mut record, &policy);
-        records += 1;
+        counts.events += 1;
         last_time = record.time();
-        let mut found = Vec::new();
-        engine.observe(&record, &mut found);
-        for f in &found {
-            sink.write(f)?;
+        pipeline.observe(&record, &mut found);
+        for f in found.drain(..) {
+            sink.write(&f)?;
         }
     }
-    let mut held_back = Vec::new();
-    engine.flush(&mut held_back);
-    for f in &held_back {
+    pipeline.finish(&mut found);
+    for f in &found {
         sink.write(f)?;
     }
-    sink.write(&Record::Stats {
-        time: last_time,
-        events: records,
-        dropped: 0,
-        findings: engine.findings(),
-        ringbuf_full: 0,
-        undecodable: 0,
-        names: Default::default(),
-    })?;
-    Ok((records, engine.findings()))
+    sink.write(&pipeline.stats(last_time, counts))?;
+    Ok((counts.events, pipeline.findings()))
 }

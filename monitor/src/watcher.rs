@@ -23,7 +23,7 @@ pub struct Watcher {
 impl Watcher {
     pub fn new() -> io::Result<Self> {
         Ok(Self {
-            inotify: crate::readiness::register_readable(Inotify::init()?)?,
+            inotify: crate::kernel::readiness::register_readable(Inotify::init()?)?,
             watched: BTreeSet::new(),
         })
     }

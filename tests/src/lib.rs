@@ -13,16 +13,14 @@ use serde_json::Value;
 mod netns;
 pub use netns::Netns;
 
-/// Returns false, after saying so loudly, when the tests cannot run here.
-pub fn can_run() -> bool {
+/// Fails the test, saying why, when it cannot run here: a live-kernel test that passes without
+/// having run would hide a broken probe.
+pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "\n*** SKIPPED: live-kernel tests need root; run them with `cargo xtask test` ***\n"
-        );
-        return false;
-    }
-    true
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "live-kernel tests load kernel probes and need root: run them with `cargo xtask test`"
+    );
 }
 
 pub fn keytrail_bin() -> PathBuf {

@@ -16,9 +16,7 @@ fn access_by(k: &mut Keytrail, pid: u32, path: &str) -> serde_json::Value {
 
 #[test]
 fn reads_through_symlink_hard_link_and_relative_path_are_seen() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("paths");
     let netrc = user.write(
         ".netrc",
@@ -63,9 +61,7 @@ fn reads_through_symlink_hard_link_and_relative_path_are_seen() {
 
 #[test]
 fn a_process_reading_in_a_loop_is_reported_once() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("once");
     let token = user.write(".vault-token", SECRET);
     let mut k = Keytrail::start(&[]);
@@ -80,9 +76,7 @@ fn a_process_reading_in_a_loop_is_reported_once() {
 
 #[test]
 fn python_reading_through_mmap_is_seen() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("mmap");
     let key = user.write(
         ".aws/credentials",
@@ -104,9 +98,7 @@ fn python_reading_through_mmap_is_seen() {
 
 #[test]
 fn a_credential_on_tmpfs_is_seen_through_the_open_hook() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let dir = std::env::temp_dir().join(format!("kt-tmpfs-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     run(Command::new("mount")
@@ -140,9 +132,7 @@ fn a_credential_on_tmpfs_is_seen_through_the_open_hook() {
 
 #[test]
 fn credentials_that_appear_or_are_replaced_after_start_are_watched() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("late");
     let mut k = Keytrail::start(&[]);
     // ~/.kube does not exist yet: keytrail must notice the directory, then the file.

@@ -8,9 +8,7 @@ const SECRET: &str = "kt-use-secret-8d2a71";
 
 #[test]
 fn python_reads_netrc_then_connects_and_that_is_a_use() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("use");
     let netrc = user.write(
         ".netrc",
@@ -50,9 +48,7 @@ fn python_reads_netrc_then_connects_and_that_is_a_use() {
 
 #[test]
 fn a_process_without_credentials_connecting_is_not_reported() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut k = Keytrail::start(&[]);
@@ -87,9 +83,7 @@ server.serve_forever()
 
 #[test]
 fn git_fetch_with_stored_credentials_is_a_use_by_git() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("git");
     let served = user.home.join("served");
     fs::create_dir_all(&served).unwrap();

@@ -89,9 +89,7 @@ fn wait_until_resolves(ns: &Netns, name: &str) {
 
 #[test]
 fn dns_answers_name_connections_and_decide_their_scope() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = user_with_netrc("dnsname");
     let ns = Netns::create(
         "dns",
@@ -170,9 +168,7 @@ except OSError:
 
 #[test]
 fn answers_over_tcp_and_ipv6_name_connections_too() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = user_with_netrc("dnstcp");
     let ns = Netns::create("tcp", &["10.77.0.1/24", "fd77::10/64"], "10.77.0.1");
     let mut k = Keytrail::start(&[]);
@@ -211,9 +207,7 @@ fn read_then_tls(port: u16, names: &[&str]) -> String {
 
 #[test]
 fn a_tls_server_name_names_a_connection_without_any_dns() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = user_with_netrc("sni");
     let dir = tempdir("sni");
     run(Command::new("openssl")
@@ -308,9 +302,7 @@ except OSError:
 
 #[test]
 fn malformed_and_truncated_dns_is_counted_and_ignored() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = user_with_netrc("baddns");
     let ns = Netns::create("bad", &["10.77.1.1/24", "10.77.1.5/24"], "10.77.1.1");
     let mut k = Keytrail::start(&[]);

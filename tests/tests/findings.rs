@@ -49,9 +49,7 @@ fn loginuid_is_unset() -> bool {
 
 #[test]
 fn a_token_handed_from_one_task_to_another_is_cross_context_reuse() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let (user, netrc) = user_with_netrc("xctx");
     let (_listener, port) = loopback_listener();
     let mut k = Keytrail::start(&[]);
@@ -84,9 +82,7 @@ fn a_token_handed_from_one_task_to_another_is_cross_context_reuse() {
 
 #[test]
 fn one_task_acting_with_two_identities_is_an_identity_mesh() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let (user, netrc) = user_with_netrc("mesh");
     let git = user.write(
         ".git-credentials",
@@ -120,9 +116,7 @@ fn one_task_acting_with_two_identities_is_an_identity_mesh() {
 
 #[test]
 fn a_root_service_using_a_users_credential_is_identity_collapse() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let (user, netrc) = user_with_netrc("coll");
     let (_listener, port) = loopback_listener();
     let mut k = Keytrail::start(&[]);
@@ -142,9 +136,7 @@ fn a_root_service_using_a_users_credential_is_identity_collapse() {
 
 #[test]
 fn a_use_outside_the_scope_and_an_unexpected_reader_are_reported() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("scope");
     let token = user.write(".kt-token", &format!("{TOKEN}\n"));
     let key = user.write(".ssh/id_ed25519", "kt-private-key-material-0042\n");
@@ -183,7 +175,8 @@ fn a_use_outside_the_scope_and_an_unexpected_reader_are_reported() {
 
 #[test]
 fn a_same_user_same_context_use_in_scope_is_silent() {
-    if !can_run() || !loginuid_is_unset() {
+    require_root();
+    if !loginuid_is_unset() {
         return;
     }
     let (user, netrc) = user_with_netrc("quiet");
@@ -203,9 +196,7 @@ fn a_same_user_same_context_use_in_scope_is_silent() {
 
 #[test]
 fn a_secret_in_argv_is_never_printed() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let (user, netrc) = user_with_netrc("argv");
     let (_listener, port) = loopback_listener();
     let mut k = Keytrail::start(&[]);

@@ -6,9 +6,7 @@ use keytrail_tests::*;
 
 #[test]
 fn ready_names_its_hooks_and_stop_prints_stats_with_nothing_dropped() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let k = Keytrail::start(&[]);
     let ready = k.records[0].clone();
     let hooks: Vec<&str> = ready["hooks"]
@@ -39,9 +37,7 @@ fn ready_names_its_hooks_and_stop_prints_stats_with_nothing_dropped() {
 
 #[test]
 fn catalog_lists_a_users_credentials() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let user = TestUser::create("cat");
     let key = user.write(".ssh/id_ed25519", "not a real key");
     user.write(".ssh/id_ed25519.pub", "public");

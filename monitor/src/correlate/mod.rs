@@ -69,6 +69,8 @@ pub struct Correlator {
     reads: ReadLog,
     accessed: HashSet<(ProcKey, FileKey)>,
     connections: HashMap<ProcKey, VecDeque<Held>>,
+    /// Connections forgotten past `CONNECTIONS_PER_PROCESS`.
+    connections_evicted: u64,
     uses: HashSet<UseKey>,
     namer: Namer,
     pending: pending::Pending,
@@ -87,6 +89,7 @@ impl Correlator {
             reads: ReadLog::default(),
             accessed: HashSet::default(),
             connections: HashMap::default(),
+            connections_evicted: 0,
             uses: HashSet::default(),
             namer: Namer::new(),
             pending: pending::Pending::default(),
@@ -106,6 +109,11 @@ impl Correlator {
                 r
             }
         }
+    }
+
+    /// Reads and connections forgotten so far to stay bounded: (reads, connections).
+    pub fn evicted(&self) -> (u64, u64) {
+        (self.reads.evicted, self.connections_evicted)
     }
 
     /// What name learning saw so far.
@@ -236,6 +244,7 @@ impl Correlator {
         let held = self.connections.entry(process.key).or_default();
         if held.len() >= CONNECTIONS_PER_PROCESS {
             held.pop_front();
+            self.connections_evicted += 1;
         }
         let connection = Held {
             cookie: c.cookie,

@@ -66,12 +66,15 @@ pub(super) struct ReadLog {
     /// Reads by every ancestor of their reader.
     by_ancestor: HashMap<ProcKey, VecDeque<u64>>,
     by_agent: HashMap<AgentRef, VecDeque<u64>>,
+    /// Reads forgotten to stay within `MAX_READS` while a process of their lineage lived.
+    pub evicted: u64,
 }
 
 impl ReadLog {
     pub fn push(&mut self, read: Read) {
         if self.reads.len() >= MAX_READS {
             self.pop_oldest();
+            self.evicted += 1;
         }
         let seq = self.first + self.reads.len() as u64;
         self.by_reader
@@ -164,6 +167,7 @@ impl ReadLog {
         let first = self.first + reads.len() as u64;
         *self = Self {
             first,
+            evicted: self.evicted,
             ..Self::default()
         };
         for read in reads.into_iter().filter(|r| keep(r)) {

@@ -1,55 +1,73 @@
 //! The rules: credential accesses and uses in, findings out (docs/records.md, `finding`). Pure and
 //! fed records, so the daemon and `keytrail replay` run the very same engine.
 //!
-//! Which uses count: a use by the process that read the credential counts unless it is
-//! outside the credential's scope (that is `out-of-scope-use`); a use by a process that did
-//! not read it (inherited, handed up, handed across an agent) counts only inside its scope.
-mod checks;
+//! Each rule is a file of its own with its own state, behind the `Rule` trait (rule.rs). Adding a
+//! rule is that file, a line in `all_rules`, a rule id in `vocab`, and a scenario folder under
+//! scenarios/.
+mod cross_context;
+mod evidence;
 mod fold;
+mod identity_collapse;
+mod identity_mesh;
+mod out_of_scope;
+mod rule;
+mod unexpected_reader;
 
-use std::{
-    collections::{BTreeMap, VecDeque},
-    sync::Arc,
+use std::sync::Arc;
+
+use self::{
+    evidence::Accesses,
+    rule::{Access, Rule, Use},
 };
-
-use foldhash::HashMap;
-
 use crate::{
-    policy::{Policy, Verdict},
-    record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
-    vocab::{AgentRef, RuleId, Timestamp},
+    policy::Policy,
+    record::{Finding, Record},
+    vocab::{Severity, Timestamp},
 };
 
-/// Accesses remembered for evidence, oldest forgotten first.
-const MAX_ACCESSES: usize = 16_384;
-/// Uses remembered per identity as evidence of a mesh.
-const MESH_EVIDENCE: usize = 4;
-/// Identities and agent contexts remembered for collapse and mesh. Past this, the memory is
-/// cleared at the next sweep (said in the log): a finding may then be reported again.
-const MAX_TRACKED: usize = 8192;
+/// Every rule, in the order their findings about one record are reported.
+fn all_rules() -> Vec<Box<dyn Rule + Send>> {
+    vec![
+        Box::new(unexpected_reader::UnexpectedReader),
+        Box::new(out_of_scope::OutOfScope),
+        Box::new(cross_context::CrossContext),
+        Box::<identity_collapse::IdentityCollapse>::default(),
+        Box::<identity_mesh::IdentityMesh>::default(),
+    ]
+}
+
+/// What the engine forgot to stay bounded, for `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Accesses no longer remembered as evidence.
+    pub accesses: u64,
+    /// Entries of rule memory cleared (identities, agent contexts).
+    pub rule_memory: u64,
+}
 
 pub struct Engine {
-    policy: Arc<Policy>,
+    /// The rules policy switches on, each with its severity.
+    rules: Vec<(Box<dyn Rule + Send>, Severity)>,
     folder: fold::Folder,
-    /// The newest access of each (credential, pid), for evidence.
-    accesses: HashMap<(String, u32), Record>,
-    access_order: VecDeque<(String, u32)>,
-    /// Per identity, the first use for each originating user.
-    users: HashMap<String, BTreeMap<u32, Record>>,
-    /// Per (agent, context), the uses of each identity.
-    meshes: HashMap<(AgentRef, String), BTreeMap<String, Vec<Record>>>,
+    accesses: Accesses,
+    rule_memory_cleared: u64,
     reported: u64,
 }
 
 impl Engine {
     pub fn new(policy: Arc<Policy>) -> Self {
+        let rules = all_rules()
+            .into_iter()
+            .filter_map(|rule| {
+                let severity = policy.severity(rule.id())?;
+                Some((rule, severity))
+            })
+            .collect();
         Self {
+            rules,
             folder: fold::Folder::new(policy.fold_window()),
-            policy,
-            accesses: HashMap::default(),
-            access_order: VecDeque::new(),
-            users: HashMap::default(),
-            meshes: HashMap::default(),
+            accesses: Accesses::default(),
+            rule_memory_cleared: 0,
             reported: 0,
         }
     }
@@ -59,9 +77,15 @@ impl Engine {
         self.reported
     }
 
+    pub fn forgotten(&self) -> Forgotten {
+        Forgotten {
+            accesses: self.accesses.evicted,
+            rule_memory: self.rule_memory_cleared,
+        }
+    }
+
     /// Looks at one record; findings it proves are appended to `out`.
     pub fn observe(&mut self, record: &Record, out: &mut Vec<Record>) {
-        let mut found = Vec::new();
         match record {
             Record::CredentialAccess {
                 credential,
@@ -69,9 +93,18 @@ impl Engine {
                 hook,
                 ..
             } => {
-                self.remember_access(credential, process, record);
-                checks::unexpected_reader(record, credential, process, *hook, &mut found);
-                checks::owned_elsewhere(record, credential, process, None, &mut found);
+                self.accesses.remember(credential, process, record);
+                let access = Access {
+                    record,
+                    credential,
+                    process,
+                    hook: *hook,
+                };
+                for (rule, severity) in &mut self.rules {
+                    let mut found = Vec::new();
+                    rule.on_access(&access, &self.accesses, &mut found);
+                    report(&mut self.folder, &mut self.reported, found, *severity, out);
+                }
             }
             Record::CredentialUse {
                 credential,
@@ -81,42 +114,15 @@ impl Engine {
                 reader,
                 ..
             } => {
-                let verdict = endpoint.verdict(&credential.scope);
-                let counts = if via.by_reader() {
-                    verdict != Verdict::Outside
-                } else {
-                    verdict == Verdict::Inside
-                };
-                if via.by_reader() && verdict == Verdict::Outside {
-                    let evidence = self.evidence(credential, reader, record);
-                    found.push(checks::out_of_scope(
-                        credential, process, endpoint, &evidence,
-                    ));
+                let used = Use::new(record, credential, process, endpoint, *via, reader);
+                for (rule, severity) in &mut self.rules {
+                    let mut found = Vec::new();
+                    rule.on_use(&used, &self.accesses, &mut found);
+                    report(&mut self.folder, &mut self.reported, found, *severity, out);
                 }
-                checks::owned_elsewhere(record, credential, process, Some(endpoint), &mut found);
-                if !counts {
-                    self.report(found, out);
-                    return;
-                }
-                if !via.by_reader() && reader.context != process.context {
-                    let evidence = self.evidence(credential, reader, record);
-                    found.push(checks::handed_across(
-                        credential, process, endpoint, reader, &evidence,
-                    ));
-                }
-                checks::collapse(
-                    &mut self.users,
-                    credential,
-                    process,
-                    endpoint,
-                    record,
-                    &mut found,
-                );
-                self.mesh(credential, process, endpoint, record, &mut found);
             }
             _ => {}
         }
-        self.report(found, out);
     }
 
     /// At the end of a run or replay: what folding held back.
@@ -130,114 +136,26 @@ impl Engine {
     /// Drops state nobody will ask for again (closed fold windows), and keeps the rest bounded.
     pub fn sweep(&mut self, now: Timestamp) {
         self.folder.sweep(now);
-        if self.users.len() > MAX_TRACKED {
-            log::warn!(
-                "forgetting which users used which of {} identities",
-                self.users.len()
-            );
-            self.users.clear();
-        }
-        if self.meshes.len() > MAX_TRACKED {
-            log::warn!(
-                "forgetting the identities of {} agent contexts",
-                self.meshes.len()
-            );
-            self.meshes.clear();
+        for (rule, _) in &mut self.rules {
+            self.rule_memory_cleared += rule.sweep();
         }
     }
+}
 
-    fn report(&mut self, found: Vec<Finding>, out: &mut Vec<Record>) {
-        for mut f in found {
-            let Some(severity) = self.policy.severity(f.rule) else {
-                continue;
-            };
-            f.severity = severity;
-            if let Some(f) = self.folder.fold(f) {
-                self.reported += 1;
-                out.push(Record::Finding(Box::new(f)));
-            }
+/// Gives each finding its severity and reports what folding lets through.
+fn report(
+    folder: &mut fold::Folder,
+    reported: &mut u64,
+    found: Vec<Finding>,
+    severity: Severity,
+    out: &mut Vec<Record>,
+) {
+    for mut f in found {
+        f.severity = severity;
+        if let Some(f) = folder.fold(f) {
+            *reported += 1;
+            out.push(Record::Finding(Box::new(f)));
         }
-    }
-
-    fn remember_access(
-        &mut self,
-        credential: &CredentialRef,
-        process: &ProcessRef,
-        record: &Record,
-    ) {
-        let key = (credential.id.clone(), process.pid);
-        if self.accesses.insert(key.clone(), record.clone()).is_none() {
-            self.access_order.push_back(key);
-            if self.access_order.len() > MAX_ACCESSES
-                && let Some(old) = self.access_order.pop_front()
-            {
-                self.accesses.remove(&old);
-            }
-        }
-    }
-
-    /// The records that prove a use: the reader's access, where it is remembered, and the use.
-    /// Made only for a finding: most uses find nothing.
-    fn evidence(
-        &self,
-        credential: &CredentialRef,
-        reader: &ProcessRef,
-        used: &Record,
-    ) -> Vec<Record> {
-        let access = self.accesses.get(&(credential.id.clone(), reader.pid));
-        access.into_iter().chain([used]).cloned().collect()
-    }
-
-    /// `identity-mesh`: a second identity used in one agent context.
-    fn mesh(
-        &mut self,
-        credential: &Arc<CredentialRef>,
-        process: &Arc<ProcessRef>,
-        endpoint: &EndpointRef,
-        record: &Record,
-        found: &mut Vec<Finding>,
-    ) {
-        let Some(agent) = process.agent.clone() else {
-            return;
-        };
-        let identities = self
-            .meshes
-            .entry((agent.clone(), process.context.clone()))
-            .or_default();
-        let uses = identities
-            .entry(credential.identity().to_owned())
-            .or_default();
-        let new_identity = uses.is_empty();
-        if uses.len() < MESH_EVIDENCE {
-            uses.push(record.clone());
-        }
-        if !new_identity || identities.len() < 2 {
-            return;
-        }
-        let listed: Vec<String> = identities
-            .iter()
-            .map(|(identity, uses)| {
-                let endpoints: Vec<String> =
-                    uses.iter().filter_map(checks::endpoint_text).collect();
-                format!("{identity} -> {}", endpoints.join(", "))
-            })
-            .collect();
-        let evidence = identities.values().flatten().cloned().collect();
-        found.push(checks::finding(
-            RuleId::IdentityMesh,
-            format!(
-                "agent {} (pid {}) in context {} acts with {} identities: {}",
-                agent.name,
-                agent.pid,
-                process.context,
-                identities.len(),
-                listed.join("; ")
-            ),
-            credential,
-            process,
-            Some(endpoint),
-            evidence,
-        ));
     }
 }
 

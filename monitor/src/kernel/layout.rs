@@ -4,7 +4,7 @@ use std::{fs, path::Path};
 
 use monitor_common::KernelOffsets;
 
-use crate::btf::Btf;
+use super::btf::Btf;
 
 /// Members the programs read, as (struct, member, setter). A member that is missing keeps
 /// `UNKNOWN_OFFSET`: the programs then report that field as unknown instead of reading garbage.

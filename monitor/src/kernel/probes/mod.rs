@@ -1,0 +1,329 @@
+//! Loading the kernel programs and attaching them from the probe table (table.rs): each purpose
+//! is served by the first hook this kernel allows, and the `ready` record says which. One loop
+//! attaches every hook; what differs between hooks is data in the table.
+mod table;
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, Lsm, ProgramError,
+        RawTracePoint, TracePoint,
+    },
+};
+use monitor_common::{FileKey, counter, map};
+use thiserror::Error;
+
+pub use self::table::Purpose;
+use self::table::{Attach, Fallback, Needs, Probe, TABLE};
+use super::{
+    btf::Btf,
+    layout,
+    preflight::{BTF_PATH, Environment},
+};
+use crate::record::HookReport;
+
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keytrail"));
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    /// The kernel's BTF could not be read.
+    #[error(transparent)]
+    Btf(#[from] super::btf::BtfError),
+    /// The kernel refused the object as a whole (maps or globals).
+    #[error("loading keytrail's kernel programs failed")]
+    Load(#[from] EbpfError),
+    /// A hook with no fallback could not be loaded or attached.
+    #[error("attaching {hook} failed; keytrail cannot run without it")]
+    Attach {
+        hook: String,
+        #[source]
+        source: ProgramError,
+    },
+    /// A map the daemon needs is missing from the object (a build mismatch).
+    #[error("the kernel programs have no map {0}: rebuild keytrail")]
+    MissingMap(&'static str),
+    #[error("opening a kernel map failed")]
+    Map(#[from] MapError),
+}
+
+/// The maps the daemon reads and writes while it runs.
+pub struct Maps {
+    pub events: RingBuf<MapData>,
+    pub watched: HashMap<MapData, FileKey, u32>,
+    pub counters: Counters,
+}
+
+/// The kernel's per-CPU counters (`monitor_common::counter`).
+pub struct Counters(PerCpuArray<MapData, u64>);
+
+impl Counters {
+    /// Sum over CPUs of one counter.
+    pub fn get(&self, index: u32) -> u64 {
+        self.0
+            .get(&index, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+
+    pub fn ringbuf_full(&self) -> u64 {
+        self.get(counter::RINGBUF_FULL)
+    }
+}
+
+/// What attaching needs from the machine, gathered once at load.
+struct Machine {
+    cgroup2: PathBuf,
+    /// The kernel's BTF as aya parses it, for the hooks attached by BTF type (tp_btf, LSM).
+    /// Dropped after load: the hooks attached later (syscall tracepoints) need none.
+    btf: Option<Result<aya::Btf, aya::BtfError>>,
+    filemap_format_known: bool,
+    /// Why BPF LSM programs would never run here, if the kernel says so.
+    bpf_lsm_inactive: Option<String>,
+}
+
+/// The loaded programs; dropping this detaches every hook.
+pub struct Probes {
+    ebpf: Ebpf,
+    machine: Machine,
+    pub hooks: Vec<HookReport>,
+    /// Fallbacks to attach once something needs them, with the refusal of the hook they stand
+    /// in for.
+    deferred: Vec<(&'static Probe, String)>,
+}
+
+impl Probes {
+    pub fn load(env: &Environment) -> Result<(Self, Maps), ProbeError> {
+        let btf = Btf::from_file(Path::new(BTF_PATH))?;
+        let (mut offsets, missing) = layout::offsets_from_btf(&btf);
+        drop(btf);
+        if !missing.is_empty() {
+            log::warn!(
+                "kernel structures without these members, reported as unknown: {}",
+                missing.join(", ")
+            );
+        }
+        let filemap =
+            layout::tracepoint_field_offsets(&env.tracefs, "filemap", "mm_filemap_get_pages");
+        if let Some((ino, dev)) = filemap {
+            (offsets.filemap_ino, offsets.filemap_dev) = (ino, dev);
+        }
+        let self_tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(map::OFFSETS, &offsets, true)
+            .override_global(map::SELF_TGID, &self_tgid, true)
+            .load(PROGRAMS)?;
+
+        let maps = Maps {
+            events: RingBuf::try_from(take(&mut ebpf, map::EVENTS)?)?,
+            watched: HashMap::try_from(take(&mut ebpf, map::WATCHED)?)?,
+            counters: Counters(PerCpuArray::try_from(take(&mut ebpf, map::COUNTERS)?)?),
+        };
+        let mut probes = Self {
+            ebpf,
+            machine: Machine {
+                cgroup2: env.cgroup2.clone(),
+                btf: Some(aya::Btf::from_sys_fs()),
+                filemap_format_known: filemap.is_some(),
+                bpf_lsm_inactive: bpf_lsm_inactive(),
+            },
+            hooks: Vec::new(),
+            deferred: Vec::new(),
+        };
+        for probe in TABLE {
+            probes.attach_or_fall_back(probe)?;
+        }
+        probes.machine.btf = None;
+        if !probes
+            .hooks
+            .iter()
+            .any(|h| h.purpose == Purpose::CredentialRead.name())
+        {
+            // Without read hooks (kernels before 6.11), opens are all there is: the open hook
+            // is needed for every credential, not only those on tmpfs.
+            probes.ensure(Purpose::CredentialOpen);
+        }
+        Ok((probes, maps))
+    }
+
+    /// Attaches the fallbacks for `purpose` that wait until they are needed. Failure is logged
+    /// and reported in `hooks`, never fatal.
+    pub fn ensure(&mut self, purpose: Purpose) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(p, _)| p.purpose == purpose);
+        self.deferred = later;
+        for (preferred, refused) in now {
+            self.fall_back(preferred, &refused);
+        }
+    }
+
+    fn attach_or_fall_back(&mut self, probe: &'static Probe) -> Result<(), ProbeError> {
+        let hook = probe.attach.hook();
+        let refused = match attach(&mut self.ebpf, probe, &self.machine) {
+            Ok(()) => {
+                self.hooks.push(report(probe, None));
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        match probe.fallback {
+            Fallback::None if probe.required => Err(ProbeError::Attach {
+                hook,
+                source: refused,
+            }),
+            Fallback::None => {
+                log::warn!("{hook} unavailable ({refused}): {}", probe.without);
+                Ok(())
+            }
+            Fallback::Now(_) => {
+                self.fall_back(probe, &refused.to_string());
+                Ok(())
+            }
+            Fallback::WhenNeeded(_) => {
+                log::info!("{hook} refused ({refused}); its fallback is attached when needed");
+                self.deferred.push((probe, refused.to_string()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Attaches the fallbacks of `preferred`, which the kernel refused for `refused`.
+    fn fall_back(&mut self, preferred: &'static Probe, refused: &str) {
+        let (Fallback::Now(fallbacks) | Fallback::WhenNeeded(fallbacks)) = preferred.fallback
+        else {
+            return;
+        };
+        let preferred_hook = preferred.attach.hook();
+        for probe in fallbacks {
+            match attach(&mut self.ebpf, probe, &self.machine) {
+                Ok(()) => self.hooks.push(report(
+                    probe,
+                    Some((
+                        preferred_hook.clone(),
+                        format!("{preferred_hook} refused: {refused}"),
+                    )),
+                )),
+                Err(e) => log::warn!(
+                    "{preferred_hook} (Linux {}+) refused ({refused}) and {} unavailable ({e}): {}",
+                    preferred.since,
+                    probe.attach.hook(),
+                    preferred.without
+                ),
+            }
+        }
+    }
+}
+
+/// Loads `probe`'s program (once: fallbacks may share one) and attaches it.
+fn attach(ebpf: &mut Ebpf, probe: &Probe, machine: &Machine) -> Result<(), ProgramError> {
+    match probe.needs {
+        Needs::Nothing => {}
+        Needs::FilemapFormat if machine.filemap_format_known => {}
+        Needs::FilemapFormat => return Err(refusal("no filemap tracepoint format in tracefs")),
+        Needs::ActiveBpfLsm => {
+            if let Some(why) = &machine.bpf_lsm_inactive {
+                return Err(refusal(why));
+            }
+        }
+    }
+    let program = ebpf
+        .program_mut(probe.program)
+        .ok_or(ProgramError::NotLoaded)?;
+    match probe.attach {
+        Attach::RawTracepoint(name) => {
+            let p: &mut RawTracePoint = program.try_into()?;
+            p.load()?;
+            p.attach(name)?;
+        }
+        Attach::BtfTracepoint(name) => {
+            let p: &mut BtfTracePoint = program.try_into()?;
+            p.load(name, kernel_btf(machine)?)?;
+            p.attach()?;
+        }
+        Attach::Tracepoint { category, name } => {
+            let p: &mut TracePoint = program.try_into()?;
+            if p.fd().is_err() {
+                p.load()?;
+            }
+            p.attach(category, name)?;
+        }
+        Attach::Lsm(name) => {
+            let p: &mut Lsm = program.try_into()?;
+            p.load(name, kernel_btf(machine)?)?;
+            p.attach()?;
+        }
+        Attach::CgroupSockAddr(_) => {
+            let p: &mut CgroupSockAddr = program.try_into()?;
+            p.load()?;
+            // Single: the mode this kernel accepts on the root cgroup (see PLATFORM.md).
+            p.attach(cgroup_root(machine)?, CgroupAttachMode::Single)?;
+        }
+        Attach::CgroupSkb(attach_type) => {
+            let p: &mut CgroupSkb = program.try_into()?;
+            p.load()?;
+            p.attach(cgroup_root(machine)?, attach_type, CgroupAttachMode::Single)?;
+        }
+    }
+    Ok(())
+}
+
+/// `probe` attached, in place of `instead_of` (the preferred hook, and why it was refused).
+fn report(probe: &Probe, instead_of: Option<(String, String)>) -> HookReport {
+    let (instead_of, note) = instead_of.unzip();
+    HookReport {
+        purpose: probe.purpose.name().to_owned(),
+        hook: probe.attach.hook(),
+        instead_of,
+        note,
+    }
+}
+
+fn refusal(why: impl Into<String>) -> ProgramError {
+    ProgramError::IOError(std::io::Error::other(why.into()))
+}
+
+fn kernel_btf(machine: &Machine) -> Result<&aya::Btf, ProgramError> {
+    match &machine.btf {
+        Some(Ok(btf)) => Ok(btf),
+        Some(Err(e)) => Err(refusal(format!("kernel BTF: {e}"))),
+        None => Err(refusal("kernel BTF was released after start")),
+    }
+}
+
+fn cgroup_root(machine: &Machine) -> Result<File, ProgramError> {
+    let path = &machine.cgroup2;
+    File::open(path).map_err(|e| {
+        refusal(format!(
+            "cannot open the cgroup2 root {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
+    ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))
+}
+
+/// Why BPF LSM programs would never run here, if the kernel says so: a kernel with BPF LSM
+/// built in but not in its active LSM list (the `lsm=` boot parameter; Debian's default) loads
+/// and attaches them without error, and never calls them.
+fn bpf_lsm_inactive() -> Option<String> {
+    let path = Path::new("/sys/kernel/security/lsm");
+    if !path.exists() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "securityfs", "securityfs", "/sys/kernel/security"])
+            .output();
+    }
+    let active = std::fs::read_to_string(path).ok()?;
+    (!active.split(',').any(|l| l.trim() == "bpf"))
+        .then(|| format!("bpf is not among the active LSMs ({})", active.trim()))
+}
+
+#[cfg(test)]
+mod tests;

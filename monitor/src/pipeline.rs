@@ -1,0 +1,120 @@
+//! The pure stages after decode, as one interface: kernel events become records (the
+//! correlator, with its process tracker and endpoint naming), records become findings (the
+//! rules). `run` feeds it decoded kernel events; `replay` feeds it recorded records, which enter
+//! after correlation. Both take their `stats` from here.
+use std::sync::Arc;
+
+use crate::{
+    catalog::Catalog,
+    clock::Clock,
+    correlate::Correlator,
+    decode::KernelEvent,
+    names::NameCounts,
+    policy::Policy,
+    process::ProcessTracker,
+    record::{Evictions, Record},
+    rules::Engine,
+    vocab::Timestamp,
+};
+
+/// What the stage before the pipeline saw: events in, and those lost on the way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// Kernel events read (or records replayed).
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Events whose bytes did not decode.
+    pub undecodable: u64,
+    /// Packets on watched sockets the kernel could not parse.
+    pub packets_unparsed: u64,
+}
+
+pub struct Pipeline {
+    correlator: Correlator,
+    engine: Engine,
+}
+
+impl Pipeline {
+    pub fn new(tracker: ProcessTracker, clock: Clock, policy: Arc<Policy>) -> Self {
+        Self {
+            correlator: Correlator::new(tracker, clock, Arc::clone(&policy)),
+            engine: Engine::new(policy),
+        }
+    }
+
+    /// For records that were correlated already (`replay`): the rules alone have work to do.
+    pub fn for_records(policy: Arc<Policy>) -> Self {
+        Self::new(ProcessTracker::new(100), Clock::fixed(0), policy)
+    }
+
+    /// One kernel event: the records it makes, and the findings they prove, go to `out`.
+    pub fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
+        let first = out.len();
+        self.correlator.handle(event, catalog, out);
+        self.find(first, out);
+    }
+
+    /// One record made elsewhere (a recorded stream): the findings it proves go to `out`.
+    pub fn observe(&mut self, record: &Record, out: &mut Vec<Record>) {
+        self.engine.observe(record, out);
+    }
+
+    /// Time passing: connections that waited long enough for their name are reported.
+    pub fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
+        let first = out.len();
+        self.correlator.tick(now_boot_ns, out);
+        self.find(first, out);
+    }
+
+    /// Forgets exited processes and closed fold windows, and keeps rule memory bounded.
+    pub fn sweep(&mut self, now_boot_ns: u64, now: Timestamp) {
+        self.correlator.sweep(now_boot_ns);
+        self.engine.sweep(now);
+    }
+
+    /// At the end: every record still held back (connections waiting for a name, folded
+    /// findings).
+    pub fn finish(&mut self, out: &mut Vec<Record>) {
+        self.tick(u64::MAX, out);
+        self.engine.flush(out);
+    }
+
+    /// Findings reported so far.
+    pub fn findings(&self) -> u64 {
+        self.engine.findings()
+    }
+
+    /// The `stats` record: what came in, what was lost, what was found and forgotten.
+    pub fn stats(&self, time: Timestamp, source: SourceCounts) -> Record {
+        let (reads, connections) = self.correlator.evicted();
+        let forgotten = self.engine.forgotten();
+        Record::Stats {
+            time,
+            events: source.events,
+            dropped: source.ringbuf_full + source.undecodable,
+            findings: self.engine.findings(),
+            ringbuf_full: source.ringbuf_full,
+            undecodable: source.undecodable,
+            names: NameCounts {
+                packets_unparsed: source.packets_unparsed,
+                ..self.correlator.name_counts()
+            },
+            evicted: Evictions {
+                reads,
+                connections,
+                evidence: forgotten.accesses,
+                rule_memory: forgotten.rule_memory,
+            },
+        }
+    }
+
+    /// Runs the rules over the records from `first` on and appends what they find.
+    fn find(&mut self, first: usize, out: &mut Vec<Record>) {
+        let mut findings = Vec::new();
+        for record in &out[first..] {
+            self.engine.observe(record, &mut findings);
+        }
+        out.append(&mut findings);
+    }
+}

@@ -1,0 +1,77 @@
+//! `cross-context-reuse`, in two forms:
+//! - by policy: a credential that policy gives to one context is read or used in another;
+//! - by hand-off: a use that counts, by a process that never read the credential, in another
+//!   context than the process of its lineage that read it.
+use super::rule::{Access, Evidence, Rule, Use, endpoint_name, finding};
+use crate::{
+    record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
+    vocab::RuleId,
+};
+use std::sync::Arc;
+
+pub struct CrossContext;
+
+impl Rule for CrossContext {
+    fn id(&self) -> RuleId {
+        RuleId::CrossContextReuse
+    }
+
+    fn on_access(&mut self, a: &Access, _: &dyn Evidence, found: &mut Vec<Finding>) {
+        owned_elsewhere(a.record, a.credential, a.process, None, found);
+    }
+
+    fn on_use(&mut self, u: &Use, evidence: &dyn Evidence, found: &mut Vec<Finding>) {
+        owned_elsewhere(u.record, u.credential, u.process, Some(u.endpoint), found);
+        if !u.counts || u.via.by_reader() || u.reader.context == u.process.context {
+            return;
+        }
+        let (credential, process, reader) = (u.credential, u.process, u.reader);
+        found.push(finding(
+            self.id(),
+            format!(
+                "{} credential {} read in context {} by {} (pid {}) was used in context {} by {} (pid {}) against {}",
+                credential.kind,
+                credential.path,
+                reader.context,
+                reader.comm,
+                reader.pid,
+                process.context,
+                process.comm,
+                process.pid,
+                endpoint_name(u.endpoint)
+            ),
+            credential,
+            process,
+            Some(u.endpoint),
+            evidence.of_use(credential, reader, u.record),
+        ));
+    }
+}
+
+fn owned_elsewhere(
+    record: &Record,
+    credential: &Arc<CredentialRef>,
+    process: &Arc<ProcessRef>,
+    endpoint: Option<&EndpointRef>,
+    found: &mut Vec<Finding>,
+) {
+    let Some(owner) = credential
+        .context
+        .as_ref()
+        .filter(|o| **o != process.context)
+    else {
+        return;
+    };
+    let did = if endpoint.is_some() { "used" } else { "read" };
+    found.push(finding(
+        RuleId::CrossContextReuse,
+        format!(
+            "{} credential {} belongs to context {owner} and was {did} in context {} by {} (pid {})",
+            credential.kind, credential.path, process.context, process.comm, process.pid
+        ),
+        credential,
+        process,
+        endpoint,
+        vec![record.clone()],
+    ));
+}
