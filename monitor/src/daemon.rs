@@ -1,6 +1,6 @@
 //! `keytrail run`: load the probes, then move events from the ring buffer through the correlator
 //! to the sink until SIGINT or SIGTERM; then detach, drain what is left and print stats.
-use std::{io::Write, path::Path, sync::Arc, time::Duration};
+use std::{io::Write, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use monitor_common::{FileKey, counter};
@@ -39,9 +39,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let env = preflight::check()?;
     let clock = Clock::now();
-    let mut tracker = ProcessTracker::new(ticks_per_second());
+    let mut tracker = ProcessTracker::new(ticks_per_second(), Some("/proc".into()));
     tracker
-        .seed_from_procfs(Path::new("/proc"), &policy, &mut catalog.secrets)
+        .seed_from_procfs(&policy, &mut catalog.secrets)
         .context("reading /proc")?;
 
     let (mut probes, maps) = Probes::load(&env)?;

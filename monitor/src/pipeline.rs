@@ -45,7 +45,7 @@ impl Pipeline {
 
     /// For records that were correlated already (`replay`): the rules alone have work to do.
     pub fn for_records(policy: Arc<Policy>) -> Self {
-        Self::new(ProcessTracker::new(100), Clock::fixed(0), policy)
+        Self::new(ProcessTracker::new(100, None), Clock::fixed(0), policy)
     }
 
     /// One kernel event: the records it makes, and the findings they prove, go to `out`.

@@ -18,7 +18,7 @@ impl Correlator {
         let policy = Arc::clone(&self.policy);
         let cgroup = policy
             .matches_cgroups()
-            .then(|| attribution::cgroup_of(e.pid))
+            .then(|| self.tracker.cgroup_of(e.pid))
             .flatten();
         let candidate = Candidate {
             pid: e.pid,

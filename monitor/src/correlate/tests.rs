@@ -84,7 +84,7 @@ fn connect(pid: u32, port: u16) -> KernelEvent {
 /// Runs a recorded stream; returns (type, pid, via) of each record.
 fn run(events: &[KernelEvent], catalog: &mut Catalog) -> Vec<(String, u32, Option<Via>)> {
     let policy = Arc::new(Policy::embedded());
-    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy);
+    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
     let mut out = Vec::new();
     for e in events {
         c.handle(e, catalog, &mut out);
@@ -224,7 +224,7 @@ fn a_secret_variable_is_read_at_exec_and_inherited_without_a_new_read() {
 fn the_same_secret_in_a_file_and_a_variable_is_one_identity() {
     let (mut catalog, _, path) = catalog_with_netrc("identity");
     let policy = Arc::new(Policy::embedded());
-    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy);
+    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
     let mut out = Vec::new();
     let env = [("NETRC_PASSWORD", "netrc-secret-1")];
     c.handle(&exec_env(80, 1, "sh", &env), &mut catalog, &mut out);
@@ -269,7 +269,7 @@ fn tasks_of_one_agent_hand_credentials_across_only_in_scope() {
 fn one_variable_name_with_two_secrets_is_two_identities() {
     let (mut catalog, _, path) = catalog_with_netrc("two-env");
     let policy = Arc::new(Policy::embedded());
-    let mut c = Correlator::new(ProcessTracker::new(100), Clock::fixed(0), policy);
+    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
     let mut out = Vec::new();
     c.handle(
         &exec_env(110, 1, "sh", &[("GITHUB_TOKEN", "token-value-aaaa")]),

@@ -82,15 +82,6 @@ fn context_by_rule(policy: &Policy, me: &Candidate) -> Option<String> {
         })
 }
 
-/// The cgroup (v2) path of `pid`, when policy matches on cgroups. Read from procfs at exec:
-/// a process that is already gone has none.
-pub fn cgroup_of(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_owned)
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

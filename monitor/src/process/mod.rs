@@ -3,7 +3,10 @@
 //! start time, because pids are reused.
 pub mod attribution;
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use foldhash::{HashMap, HashSet};
 
@@ -100,6 +103,10 @@ const EXITED_GRACE_NS: u64 = 2 * 1_000_000_000;
 const MAX_DEPTH: usize = 64;
 
 pub struct ProcessTracker {
+    /// Where processes are looked up when events alone do not tell (normally /proc). `None`
+    /// for recorded streams and tests: then the tracker knows only what events say, and every
+    /// stage after decode is pure.
+    procfs: Option<PathBuf>,
     by_pid: HashMap<u32, Process>,
     /// Exited processes whose pid was taken by a new one, kept for lineage until their TTL.
     exited: HashMap<ProcKey, Process>,
@@ -107,8 +114,9 @@ pub struct ProcessTracker {
 }
 
 impl ProcessTracker {
-    pub fn new(ticks_per_second: u64) -> Self {
+    pub fn new(ticks_per_second: u64, procfs: Option<PathBuf>) -> Self {
         Self {
+            procfs,
             by_pid: HashMap::default(),
             exited: HashMap::default(),
             ns_per_tick: 1_000_000_000 / ticks_per_second.max(1),
@@ -123,17 +131,20 @@ impl ProcessTracker {
         self.by_pid.len()
     }
 
-    /// Reads every process in `proc_root` (normally /proc). Processes that vanish meanwhile are
-    /// skipped: they were racing with us and their exit event will not come.
+    /// Reads every process in procfs, if the tracker has one. Processes that vanish meanwhile
+    /// are skipped: they were racing with us and their exit event will not come.
     /// `policy` decides their contexts and agents, parents first. The fingerprints of their
     /// secret variables are learned too, so that their children's execs do not count as fresh
     /// reads of what the family held already.
     pub fn seed_from_procfs(
         &mut self,
-        proc_root: &Path,
         policy: &Policy,
         secrets: &mut Secrets,
     ) -> std::io::Result<usize> {
+        let Some(proc_root) = self.procfs.clone() else {
+            return Ok(0);
+        };
+        let proc_root = proc_root.as_path();
         let mut seeded = 0;
         for entry in fs::read_dir(proc_root)? {
             let Some(pid) = entry?
@@ -170,9 +181,7 @@ impl ProcessTracker {
         let needs_cgroup = policy.matches_cgroups();
         for key in order {
             let me = &self.by_pid[&key.pid];
-            let cgroup = needs_cgroup
-                .then(|| attribution::cgroup_of(key.pid))
-                .flatten();
+            let cgroup = needs_cgroup.then(|| self.cgroup_of(key.pid)).flatten();
             let candidate = Candidate {
                 pid: key.pid,
                 originating_uid: me.originating_uid(),
@@ -205,10 +214,22 @@ impl ProcessTracker {
     /// A process we have not seen (an event raced ahead of procfs, or a lost fork): look it up
     /// in procfs, else make the best record the event itself allows.
     pub fn get_or_learn(&mut self, pid: u32, comm: &str, uid: u32) -> &Process {
+        let procfs = self.procfs.as_deref();
         self.by_pid.entry(pid).or_insert_with(|| {
-            read_procfs(Path::new("/proc"), pid)
+            procfs
+                .and_then(|root| read_procfs(root, pid))
                 .unwrap_or_else(|| Process::unknown(ProcKey { pid, start: 0 }, 0, comm, uid))
         })
+    }
+
+    /// The cgroup (v2) path of `pid`, when policy matches on cgroups. Read from procfs at exec:
+    /// a process that is already gone has none.
+    pub fn cgroup_of(&self, pid: u32) -> Option<String> {
+        let path = self.procfs.as_ref()?.join(pid.to_string()).join("cgroup");
+        let text = fs::read_to_string(path).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(str::to_owned)
     }
 
     pub fn on_fork(&mut self, pid: u32, ppid: u32, start_boot_ns: u64) {

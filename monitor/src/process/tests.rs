@@ -24,10 +24,9 @@ impl ProcessTracker {
 
 #[test]
 fn seeds_itself_from_procfs() {
-    let mut tracker = ProcessTracker::new(100);
+    let mut tracker = ProcessTracker::new(100, Some("/proc".into()));
     let seeded = tracker
         .seed_from_procfs(
-            Path::new("/proc"),
             &Policy::embedded(),
             &mut Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
         )
@@ -43,7 +42,7 @@ fn seeds_itself_from_procfs() {
 
 #[test]
 fn fork_inherits_and_exec_replaces_the_image() {
-    let mut t = ProcessTracker::new(100);
+    let mut t = ProcessTracker::new(100, None);
     t.on_exec_plain(&exec(10, 1, "bash", 1_000_000_000));
     t.on_fork(11, 10, 2_000_000_000);
     let child = t.get(11).unwrap();
@@ -76,7 +75,7 @@ fn fork_inherits_and_exec_replaces_the_image() {
 
 #[test]
 fn a_reused_pid_is_a_new_process_and_the_old_one_stays_findable() {
-    let mut t = ProcessTracker::new(100);
+    let mut t = ProcessTracker::new(100, None);
     t.on_exec_plain(&exec(20, 1, "git-credential", 1_000_000_000));
     let old = t.get(20).unwrap().key;
     t.on_exit(20, 1_500_000_000);
@@ -90,7 +89,7 @@ fn a_reused_pid_is_a_new_process_and_the_old_one_stays_findable() {
 
 #[test]
 fn an_exited_process_stays_while_a_descendant_lives() {
-    let mut t = ProcessTracker::new(100);
+    let mut t = ProcessTracker::new(100, None);
     t.on_exec_plain(&exec(30, 1, "sh", 1_000_000_000));
     t.on_fork(31, 30, 1_100_000_000); // the shell's child, still running
     t.on_fork(32, 30, 1_200_000_000); // a child that exits too

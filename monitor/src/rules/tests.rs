@@ -1,4 +1,4 @@
-//! The rules on the recorded scenarios of tests/scenarios: each directory holds events.ndjson
+//! The rules on the recorded scenarios beside them (scenarios/): each directory holds events.ndjson
 //! (records in), expected.ndjson (findings out; empty for the negatives that must stay silent)
 //! and optionally policy.toml (else the embedded default).
 use std::{
@@ -27,9 +27,9 @@ impl Sink for Collect {
 }
 
 fn scenarios() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rules/scenarios");
     let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
-        .expect("tests/scenarios exists")
+        .expect("src/rules/scenarios exists")
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
         .collect();
