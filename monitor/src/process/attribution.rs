@@ -110,7 +110,7 @@ mod tests {
 
     fn process(pid: u32, comm: &str, attribution: Attribution) -> Process {
         let mut p = Process::unknown(ProcKey { pid, start: 1 }, 1, comm, 1000);
-        p.attribution = attribution;
+        p.image_mut().attribution = attribution;
         p
     }
 

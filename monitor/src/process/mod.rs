@@ -6,6 +6,7 @@ pub mod attribution;
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use foldhash::{HashMap, HashSet};
@@ -33,19 +34,35 @@ pub struct ProcKey {
 pub struct Process {
     pub key: ProcKey,
     pub ppid: u32,
-    pub comm: String,
-    pub exe: String,
-    pub argv: Vec<String>,
     pub uid: u32,
     /// The user who logged in (audit loginuid); `None` when unset (daemons, CI).
     pub loginuid: Option<u32>,
     pub sessionid: Option<u32>,
     /// Boot time (ns) of the exit, for processes kept a while after exit.
     pub exited_ns: Option<u64>,
-    /// Its context and agent; inherited at fork, decided again at exec.
+    /// What exec gave it; a forked child shares its parent's until it execs itself. A process
+    /// reads its image's fields as its own (`Deref`).
+    pub image: Arc<Image>,
+}
+
+/// What a process has from its last exec: its program, and who it acts for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Image {
+    pub comm: String,
+    pub exe: String,
+    pub argv: Vec<String>,
+    /// Its context and agent, decided at exec.
     pub attribution: Attribution,
     /// Fingerprints of the secret variables in its environment at exec.
     pub env_secrets: Vec<Fingerprint>,
+}
+
+impl std::ops::Deref for Process {
+    type Target = Image;
+
+    fn deref(&self) -> &Image {
+        &self.image
+    }
 }
 
 impl Process {
@@ -54,16 +71,20 @@ impl Process {
         Self {
             key,
             ppid,
-            comm: comm.to_owned(),
-            exe: String::new(),
-            argv: Vec::new(),
             uid,
             loginuid: None,
             sessionid: None,
             exited_ns: None,
-            attribution: Attribution::default(),
-            env_secrets: Vec::new(),
+            image: Arc::new(Image {
+                comm: comm.to_owned(),
+                ..Image::default()
+            }),
         }
+    }
+
+    /// Its image, to change: shared images are copied first.
+    pub fn image_mut(&mut self) -> &mut Image {
+        Arc::make_mut(&mut self.image)
     }
 
     /// The user the action is for: the login user where one is set, else the real uid.
@@ -165,11 +186,11 @@ impl ProcessTracker {
                         continue;
                     };
                     if name == policy.context.label {
-                        process.attribution.label = Some(value.to_owned()); // the last one wins
+                        process.image_mut().attribution.label = Some(value.to_owned()); // the last one wins
                     }
                     if policy.secret_variable(name).is_some() {
                         let print = secrets.learn(value, |print| env_credential_id(name, print));
-                        process.env_secrets.push(print);
+                        process.image_mut().env_secrets.push(print);
                     }
                 }
                 self.by_pid.insert(pid, process);
@@ -195,7 +216,8 @@ impl ProcessTracker {
             };
             let parent = self.by_pid.get(&me.ppid).filter(|p| p.key != key);
             let decided = attribution::attribute(policy, &candidate, parent);
-            self.by_pid.get_mut(&key.pid).expect("seeded").attribution = decided;
+            let me = self.by_pid.get_mut(&key.pid).expect("seeded");
+            me.image_mut().attribution = decided;
         }
         Ok(seeded)
     }
@@ -253,15 +275,17 @@ impl ProcessTracker {
         let process = Process {
             key: ProcKey { pid: e.pid, start },
             ppid: e.ppid,
-            comm: e.comm.clone(),
-            exe: e.filename.clone(),
-            argv: e.argv.clone(),
             uid: e.uid,
             loginuid: e.loginuid,
             sessionid: e.sessionid,
             exited_ns: None,
-            attribution,
-            env_secrets,
+            image: Arc::new(Image {
+                comm: e.comm.clone(),
+                exe: e.filename.clone(),
+                argv: e.argv.clone(),
+                attribution,
+                env_secrets,
+            }),
         };
         self.replace(process);
     }
@@ -372,15 +396,16 @@ fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
     Some(Process {
         key: ProcKey { pid, start },
         ppid,
-        comm,
-        exe,
-        argv,
         uid,
         loginuid: read_id("loginuid"),
         sessionid: read_id("sessionid"),
         exited_ns: None,
-        attribution: Attribution::default(),
-        env_secrets: Vec::new(),
+        image: Arc::new(Image {
+            comm,
+            exe,
+            argv,
+            ..Image::default()
+        }),
     })
 }
 
