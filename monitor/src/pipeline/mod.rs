@@ -118,3 +118,6 @@ impl Pipeline {
         out.append(&mut findings);
     }
 }
+
+#[cfg(test)]
+mod tests;
