@@ -41,7 +41,7 @@ pub async fn run(
     let clock = Clock::now();
     let mut tracker = ProcessTracker::new(ticks_per_second(), Some("/proc".into()));
     tracker
-        .seed_from_procfs(&policy, &mut catalog.secrets)
+        .seed_from_procfs(&policy, &mut catalog)
         .context("reading /proc")?;
 
     let (mut probes, maps) = Probes::load(&env)?;

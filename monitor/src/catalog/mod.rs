@@ -88,8 +88,9 @@ pub struct Changes {
 pub struct Catalog {
     sources: Vec<Source>,
     credentials: BTreeMap<FileKey, Credential>,
-    /// Fingerprints of every secret seen, in files and in environments.
-    pub secrets: Secrets,
+    /// Fingerprints of every secret seen, in files and in environments: the one place they are
+    /// learned (`resolve`, `learn_variable`).
+    secrets: Secrets,
 }
 
 impl Catalog {
@@ -125,6 +126,17 @@ impl Catalog {
             }
         }
         sources
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Learns the secret in environment variable `name` (seen at exec, or in procfs at start):
+    /// its fingerprint, and the credential it was first seen in when it is new.
+    pub fn learn_variable(&mut self, name: &str, value: &str) -> Fingerprint {
+        self.secrets
+            .learn(value, |print| env_credential_id(name, print))
     }
 
     pub fn sources(&self) -> &[Source] {

@@ -40,9 +40,7 @@ impl Correlator {
             let Some(kind) = policy.secret_variable(name) else {
                 continue;
             };
-            let print = catalog
-                .secrets
-                .learn(value, |print| catalog::env_credential_id(name, print));
+            let print = catalog.learn_variable(name, value);
             secrets.push(print);
             if !inherited.contains(&print) {
                 fresh.push((name.clone(), kind, print));
@@ -56,13 +54,13 @@ impl Correlator {
             return;
         }
         let process = self.tracker.get(e.pid).expect("just added").clone();
-        let process_ref = self.process_ref(&process, &catalog.secrets);
+        let process_ref = self.process_ref(&process, catalog.secrets());
         for (name, kind, print) in fresh {
             let id = catalog::env_credential_id(&name, print);
             let path = format!("env:{name}");
             let facts = policy.credential_facts(kind, &path);
             let credential = Arc::new(CredentialRef {
-                identity: catalog.secrets.identity(&id, Some(print)),
+                identity: catalog.secrets().identity(&id, Some(print)),
                 id,
                 kind,
                 path,

@@ -157,10 +157,10 @@ impl Correlator {
                     return;
                 }
                 let credential = Arc::clone(&credential.record);
-                let process_ref = self.process_ref(&process, &catalog.secrets);
+                let process_ref = self.process_ref(&process, catalog.secrets());
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
-            KernelEvent::Connect(connect) => self.on_connect(connect, &catalog.secrets, out),
+            KernelEvent::Connect(connect) => self.on_connect(connect, catalog.secrets(), out),
             KernelEvent::Payload(payload) => {
                 if let Some(settled) = self.namer.on_payload(payload) {
                     self.on_named(payload.pid, settled, out);

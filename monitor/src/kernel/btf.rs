@@ -9,7 +9,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum BtfError {
     /// The file could not be read.
-    #[error("cannot read BTF from {path}: {source}")]
+    #[error("cannot read BTF from {path}")]
     Read {
         path: String,
         #[source]

@@ -3,7 +3,7 @@ use std::{ops::Range, path::PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The file could not be read at all.
-    #[error("cannot read policy {}: {source}", path.display())]
+    #[error("cannot read policy {}", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -13,7 +13,7 @@ use foldhash::{HashMap, HashSet};
 
 use self::attribution::{Attribution, Candidate};
 use crate::{
-    catalog::env_credential_id,
+    catalog::Catalog,
     decode::Exec,
     fingerprint::Fingerprint,
     policy::{Policy, ProcessFacts},
@@ -160,7 +160,7 @@ impl ProcessTracker {
     pub fn seed_from_procfs(
         &mut self,
         policy: &Policy,
-        secrets: &mut Secrets,
+        catalog: &mut Catalog,
     ) -> std::io::Result<usize> {
         let Some(proc_root) = self.procfs.clone() else {
             return Ok(0);
@@ -189,7 +189,7 @@ impl ProcessTracker {
                         process.image_mut().attribution.label = Some(value.to_owned()); // the last one wins
                     }
                     if policy.secret_variable(name).is_some() {
-                        let print = secrets.learn(value, |print| env_credential_id(name, print));
+                        let print = catalog.learn_variable(name, value);
                         process.image_mut().env_secrets.push(print);
                     }
                 }

@@ -28,7 +28,10 @@ fn seeds_itself_from_procfs() {
     let seeded = tracker
         .seed_from_procfs(
             &Policy::embedded(),
-            &mut Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
+            &mut Catalog::new(
+                Vec::new(),
+                Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
+            ),
         )
         .unwrap();
     assert!(seeded > 1);
