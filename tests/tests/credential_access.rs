@@ -92,6 +92,10 @@ fn python_reading_through_mmap_is_seen() {
     let pid = run_pid(Command::new("python3").args(["-c", &script]));
     let record = access_by(&mut k, pid, &path_str(&key));
     assert_eq!(record["credential"]["kind"], "aws");
+    assert_eq!(
+        record["hook"], "mmap",
+        "seen by a filemap fault hook, not at open"
+    );
     let (records, stderr) = k.stop();
     assert_no_secret(&records, &stderr, &[SECRET]);
 }

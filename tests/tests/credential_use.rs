@@ -38,10 +38,12 @@ fn python_reads_netrc_then_connects_and_that_is_a_use() {
     );
     let access = records
         .iter()
-        .position(|r| r["type"] == "credential_access" && r["process"]["pid"] == pid);
+        .position(|r| r["type"] == "credential_access" && r["process"]["pid"] == pid)
+        .expect("python's access is reported");
     let usage = records
         .iter()
-        .position(|r| r["type"] == "credential_use" && r["process"]["pid"] == pid);
+        .position(|r| r["type"] == "credential_use" && r["process"]["pid"] == pid)
+        .expect("python's use is reported");
     assert!(access < usage, "access is reported before the use");
     assert_no_secret(&records, &stderr, &[SECRET]);
 }

@@ -7,6 +7,13 @@ use keytrail_tests::*;
 #[test]
 fn ready_names_its_hooks_and_stop_prints_stats_with_nothing_dropped() {
     require_root();
+    let running = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        })
+        .count() as u64;
     let k = Keytrail::start(&[]);
     let ready = k.records[0].clone();
     let hooks: Vec<&str> = ready["hooks"]
@@ -24,13 +31,20 @@ fn ready_names_its_hooks_and_stop_prints_stats_with_nothing_dropped() {
     ] {
         assert!(hooks.contains(&expected), "{expected} in {hooks:?}");
     }
+    // Seeded from procfs: about what was running just before (a few may have come or gone).
+    let seeded = ready["processes"].as_u64().unwrap();
     assert!(
-        ready["processes"].as_u64().unwrap() > 1,
-        "the tracker is seeded from procfs"
+        seeded + 20 >= running,
+        "the tracker is seeded from procfs: {seeded} of {running} processes"
     );
+    run(&mut Command::new("true")); // a fork, an exec and an exit the kernel must report
     let (records, _) = k.stop();
     let stats = records.last().unwrap();
-    assert!(stats["events"].as_u64().is_some());
+    assert_eq!(stats["type"], "stats");
+    assert!(
+        stats["events"].as_u64().unwrap() >= 3,
+        "the fork, exec and exit of `true` were seen: {stats}"
+    );
     assert_eq!(stats["dropped"], 0);
     assert_eq!(stats["findings"], 0);
 }

@@ -44,8 +44,11 @@ fn project(record: &Record) -> Option<Value> {
     };
     Some(json!({
         "rule": f.rule,
+        "severity": f.severity,
         "credential": f.credential.id,
         "pid": f.process.pid,
+        "user": f.user,
+        "context": f.context,
         "endpoint": f.endpoint.as_ref().map(|e| format!("{}:{}", e.ip, e.port)),
         "count": f.count,
     }))
@@ -54,6 +57,50 @@ fn project(record: &Record) -> Option<Value> {
 fn sorted(mut values: Vec<Value>) -> Vec<Value> {
     values.sort_by_key(|v| v.to_string());
     values
+}
+
+/// Every field written in `written` is one the record type has: a renamed or misspelt field in a
+/// scenario would otherwise become a default and the scenario test something else.
+fn unknown_fields(written: &Value, parsed: &Value, at: &str, out: &mut Vec<String>) {
+    match (written, parsed) {
+        (Value::Object(w), Value::Object(p)) => {
+            for (key, value) in w {
+                match p.get(key) {
+                    Some(inner) => unknown_fields(value, inner, &format!("{at}.{key}"), out),
+                    None => out.push(format!("{at}.{key}")),
+                }
+            }
+        }
+        (Value::Array(w), Value::Array(p)) => {
+            for (i, (value, inner)) in w.iter().zip(p).enumerate() {
+                unknown_fields(value, inner, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn scenario_records_have_no_field_the_contract_does_not() {
+    for dir in scenarios() {
+        let events = fs::read_to_string(dir.join("events.ndjson")).unwrap();
+        for (n, line) in events.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let written: Value = serde_json::from_str(line).unwrap();
+            let record: Record = serde_json::from_value(written.clone()).unwrap();
+            let parsed = serde_json::to_value(&record).unwrap();
+            let mut unknown = Vec::new();
+            unknown_fields(&written, &parsed, "", &mut unknown);
+            assert!(
+                unknown.is_empty(),
+                "{}/events.ndjson:{}: fields no record has: {unknown:?}",
+                dir.display(),
+                n + 1
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `cargo xtask vm-test`: keytrail on real Debian kernels, each booted under qemu with software
-//! emulation (TCG; KVM on this machine kind hangs stock kernels, see ../shared/PLATFORM.md).
+//! emulation (TCG: /dev/kvm on the development machines is PVM-based, and stock kernels crash or
+//! hang under it).
 //! Each VM runs the scenarios in xtask/vm/init.sh; the host judges its console (check.rs).
 mod check;
 mod initramfs;

@@ -261,7 +261,7 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe, machine: &Machine) -> Result<(), Progr
         Attach::CgroupSockAddr(_) => {
             let p: &mut CgroupSockAddr = program.try_into()?;
             p.load()?;
-            // Single: the mode this kernel accepts on the root cgroup (see PLATFORM.md).
+            // Single: AllowMultiple on the cgroup2 root gave EINVAL on the development host.
             p.attach(cgroup_root(machine)?, CgroupAttachMode::Single)?;
         }
         Attach::CgroupSkb(attach_type) => {
