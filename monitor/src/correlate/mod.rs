@@ -13,9 +13,9 @@
 //! Endpoints are named by the DNS answers the host received (names/), and a TCP connection of a
 //! credential holder waits for its first bytes, whose TLS server name is the better name
 //! (pending.rs).
-mod exec;
 mod pending;
 mod reads;
+mod variables;
 
 use std::{collections::VecDeque, sync::Arc};
 

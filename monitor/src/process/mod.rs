@@ -269,8 +269,26 @@ impl ProcessTracker {
         self.replace(child);
     }
 
-    /// exec keeps pid and start time and replaces the program image.
-    pub fn on_exec(&mut self, e: &Exec, attribution: Attribution, env_secrets: Vec<Fingerprint>) {
+    /// exec keeps pid and start time and replaces the program image; policy decides who the
+    /// new program acts for (attribution.rs). `env_secrets`: its secret variables' fingerprints.
+    pub fn on_exec(&mut self, e: &Exec, policy: &Policy, env_secrets: Vec<Fingerprint>) {
+        let cgroup = policy
+            .matches_cgroups()
+            .then(|| self.cgroup_of(e.pid))
+            .flatten();
+        let candidate = Candidate {
+            pid: e.pid,
+            originating_uid: e.loginuid.unwrap_or(e.uid),
+            facts: ProcessFacts {
+                comm: &e.comm,
+                exe: &e.filename,
+                argv: &e.argv,
+                cgroup: cgroup.as_deref(),
+            },
+            label: e.env.get(&policy.context.label),
+        };
+        let parent = self.by_pid.get(&e.ppid).filter(|p| p.key.pid != e.pid);
+        let attribution = attribution::attribute(policy, &candidate, parent);
         let start = self.ticks(e.start_boot_ns);
         let process = Process {
             key: ProcKey { pid: e.pid, start },

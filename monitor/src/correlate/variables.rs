@@ -1,39 +1,27 @@
-//! An exec: the new program is attributed (context, agent), and the secret variables in its
-//! environment that its parent did not hold already are reads of those secrets.
+//! Secret variables at exec: each secret in the new program's environment that its parent did
+//! not hold already is a read of that secret, by that exec. (The parent's own were read when it
+//! was started; its children simply inherit them.)
 use std::sync::Arc;
 
 use super::Correlator;
 use crate::{
     catalog::{self, Catalog},
     decode::Exec,
-    policy::ProcessFacts,
-    process::attribution::{self, Candidate},
     record::{CredentialRef, Record},
     vocab::Hook,
 };
 
 impl Correlator {
-    /// Attributes the new program, and reads the secret variables its parent did not hold.
+    /// The new program goes to the tracker; the secret variables its parent did not hold are
+    /// its reads.
     pub(super) fn on_exec(&mut self, e: &Exec, catalog: &mut Catalog, out: &mut Vec<Record>) {
         let policy = Arc::clone(&self.policy);
-        let cgroup = policy
-            .matches_cgroups()
-            .then(|| self.tracker.cgroup_of(e.pid))
-            .flatten();
-        let candidate = Candidate {
-            pid: e.pid,
-            originating_uid: e.loginuid.unwrap_or(e.uid),
-            facts: ProcessFacts {
-                comm: &e.comm,
-                exe: &e.filename,
-                argv: &e.argv,
-                cgroup: cgroup.as_deref(),
-            },
-            label: e.env.get(&policy.context.label),
-        };
-        let parent = self.tracker.get(e.ppid).filter(|p| p.key.pid != e.pid);
-        let decided = attribution::attribute(&policy, &candidate, parent);
-        let inherited = parent.map(|p| p.env_secrets.clone()).unwrap_or_default();
+        let inherited = self
+            .tracker
+            .get(e.ppid)
+            .filter(|p| p.key.pid != e.pid)
+            .map(|p| p.env_secrets.clone())
+            .unwrap_or_default();
         let mut secrets = Vec::new();
         let mut fresh = Vec::new();
         for (name, value) in &e.env.0 {
@@ -46,7 +34,7 @@ impl Correlator {
                 fresh.push((name.clone(), kind, print));
             }
         }
-        self.tracker.on_exec(e, decided, secrets);
+        self.tracker.on_exec(e, &policy, secrets);
         if let Some(key) = self.tracker.get(e.pid).map(|p| p.key) {
             self.process_refs.remove(&key); // a new program image, a new record
         }
