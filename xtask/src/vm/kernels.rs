@@ -1,7 +1,8 @@
-//! Debian kernels for the matrix: found in Debian's archives through a private apt state (the
-//! host's own apt configuration is left alone), downloaded once, and cached as bare `vmlinuz`
-//! files under target/vm/kernels. Only the kernel image is kept: everything keytrail needs is
-//! built in (BPF, BTF, cgroup2, loopback, the serial console).
+//! Debian kernels for the matrix, as xtask/vm/kernels.lock pins them (lock.rs): taken from the
+//! cache when it holds them (checked by hash, no network), else downloaded from Debian's archives
+//! through a private apt state (the host's own apt configuration is left alone) and checked
+//! against the lock. Only the kernel image is kept: everything keytrail needs is built in (BPF,
+//! BTF, cgroup2, loopback, the serial console).
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -9,6 +10,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+
+use super::lock;
 
 /// One kernel series of the matrix.
 pub struct Series {
@@ -98,16 +101,32 @@ impl Apt {
             .collect())
     }
 
-    /// Downloads `package` into debs/ and returns the .deb's path.
-    fn download(&self, package: &str) -> anyhow::Result<PathBuf> {
+    /// The version apt would download of `package`, and its .deb's SHA-256 from the index.
+    fn show(&self, package: &str) -> anyhow::Result<(String, String)> {
+        let out = self
+            .command("apt-cache")
+            .args(["show", "--no-all-versions", package])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .with_context(|| format!("apt-cache show {package}: no {name}"))
+        };
+        Ok((field("Version:")?, field("SHA256:")?))
+    }
+
+    /// Downloads `package` at `version` into debs/ and returns the .deb's path.
+    fn download(&self, package: &str, version: &str) -> anyhow::Result<PathBuf> {
         let debs = self.dir.join("debs");
         let status = self
             .command("apt-get")
-            .args(["-qq", "download", package])
+            .args(["-qq", "download", &format!("{package}={version}")])
             .current_dir(&debs)
             .status()?;
         if !status.success() {
-            bail!("apt-get download {package} failed");
+            bail!("apt-get download {package}={version} failed");
         }
         let prefix = format!("{}_", package);
         fs::read_dir(&debs)?
@@ -202,27 +221,111 @@ pub struct Kernel {
     pub vmlinuz: PathBuf,
 }
 
-/// The kernels of `wanted` series, from the cache or downloaded into it.
-pub fn fetch(wanted: &[&'static Series], dir: &Path) -> anyhow::Result<Vec<Kernel>> {
-    let apt = Apt::new(&dir.join("apt"))?;
-    eprintln!("xtask vm-test: looking up kernels in Debian's archives");
-    apt.update()?;
-    let names = apt.package_names()?;
+/// apt with its lists fresh, made only when something must be looked up or downloaded.
+fn apt<'a>(slot: &'a mut Option<Apt>, work: &Path) -> anyhow::Result<&'a Apt> {
+    if slot.is_none() {
+        let apt = Apt::new(&work.join("apt"))?;
+        eprintln!("xtask vm-test: looking up kernels in Debian's archives");
+        apt.update()?;
+        *slot = Some(apt);
+    }
+    Ok(slot.as_ref().expect("just made"))
+}
+
+/// Downloads `package` at `version`, checks the .deb against `deb_sha256`, and puts its vmlinuz
+/// at `to`; returns the vmlinuz's SHA-256.
+fn download_vmlinuz(
+    apt: &Apt,
+    package: &str,
+    version: &str,
+    deb_sha256: &str,
+    to: &Path,
+) -> anyhow::Result<String> {
+    eprintln!("xtask vm-test: downloading {package} {version}");
+    let deb = apt.download(package, version)?;
+    let got = lock::sha256(&deb)?;
+    if got != deb_sha256 {
+        let _ = fs::remove_file(&deb);
+        bail!("{package} {version}: the .deb's SHA-256 is {got}, the lock says {deb_sha256}");
+    }
+    extract_vmlinuz(&deb, to)?;
+    fs::remove_file(&deb)?; // the image is kept; the package (up to 100 MB) is not
+    lock::sha256(to)
+}
+
+/// The kernels of `wanted` series, as the lock pins them. With `refresh`, the newest of each
+/// series in Debian's archives is pinned first (and downloaded), and the lock rewritten.
+pub fn fetch(
+    wanted: &[&'static Series],
+    work: &Path,
+    refresh: bool,
+) -> anyhow::Result<Vec<Kernel>> {
+    let lock_path = lock::path();
+    let mut pins = lock::read(&lock_path)?;
+    let cache = lock::cache_dir();
+    fs::create_dir_all(&cache)
+        .with_context(|| format!("creating the kernel cache {}", cache.display()))?;
+    let mut slot = None;
+    if refresh {
+        let apt = apt(&mut slot, work)?;
+        let names = apt.package_names()?;
+        for series in wanted {
+            let (release, package) = newest(series, &names)
+                .with_context(|| format!("no {} kernel in Debian's archives", series.name))?;
+            let (version, deb_sha256) = apt.show(&package)?;
+            let vmlinuz = cache.join(format!("vmlinuz-{release}"));
+            let vmlinuz_sha256 = download_vmlinuz(apt, &package, &version, &deb_sha256, &vmlinuz)?;
+            pins.retain(|p| p.series != series.name);
+            pins.push(lock::Pin {
+                series: series.name.to_owned(),
+                release,
+                package,
+                version,
+                deb_sha256,
+                vmlinuz_sha256,
+            });
+        }
+        pins.sort_by_key(|p| SERIES.iter().position(|s| s.name == p.series));
+        lock::write(&lock_path, &pins)?;
+        eprintln!("xtask vm-test: pinned in {}", lock_path.display());
+    }
     let mut kernels = Vec::new();
     for series in wanted {
-        let (release, holder) = newest(series, &names)
-            .with_context(|| format!("no {} kernel in Debian's archives", series.name))?;
-        let vmlinuz = dir.join("kernels").join(format!("vmlinuz-{release}"));
-        if !vmlinuz.exists() {
-            eprintln!("xtask vm-test: downloading {holder}");
-            fs::create_dir_all(vmlinuz.parent().unwrap())?;
-            let deb = apt.download(&holder)?;
-            extract_vmlinuz(&deb, &vmlinuz)?;
-            fs::remove_file(&deb)?; // the image is kept; the package (up to 100 MB) is not
+        let pin = pins
+            .iter()
+            .find(|p| p.series == series.name)
+            .with_context(|| {
+                format!(
+                    "{} pins no {} kernel: run `cargo xtask vm-test --refresh`",
+                    lock_path.display(),
+                    series.name
+                )
+            })?;
+        let vmlinuz = cache.join(format!("vmlinuz-{}", pin.release));
+        let cached = vmlinuz.exists() && lock::sha256(&vmlinuz)? == pin.vmlinuz_sha256;
+        if !cached {
+            let apt = apt(&mut slot, work)?;
+            let got = download_vmlinuz(apt, &pin.package, &pin.version, &pin.deb_sha256, &vmlinuz)
+                .with_context(|| {
+                    format!(
+                        "the pinned {} {} is not in the cache ({}) and could not be downloaded; \
+                         if Debian no longer carries it, pin another with --refresh",
+                        pin.package,
+                        pin.version,
+                        cache.display()
+                    )
+                })?;
+            if got != pin.vmlinuz_sha256 {
+                bail!(
+                    "{}: the vmlinuz's SHA-256 is {got}, the lock says {}",
+                    pin.package,
+                    pin.vmlinuz_sha256
+                );
+            }
         }
         kernels.push(Kernel {
             series: series.name,
-            release,
+            release: pin.release.clone(),
             vmlinuz,
         });
     }

@@ -5,6 +5,7 @@
 mod check;
 mod initramfs;
 mod kernels;
+mod lock;
 
 use std::{
     fs,
@@ -26,6 +27,9 @@ pub struct Options {
     /// Seconds one VM may run before it counts as hung (default 600).
     #[arg(long)]
     timeout: Option<u32>,
+    /// Pin the newest kernel of each series in Debian's archives (rewrites xtask/vm/kernels.lock).
+    #[arg(long)]
+    refresh: bool,
 }
 
 /// A fixed, recognisable value: the VM's /init writes it into /root/.netrc, and the check
@@ -54,7 +58,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let dir = build::workspace_root().join("target/vm");
     fs::create_dir_all(&dir)?;
     let keytrail = build::keytrail()?;
-    let kernels = kernels::fetch(&wanted, &dir)?;
+    let kernels = kernels::fetch(&wanted, &dir, opts.refresh)?;
     let image = initramfs::build(&keytrail, &dir)?;
 
     let mut failed = Vec::new();
