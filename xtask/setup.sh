@@ -10,7 +10,7 @@ BPF_LINKER=0.13.0
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-apt_packages=(llvm-${LLVM}-dev libpolly-${LLVM}-dev gcc python3 git curl iproute2 passwd util-linux
+apt_packages=(llvm-${LLVM}-dev libpolly-${LLVM}-dev gcc python3 git curl iproute2 passwd util-linux openssh-client
     dnsmasq-base openssl busybox-static cpio)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -35,16 +35,25 @@ fn python_as(user: &TestUser, script: &str) -> u32 {
     run_pid(user.command("python3").args(["-c", script]))
 }
 
-fn loginuid_is_unset() -> bool {
-    let unset =
-        fs::read_to_string("/proc/self/loginuid").is_ok_and(|v| v.trim() == u32::MAX.to_string());
-    if !unset {
-        eprintln!(
-            "\n*** SKIPPED: this session has a login uid, so every process here acts for that \
-             user and a same-user use cannot be staged ***\n"
-        );
-    }
-    unset
+/// Runs `python3 -c script` as `user` logged in: its loginuid is the user's own (set by root
+/// before it drops to the user), whatever login this test session has. Returns its pid.
+fn python_logged_in_as(user: &TestUser, script: &str) -> u32 {
+    let (uid, gid) = (user.uid.to_string(), user.gid.to_string());
+    run_pid(
+        Command::new("sh")
+            .args([
+                "-c",
+                "echo \"$0\" > /proc/self/loginuid && \
+                 exec setpriv --reuid \"$0\" --regid \"$1\" --clear-groups -- python3 -c \"$2\"",
+                &uid,
+                &gid,
+                script,
+            ])
+            .env("HOME", &user.home)
+            // The system's python: root's PATH may lead to an interpreter the user cannot run.
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .current_dir(&user.home),
+    )
 }
 
 #[test]
@@ -176,22 +185,57 @@ fn a_use_outside_the_scope_and_an_unexpected_reader_are_reported() {
 #[test]
 fn a_same_user_same_context_use_in_scope_is_silent() {
     require_root();
-    if !loginuid_is_unset() {
-        return;
-    }
     let (user, netrc) = user_with_netrc("quiet");
     let (_listener, port) = loopback_listener();
     let mut k = Keytrail::start(&[]);
     let script = format!("open({netrc:?}).read()\n{}", connect_script(port));
-    let pid = python_as(&user, &script);
-    k.wait_for("the use itself", WAIT, |r| {
+    let pid = python_logged_in_as(&user, &script);
+    let used = k.wait_for("the use itself", WAIT, |r| {
         r["type"] == "credential_use" && r["process"]["pid"] == pid
     });
+    assert_eq!(
+        used["process"]["loginuid"], user.uid,
+        "the reader acts for the user it runs as"
+    );
     k.settle(Duration::from_millis(300));
     let (records, _) = k.stop();
     let any: Vec<&Value> = records.iter().filter(|r| r["type"] == "finding").collect();
     assert!(any.is_empty(), "no finding on the quiet path: {any:#?}");
     assert_eq!(records.last().unwrap()["findings"], 0);
+}
+
+#[test]
+fn ssh_reading_its_own_key_and_a_task_using_what_it_read_are_silent() {
+    require_root();
+    let (user, netrc) = user_with_netrc("quiet2");
+    let key = user.write(".ssh/id_ed25519", "");
+    // A real key, written by ssh-keygen as the user: an allowed reader of it.
+    fs::remove_file(&key).unwrap();
+    run(user
+        .command("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    let (_listener, port) = loopback_listener();
+    let mut k = Keytrail::start(&[]);
+    let keygen = run_pid(user.command("ssh-keygen").args(["-y", "-f"]).arg(&key));
+    // One task reads the netrc and connects inside its scope: same context, no hand-off.
+    let task = format!(
+        "import os, subprocess\n\
+         t1 = dict(os.environ, KEYTRAIL_CONTEXT='task-1')\n\
+         subprocess.run(['python3', '-c', 'open({netrc:?}).read()\\n' + {connect:?}], env=t1, check=True)\n",
+        connect = connect_script(port)
+    );
+    let agent = python_logged_in_as(&user, &task);
+    k.wait_for("ssh-keygen's read of the key", WAIT, |r| {
+        r["type"] == "credential_access" && r["process"]["pid"] == keygen
+    });
+    k.wait_for("the task's use", WAIT, |r| {
+        r["type"] == "credential_use" && r["process"]["ppid"] == agent
+    });
+    k.settle(Duration::from_millis(300));
+    let (records, _) = k.stop();
+    let any: Vec<&Value> = records.iter().filter(|r| r["type"] == "finding").collect();
+    assert!(any.is_empty(), "no finding: {any:#?}");
 }
 
 #[test]
