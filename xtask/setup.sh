@@ -24,18 +24,26 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The kernel matrix (cargo xtask vm-test) boots VMs with qemu. This machine kind carries qemu-utils
-# 10.0.2 from bookworm-backports; qemu-system-x86 comes from there too, so the two stay in step
-# (bookworm's own 7.2 would replace it).
+# from the release's backports; qemu-system-x86 comes from there too, so the two stay in step (the
+# release's own qemu would replace it).
 if ! command -v qemu-system-x86_64 >/dev/null; then
-    say "installing qemu-system-x86 from bookworm-backports"
-    backports=/etc/apt/sources.list.d/keytrail-bookworm-backports.sources
-    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" \
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    say "installing qemu-system-x86 from ${codename}-backports"
+    backports=/etc/apt/sources.list.d/keytrail-${codename}-backports.sources
+    if ! grep -rqs "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: ${codename}-backports" \
             "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" > "$backports"
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
+    apt-get install -y -qq --no-install-recommends -t "${codename}-backports" qemu-system-x86 >/dev/null
+fi
+
+if ! command -v rustup >/dev/null; then
+    say "rustup is missing: keytrail builds with a pinned toolchain (${TOOLCHAIN}) that rustup installs."
+    say "Install rustup from your distribution (apt-get install rustup, Debian 13 and later) or as"
+    say "https://rustup.rs describes, then run this script again."
+    exit 1
 fi
 
 if ! rustup toolchain list | grep -q "^${TOOLCHAIN}-"; then

@@ -70,9 +70,10 @@ pub struct WatchArgs {
     /// Also watch PATH (globs allowed), as credential KIND (default: guessed from the name).
     #[arg(long = "watch", value_name = "PATH[=KIND]", value_parser = parse_watch)]
     pub watch: Vec<(String, Option<Kind>)>,
-    /// Read home directories from this passwd file.
-    #[arg(long, default_value = "/etc/passwd", hide = true)]
-    pub passwd: PathBuf,
+    /// Read home directories from this passwd file instead of the user database (NSS: files,
+    /// LDAP, SSSD, ...).
+    #[arg(long, hide = true)]
+    pub passwd: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

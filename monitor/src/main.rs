@@ -79,7 +79,7 @@ fn load_policy(config: Option<&Path>) -> anyhow::Result<Policy> {
 
 /// The policy's credentials plus `--watch` entries.
 fn catalog(args: &WatchArgs, policy: &Policy) -> anyhow::Result<Catalog> {
-    let homes = catalog::home_directories(&args.passwd);
+    let homes = catalog::home_directories(args.passwd.as_deref());
     let mut sources: Vec<Source> = args
         .watch
         .iter()

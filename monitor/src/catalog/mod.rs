@@ -195,19 +195,46 @@ impl Catalog {
 }
 
 /// Home directories: /root and every account's home that exists (from /etc/passwd).
-pub fn home_directories(passwd: &Path) -> Vec<PathBuf> {
+pub fn home_directories(passwd: Option<&Path>) -> Vec<PathBuf> {
+    let listed = match passwd {
+        Some(file) => fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split(':').nth(5).map(PathBuf::from))
+            .collect(),
+        None => user_database_homes(),
+    };
     let mut homes = vec![PathBuf::from("/root")];
-    let text = fs::read_to_string(passwd).unwrap_or_default();
-    for line in text.lines() {
-        let Some(home) = line.split(':').nth(5) else {
-            continue;
-        };
-        let home = PathBuf::from(home);
+    for home in listed {
         if home != Path::new("/") && home.is_dir() && !homes.contains(&home) {
             homes.push(home);
         }
     }
     homes.retain(|h| h.is_dir());
+    homes
+}
+
+/// Every account's home from the user database as NSS serves it (files, LDAP, SSSD, ...), not
+/// /etc/passwd alone. getpwent keeps state in libc: called once, at start, before any thread.
+fn user_database_homes() -> Vec<PathBuf> {
+    let mut homes = Vec::new();
+    // SAFETY: setpwent/getpwent/endpwent are used from one thread; each entry's pw_dir is a
+    // NUL-terminated string valid until the next call, and is copied before it.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let entry = libc::getpwent();
+            if entry.is_null() {
+                break;
+            }
+            let dir = (*entry).pw_dir;
+            if !dir.is_null() {
+                let bytes = std::ffi::CStr::from_ptr(dir).to_bytes();
+                homes.push(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)));
+            }
+        }
+        libc::endpwent();
+    }
     homes
 }
 
@@ -316,6 +343,22 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn homes_come_from_the_user_database() {
+        // root's entry is in every user database; its home, /root, is listed first anyway.
+        assert!(user_database_homes().contains(&PathBuf::from("/root")));
+        let passwd = scratch("passwd").join("passwd");
+        fs::write(
+            &passwd,
+            "x:x:1:1::/nonexistent:/bin/sh\ny:x:2:2::/tmp:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(
+            home_directories(Some(&passwd)),
+            [PathBuf::from("/root"), PathBuf::from("/tmp")]
+        );
     }
 
     #[test]
