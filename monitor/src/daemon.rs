@@ -62,9 +62,13 @@ pub async fn run(
         &mut watcher,
     );
 
-    // Before `ready`: a signal right after it must stop us cleanly, not kill us.
+    // Before `ready`: a signal right after it must stop us cleanly, not kill us. SIGQUIT stops
+    // as SIGTERM does (its default is a core dump, and ours would hold environments); SIGHUP,
+    // whose default would end us, is logged and changes nothing yet.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigquit = signal(SignalKind::quit())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     sink.write(&Record::Ready {
         time: clock.current(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -84,29 +88,39 @@ pub async fn run(
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
 
+    // A write error is the output gone (a closed pipe, a full disk): keytrail stops, and says
+    // what it saw in the log instead.
+    let mut output_error = None;
     loop {
         enum Wake {
             Data,
             Tick,
             Catalog,
+            Hangup,
             Stop,
         }
         let wake = tokio::select! {
             ready = events.readable_mut() => { ready?.clear_ready(); Wake::Data }
             _ = tick.tick() => Wake::Tick,
             changed = watcher.changed() => { changed?; Wake::Catalog }
+            _ = sighup.recv() => Wake::Hangup,
             _ = sigint.recv() => Wake::Stop,
             _ = sigterm.recv() => Wake::Stop,
+            _ = sigquit.recv() => Wake::Stop,
         };
-        drain(
+        if let Err(e) = drain(
             events.get_mut(),
             &mut pipeline,
             &mut catalog,
             &mut counts,
             &mut writer,
-        )?;
+        ) {
+            output_error = Some(e);
+            break;
+        }
         match wake {
             Wake::Stop => break,
+            Wake::Hangup => log::warn!("SIGHUP: reloading is not supported yet; running on"),
             Wake::Catalog => refresh_catalog(
                 &mut catalog,
                 &policy,
@@ -126,18 +140,30 @@ pub async fn run(
 
     log::info!("stopping: detaching probes and draining what is left");
     drop(probes);
-    drain(
-        events.get_mut(),
-        &mut pipeline,
-        &mut catalog,
-        &mut counts,
-        &mut writer,
-    )?;
+    if output_error.is_none()
+        && let Err(e) = drain(
+            events.get_mut(),
+            &mut pipeline,
+            &mut catalog,
+            &mut counts,
+            &mut writer,
+        )
+    {
+        output_error = Some(e);
+    }
     let mut held_back = Vec::new();
     pipeline.finish(&mut held_back);
     counts.ringbuf_full = counters.ringbuf_full();
     counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
-    held_back.push(pipeline.stats(clock.current(), counts));
+    let stats = pipeline.stats(clock.current(), counts);
+    if let Some(e) = output_error {
+        log::error!(
+            "the output failed ({e}); {}",
+            serde_json::to_string(&stats).unwrap_or_default()
+        );
+        return Err(OutputClosed(e).into());
+    }
+    held_back.push(stats);
     writer.send(held_back)?;
     writer.finish()?;
     if counts.ringbuf_full > 0 {
@@ -148,6 +174,11 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Records could no longer be written: the stats record went to the log instead.
+#[derive(Debug, thiserror::Error)]
+#[error("the output failed; keytrail stopped")]
+pub struct OutputClosed(#[source] pub std::io::Error);
 
 /// Records handed to the writer at once, at most: a backlog is written as it is worked through.
 /// A record waits for its batch to fill, so this bounds the lag a busy drain adds: 128 records

@@ -49,8 +49,10 @@ impl std::str::FromStr for Fingerprint {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("a fingerprint is 16 hex digits, not `{s}`");
-        if s.len() != 16 {
+        let bad = || format!("a fingerprint is 16 hex digits, not `{}`", s.escape_debug());
+        // Hex digits first: slicing a string of 16 bytes that are not all ASCII would cut a
+        // character in two.
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut out = [0; 8];
@@ -87,5 +89,9 @@ mod tests {
         let printed = a.of(b"ghp_x").to_string();
         assert_eq!(printed.len(), 16);
         assert_eq!(printed.parse::<Fingerprint>().unwrap(), a.of(b"ghp_x"));
+        // 16 bytes, not 16 hex digits: an error, not a panic on a character boundary.
+        for bad in ["éééééééé", "0123456789abcdeg", "+123456789abcdef"] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
+        }
     }
 }

@@ -36,6 +36,10 @@ use crate::{
     vocab::Kind,
 };
 
+/// Exit status of `run` when its output was closed under it (0: stopped by a signal; 1: another
+/// error; 2: bad usage).
+const EXIT_OUTPUT_CLOSED: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = ["info", "debug", "trace"][cli.verbose.min(2) as usize];
@@ -55,6 +59,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `run` whose output went away: what it saw is in the log; say so in the status too.
+        Err(e) if e.downcast_ref::<daemon::OutputClosed>().is_some() => {
+            log::error!("{e:#}");
+            ExitCode::from(EXIT_OUTPUT_CLOSED)
+        }
         // A reader that went away (`keytrail replay F | head`) is not an error.
         Err(e)
             if e.downcast_ref::<std::io::Error>()
@@ -94,6 +103,10 @@ fn catalog(args: &WatchArgs, policy: &Policy) -> anyhow::Result<Catalog> {
 }
 
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
+    // No core dump (it would hold environments and secrets on their way to a fingerprint), and
+    // /proc/PID of keytrail readable by root only.
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let policy = load_policy(args.watch.config.as_deref())?;
     let catalog = catalog(&args.watch, &policy)?;
     let colour = args.format == Format::Text && std::io::stdout().is_terminal();

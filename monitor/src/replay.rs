@@ -2,7 +2,7 @@
 //! `run`. No kernel, no privileges: how rules are tested and how users tune a policy.
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader},
+    io::{self, BufRead, BufReader, Read},
     path::Path,
     sync::Arc,
 };
@@ -53,9 +53,13 @@ fn add_policy_facts(record: &mut Record, policy: &Policy) {
     }
 }
 
+/// The longest line read: a record is a few KiB, and `replay /dev/zero` must end with an error,
+/// not with all the memory there is.
+const MAX_LINE: usize = 1 << 20;
+
 /// Feeds every record to the rules and writes the findings; returns (records, findings).
 pub fn replay(
-    input: impl BufRead,
+    mut input: impl BufRead,
     name: &Path,
     policy: Arc<Policy>,
     sink: &mut dyn Sink,
@@ -64,14 +68,31 @@ pub fn replay(
     let mut counts = SourceCounts::default();
     let mut last_time = Timestamp::default();
     let mut found = Vec::new();
-    for (n, line) in input.lines().enumerate() {
-        let line = line.with_context(|| format!("{}: reading line {}", name.display(), n + 1))?;
-        let line = line.trim();
+    let mut buf = Vec::new();
+    for n in 1.. {
+        buf.clear();
+        let read = (&mut input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("{}: reading line {n}", name.display()))?;
+        if read == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE {
+            anyhow::bail!(
+                "{}:{n}: longer than {} KiB: not a keytrail record",
+                name.display(),
+                MAX_LINE / 1024
+            );
+        }
+        let line = std::str::from_utf8(&buf)
+            .with_context(|| format!("{}:{n}: not UTF-8", name.display()))?
+            .trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let mut record: Record = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a keytrail record", name.display(), n + 1))?;
+            .with_context(|| format!("{}:{n}: not a keytrail record", name.display()))?;
         add_policy_facts(&mut record, &policy);
         counts.events += 1;
         last_time = record.time();

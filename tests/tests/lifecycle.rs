@@ -86,3 +86,50 @@ fn bad_arguments_get_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigquit_stops_cleanly_and_sighup_does_not_stop() {
+    require_root();
+    let mut k = Keytrail::start(&[]);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(k.pid() as i32, libc::SIGHUP) };
+    k.settle(std::time::Duration::from_millis(300));
+    assert!(k.running(), "SIGHUP does not stop keytrail");
+    let (records, _) = k.stop_with(libc::SIGQUIT);
+    assert_eq!(records.last().unwrap()["type"], "stats");
+}
+
+#[test]
+fn a_closed_output_stops_keytrail_with_its_own_status_and_the_stats_in_the_log() {
+    use std::io::{BufRead, BufReader};
+    require_root();
+    let user = TestUser::create("pipe");
+    let netrc = user.write(
+        ".netrc",
+        "machine 127.0.0.1 login bot password kt-pipe-secret-1\n",
+    );
+    let mut child = Command::new(keytrail_bin())
+        .args(["run", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    assert!(ready.contains("\"ready\""), "{ready}");
+    drop(stdout); // the reader goes away
+    // Something to write: keytrail finds its output closed when it writes it.
+    for _ in 0..20 {
+        run(user.command("cat").arg(&netrc));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("\"type\":\"stats\""), "{stderr}");
+    assert!(!stderr.contains("kt-pipe-secret-1"), "{stderr}");
+}

@@ -182,3 +182,31 @@ fn a_broken_line_is_an_error_naming_file_and_line() {
         "{err:#}"
     );
 }
+
+#[test]
+fn an_endless_line_is_refused_not_read_into_memory() {
+    // What `keytrail replay /dev/zero` reads: bytes without end, and no newline.
+    let endless = BufReader::new(std::io::repeat(0));
+    let err = replay::replay(
+        endless,
+        Path::new("/dev/zero"),
+        Arc::new(Policy::embedded()),
+        &mut Collect::default(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with("/dev/zero:1: longer than"),
+        "{err:#}"
+    );
+    let err = replay::replay(
+        &b"\xff\xfe\n"[..],
+        Path::new("bytes"),
+        Arc::new(Policy::embedded()),
+        &mut Collect::default(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with("bytes:1: not UTF-8"),
+        "{err:#}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Where records go: one printer per output format, behind one trait.
 mod json;
+mod printable;
 mod text;
 mod writer;
 

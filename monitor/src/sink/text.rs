@@ -1,6 +1,8 @@
+//! The text sink: one line per record, for people. Every string a process controls goes through
+//! `printable`, so no record can forge a line or drive the terminal.
 use std::io::{self, Write};
 
-use super::Sink;
+use super::{Sink, printable::printable};
 use crate::{
     record::{EndpointRef, ProcessRef, Record},
     vocab::HostSource,
@@ -30,7 +32,12 @@ fn process(p: &ProcessRef) -> String {
     let login = p.loginuid.map_or_else(|| "-".to_owned(), |l| l.to_string());
     format!(
         "{}[{}] (ppid {}, uid {}, login {}, {})",
-        p.comm, p.pid, p.ppid, p.uid, login, p.context
+        printable(&p.comm),
+        p.pid,
+        p.ppid,
+        p.uid,
+        login,
+        printable(&p.context)
     )
 }
 
@@ -43,7 +50,7 @@ fn endpoint(e: &EndpointRef) -> String {
     let host = e
         .host
         .as_deref()
-        .map(|h| format!("{h}{source} "))
+        .map(|h| format!("{}{source} ", printable(h)))
         .unwrap_or_default();
     let protocol = serde_json::to_value(e.protocol)
         .ok()
@@ -85,7 +92,7 @@ impl<W: Write> Sink for TextSink<W> {
             } => format!(
                 "{time} {} {} ({}) read by {} via {hook:?}",
                 self.label("access", "1;33"),
-                credential.path,
+                printable(&credential.path),
                 credential.kind,
                 process(p),
             ),
@@ -111,11 +118,11 @@ impl<W: Write> Sink for TextSink<W> {
             } => format!(
                 "{time} {} {} ({}) used by {} -> {} (read by {}[{}], {via:?})",
                 self.label("use", "1;35"),
-                credential.path,
+                printable(&credential.path),
                 credential.kind,
                 process(p),
                 endpoint(e),
-                reader.comm,
+                printable(&reader.comm),
                 reader.pid,
             ),
             Record::Finding(f) => {
@@ -123,10 +130,10 @@ impl<W: Write> Sink for TextSink<W> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_uppercase))
                     .unwrap_or_default();
-                let agent = f
-                    .agent
-                    .as_ref()
-                    .map_or_else(|| "none".to_owned(), |a| format!("{}[{}]", a.name, a.pid));
+                let agent = f.agent.as_ref().map_or_else(
+                    || "none".to_owned(),
+                    |a| format!("{}[{}]", printable(&a.name), a.pid),
+                );
                 let count = if f.count > 1 {
                     format!(" (x{})", f.count)
                 } else {
@@ -137,9 +144,9 @@ impl<W: Write> Sink for TextSink<W> {
                     f.time,
                     self.label("FINDING", "1;31"),
                     f.rule,
-                    f.summary,
+                    printable(&f.summary),
                     f.user,
-                    f.context,
+                    printable(&f.context),
                     f.evidence.len()
                 )
             }
@@ -165,5 +172,32 @@ impl<W: Write> Sink for TextSink<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_cannot_forge_a_line_or_an_escape_sequence() {
+        let forged = "task\n2026-12-01T00:00:00.000000Z FINDING    CRITICAL forged: \u{1b}[2J";
+        let line = r#"{"type":"credential_access","time":"2026-12-01T10:00:00Z",
+            "credential":{"id":"netrc:/h/.netrc","kind":"netrc","path":"/h/.net\nrc","owner":1000,
+            "identity":"netrc:/h/.netrc"},
+            "process":{"pid":7,"ppid":1,"comm":"ca\rt","exe":"/usr/bin/cat","uid":1000,
+            "loginuid":1000,"context":"CONTEXT"},"hook":"read"}"#
+            .replace('\n', "")
+            .replace("\"CONTEXT\"", &serde_json::to_string(forged).unwrap());
+        let record: Record = serde_json::from_str(&line).unwrap();
+        let mut out = Vec::new();
+        TextSink::new(&mut out, false).write(&record).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(
+            text.contains("task\\n2026") && text.contains("ca\\rt"),
+            "{text}"
+        );
     }
 }
