@@ -51,17 +51,17 @@ impl Scope {
         }
     }
 
-    /// Adds host names (from the credential file itself); names that are not valid globs
-    /// are escaped rather than dropped.
+    /// Adds host names from the credential file itself. They are what the file's owner wrote,
+    /// so they are literals, never patterns: `machine *` in a netrc names a host called `*`,
+    /// and cannot widen the credential's scope to every host.
     pub fn add_hosts<'a>(&mut self, hosts: impl IntoIterator<Item = &'a str>) {
         for host in hosts {
             let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
             if host.is_empty() {
                 continue;
             }
-            let glob = Glob::new(&host)
-                .or_else(|_| Glob::new(&glob::Pattern::escape(&host)))
-                .expect("an escaped pattern is valid");
+            let glob =
+                Glob::new(&glob::Pattern::escape(&host)).expect("an escaped pattern is valid");
             if let Ok(cidr) = host.parse::<Cidr>() {
                 if !self.cidrs.contains(&cidr) {
                     self.cidrs.push(cidr);
@@ -144,5 +144,11 @@ mod tests {
         assert_eq!(s.hosts.len(), 1);
         assert_eq!(s.cidrs.len(), 1);
         assert_eq!(s.check(None, 443, Some("github.com")), Verdict::Inside);
+        // A file's hosts are literals: `machine *` does not let the credential go anywhere.
+        let mut s = Scope::default();
+        s.add_hosts(["*", "*.github.com"]);
+        assert_eq!(s.check(None, 443, Some("evil.example")), Verdict::Outside);
+        assert_eq!(s.check(None, 443, Some("api.github.com")), Verdict::Outside);
+        assert_eq!(s.check(None, 443, Some("*")), Verdict::Inside);
     }
 }
