@@ -224,22 +224,27 @@ fn refresh_catalog(
     probes: &mut Probes,
     watcher: &mut Watcher,
 ) {
-    let changes = catalog.resolve(policy);
-    if !changes.added.is_empty() || !changes.removed.is_empty() {
-        log::info!(
-            "catalog: {} credentials appeared, {} went",
-            changes.added.len(),
-            changes.removed.len()
-        );
+    // A watch comes after what it watches: a file created in a new directory, or given to its
+    // user, before the directory or the file was watched sent nothing. So when this resolve
+    // adds watches, the next looks again (at most a few rounds: directories nest).
+    for _ in 0..4 {
+        let changes = catalog.resolve(policy);
+        if !changes.added.is_empty() || !changes.removed.is_empty() {
+            log::info!(
+                "catalog: {} credentials appeared, {} went",
+                changes.added.len(),
+                changes.removed.len()
+            );
+        }
+        apply_catalog(watched, &changes.added, &changes.removed);
+        if catalog.needs_open_hook() {
+            probes.ensure(Purpose::CredentialOpen);
+        }
+        let added = watcher.watch(&catalog.directories_to_watch(), catalog.files_to_watch());
+        if added == 0 {
+            break;
+        }
     }
-    apply_catalog(watched, &changes.added, &changes.removed);
-    if catalog.needs_open_hook() {
-        probes.ensure(Purpose::CredentialOpen);
-    }
-    watcher.watch(
-        &catalog.directories_to_watch(),
-        catalog.credentials().map(|c| c.path.as_path()),
-    );
 }
 
 fn apply_catalog(

@@ -7,17 +7,19 @@
 //! in the directory (a home directory, say) walks up to the parent's marks. Attribute changes
 //! (chown, chmod) are watched on the credential files alone.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashSet},
     io,
     path::{Path, PathBuf},
 };
 
-use inotify::{Inotify, WatchMask};
+use inotify::{Inotify, WatchDescriptor, WatchMask};
 use tokio::io::unix::AsyncFd;
 
 pub struct Watcher {
     inotify: AsyncFd<Inotify>,
     watched: BTreeSet<PathBuf>,
+    /// The files watched for owner changes, by watch (one per inode: a replaced file is new).
+    files: HashSet<WatchDescriptor>,
 }
 
 impl Watcher {
@@ -25,33 +27,43 @@ impl Watcher {
         Ok(Self {
             inotify: crate::kernel::readiness::register_readable(Inotify::init()?)?,
             watched: BTreeSet::new(),
+            files: HashSet::new(),
         })
     }
 
     /// Adds watches for directories not watched yet, and for each credential file (again: a
     /// replaced file is a new inode). A directory that cannot be watched is logged, not fatal:
-    /// its credentials are still watched, only late arrivals are missed.
-    pub fn watch<'a>(&mut self, dirs: &BTreeSet<PathBuf>, files: impl Iterator<Item = &'a Path>) {
+    /// its credentials are still watched, only late arrivals are missed. Returns how many
+    /// directories and files were not watched before.
+    pub fn watch<'a>(
+        &mut self,
+        dirs: &BTreeSet<PathBuf>,
+        files: impl Iterator<Item = &'a Path>,
+    ) -> usize {
+        let mut added = 0;
         let mask =
             WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::DELETE;
         for file in files {
-            if let Err(e) = self
+            match self
                 .inotify
                 .get_mut()
                 .watches()
                 .add(file, WatchMask::ATTRIB)
             {
-                log::debug!("cannot watch {} for owner changes: {e}", file.display());
+                Ok(wd) => added += usize::from(self.files.insert(wd)),
+                Err(e) => log::debug!("cannot watch {} for owner changes: {e}", file.display()),
             }
         }
         for dir in dirs.difference(&self.watched.clone()) {
             match self.inotify.get_mut().watches().add(dir, mask) {
                 Ok(_) => {
                     self.watched.insert(dir.clone());
+                    added += 1;
                 }
                 Err(e) => log::warn!("cannot watch {} for new credentials: {e}", dir.display()),
             }
         }
+        added
     }
 
     /// Waits for a change in a watched directory and consumes the pending notifications.

@@ -185,3 +185,30 @@ fn no_secret_in_text_output_debug_logs_or_the_catalog() {
         }
     }
 }
+
+#[test]
+fn a_users_symlink_cannot_make_roots_key_a_credential_of_theirs() {
+    require_root();
+    let user = TestUser::create("redir");
+    let roots = std::env::temp_dir().join(format!("kt-roots-key-{}", std::process::id()));
+    fs::write(&roots, format!("{KEY}\n")).unwrap();
+    fs::create_dir_all(user.home.join(".aws")).unwrap();
+    std::os::unix::fs::symlink(&roots, user.home.join(".aws/credentials")).unwrap();
+    let netrc = user.write(".netrc", "machine 127.0.0.1 login bot password x\n");
+    let out = run(Command::new(keytrail_bin()).args(["catalog", "--format", "json"]));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        listed.contains(&path_str(&netrc)),
+        "the user's own file is: {listed}"
+    );
+    assert!(
+        !listed.contains(".aws/credentials"),
+        "the link out of the home is not a credential: {listed}"
+    );
+    assert!(
+        stderr.contains("not watching") && stderr.contains("out of the home"),
+        "and the log says why: {stderr}"
+    );
+    fs::remove_file(roots).unwrap();
+}

@@ -145,9 +145,11 @@ fn credentials_that_appear_or_are_replaced_after_start_are_watched() {
     let first = run_pid(Command::new("cat").arg(&config));
     access_by(&mut k, first, &path_str(&config));
 
-    // Replace by rename, as editors and CLIs do: a new inode under the same name.
+    // Replace by rename, as the user's editors and CLIs do: a new inode under the same name,
+    // the user's own (a file in a home that is not its owner's is refused).
     let tmp = user.home.join(".kube/config.new");
     fs::write(&tmp, format!("token: {SECRET}-2\n")).unwrap();
+    std::os::unix::fs::chown(&tmp, Some(user.uid), Some(user.gid)).unwrap();
     fs::rename(&tmp, &config).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let second = run_pid(Command::new("cat").arg(&config));

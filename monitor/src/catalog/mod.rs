@@ -4,10 +4,10 @@
 //! `watcher`). Each file is read once per resolve for the hosts it names (its scope) and the
 //! fingerprints of its secrets.
 pub mod contents;
+mod open;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    ffi::CString,
     fs,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
@@ -36,6 +36,9 @@ pub struct Source {
     pub context: Option<String>,
     /// The scope policy gives them (their kind's and their rule's).
     pub scope: Scope,
+    /// The home directory the pattern was made for (`~/` in policy): files found there are
+    /// opened beneath it and must be its owner's (open.rs).
+    pub home: Option<PathBuf>,
 }
 
 impl Source {
@@ -46,6 +49,7 @@ impl Source {
             kind,
             context: None,
             scope: policy.kind_scope(kind),
+            home: None,
         }
     }
 }
@@ -88,6 +92,9 @@ pub struct Changes {
 pub struct Catalog {
     sources: Vec<Source>,
     credentials: BTreeMap<FileKey, Credential>,
+    /// Files found where credentials are, but refused (open.rs): watched for owner changes, so
+    /// a file written as root and then given to its user is watched once it is the user's.
+    refused: Vec<PathBuf>,
     /// Fingerprints of every secret seen, in files and in environments: the one place they are
     /// learned (`resolve`, `learn_variable`).
     secrets: Secrets,
@@ -98,6 +105,7 @@ impl Catalog {
         Self {
             sources,
             credentials: BTreeMap::new(),
+            refused: Vec::new(),
             secrets,
         }
     }
@@ -108,20 +116,21 @@ impl Catalog {
         for rule in policy.credentials.iter().map(|r| r.get_ref()) {
             let mut scope = policy.kind_scope(rule.kind);
             scope.extend(&rule.scope());
-            let mut add = |pattern: String| {
+            let mut add = |pattern: String, home: Option<&PathBuf>| {
                 sources.push(Source {
                     pattern,
                     kind: rule.kind,
                     context: rule.context.clone(),
                     scope: scope.clone(),
+                    home: home.cloned(),
                 });
             };
             for path in &rule.paths {
                 match path.strip_prefix("~/") {
-                    Some(relative) => homes
-                        .iter()
-                        .for_each(|home| add(home.join(relative).display().to_string())),
-                    None => add(path.clone()),
+                    Some(relative) => homes.iter().for_each(|home| {
+                        add(home.join(relative).display().to_string(), Some(home))
+                    }),
+                    None => add(path.clone(), None),
                 }
             }
         }
@@ -155,10 +164,18 @@ impl Catalog {
     /// The first source to name a file gives its kind and path.
     pub fn resolve(&mut self, policy: &Policy) -> Changes {
         let mut found = BTreeMap::new();
+        self.refused.clear();
         for source in &self.sources {
             for path in expand(&source.pattern) {
-                if let Some(credential) = identify(&path, source, policy, &mut self.secrets) {
-                    found.entry(credential.file).or_insert(credential);
+                match identify(&path, source, policy, &mut self.secrets) {
+                    Ok(credential) => {
+                        found.entry(credential.file).or_insert(credential);
+                    }
+                    Err(open::Refusal::Missing) => {}
+                    Err(why) => {
+                        log::warn!("not watching {} as a credential: {why}", path.display());
+                        self.refused.push(path);
+                    }
                 }
             }
         }
@@ -187,6 +204,15 @@ impl Catalog {
             }
         }
         dirs
+    }
+
+    /// The files whose owner changes matter: the credentials, and the files refused for their
+    /// owner or type.
+    pub fn files_to_watch(&self) -> impl Iterator<Item = &Path> {
+        self.credentials
+            .values()
+            .map(|c| c.path.as_path())
+            .chain(self.refused.iter().map(PathBuf::as_path))
     }
 
     pub fn needs_open_hook(&self) -> bool {
@@ -248,24 +274,22 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
     }
 }
 
-/// The credential at `path`, if it is a regular file (symlinks are followed). Its contents are
-/// read for hosts and fingerprints; the secret values go no further than `secrets.learn`.
+/// The credential at `path`, if it opens as open.rs allows. Its contents are read for hosts and
+/// fingerprints; the secret values go no further than `secrets.learn`.
 fn identify(
     path: &Path,
     source: &Source,
     policy: &Policy,
     secrets: &mut Secrets,
-) -> Option<Credential> {
-    let meta = fs::metadata(path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
+) -> Result<Credential, open::Refusal> {
+    let open::Opened { file, meta } = open::open(path, source.home.as_deref())?;
     let kind = source.kind;
     let id = format!("{kind}:{}", path.display());
+    let page_cache = uses_page_cache(&file);
     let mut bytes = Vec::new();
-    if let Ok(file) = fs::File::open(path) {
+    {
         use std::io::Read;
-        let _ = file.take(MAX_READ).read_to_end(&mut bytes);
+        let _ = (&file).take(MAX_READ).read_to_end(&mut bytes);
     }
     let found = contents::inspect(kind, &String::from_utf8_lossy(&bytes));
     drop(bytes);
@@ -291,13 +315,13 @@ fn identify(
         fingerprint,
         identity: secrets.identity(&id, fingerprint),
     });
-    Some(Credential {
+    Ok(Credential {
         id,
         kind,
         path: path.to_path_buf(),
         file: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
         owner_uid: meta.uid(),
-        page_cache: uses_page_cache(path),
+        page_cache,
         context,
         scope,
         fingerprints,
@@ -311,15 +335,14 @@ pub fn kernel_dev(dev: u64) -> u32 {
     (libc::major(dev) << 20) | libc::minor(dev)
 }
 
-fn uses_page_cache(path: &Path) -> bool {
+/// Whether reads of `file` go through the page cache (not on tmpfs or ramfs).
+fn uses_page_cache(file: &fs::File) -> bool {
+    use std::os::unix::io::AsRawFd;
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return true;
-    };
-    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+    // SAFETY: fstatfs writes into the zeroed struct we own; the descriptor is open.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) } != 0 {
         return true;
     }
     !matches!(stat.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC)
