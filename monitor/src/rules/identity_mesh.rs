@@ -1,5 +1,8 @@
 //! `identity-mesh`: one agent context acts with two or more identities. Reported when a second
-//! (third, ...) identity is first used, listing each with its endpoints.
+//! (third, ...) identity is first used, with how many the context has used. Each finding stays
+//! small however many identities there are: it lists at most `LISTED` of them with their
+//! endpoints, and cites at most `EVIDENCE` records (the first use of earlier identities, then
+//! the new one's), so a context with n identities makes n findings, not n² records.
 use std::collections::BTreeMap;
 
 use foldhash::HashMap;
@@ -10,8 +13,12 @@ use crate::{
     vocab::{AgentRef, RuleId},
 };
 
-/// Uses remembered per identity as evidence of a mesh.
+/// Uses remembered per identity, for the endpoints a finding lists.
 const MESH_EVIDENCE: usize = 4;
+/// Identities a finding lists by name.
+const LISTED: usize = 8;
+/// Records a finding cites.
+const EVIDENCE: usize = 8;
 /// Agent contexts remembered. Past this, the memory is cleared at the next sweep (said in the
 /// log and counted in `stats`): a finding may then be reported again.
 const MAX_TRACKED: usize = 8192;
@@ -46,14 +53,26 @@ impl Rule for IdentityMesh {
         if !new_identity || identities.len() < 2 {
             return;
         }
-        let listed: Vec<String> = identities
+        let mut listed: Vec<String> = identities
             .iter()
+            .take(LISTED)
             .map(|(identity, uses)| {
                 let endpoints: Vec<String> = uses.iter().filter_map(endpoint_of).collect();
                 format!("{identity} -> {}", endpoints.join(", "))
             })
             .collect();
-        let evidence = identities.values().flatten().cloned().collect();
+        if identities.len() > LISTED {
+            listed.push(format!("and {} more", identities.len() - LISTED));
+        }
+        let this_identity = credential.identity();
+        let mut evidence: Vec<Record> = identities
+            .iter()
+            .filter(|(identity, _)| identity.as_str() != this_identity)
+            .filter_map(|(_, uses)| uses.first().cloned())
+            .take(EVIDENCE - 1)
+            .collect();
+        evidence.push(u.record.clone());
+        evidence.sort_by_key(Record::time); // oldest first, as every finding's evidence
         found.push(finding(
             RuleId::IdentityMesh,
             format!(

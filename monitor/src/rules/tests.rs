@@ -10,7 +10,12 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{policy::Policy, record::Record, replay, sink::Sink};
+use crate::{
+    policy::Policy,
+    record::{Finding, Record},
+    replay,
+    sink::Sink,
+};
 
 #[derive(Default)]
 struct Collect(Vec<Record>);
@@ -208,5 +213,61 @@ fn an_endless_line_is_refused_not_read_into_memory() {
     assert!(
         format!("{err:#}").starts_with("bytes:1: not UTF-8"),
         "{err:#}"
+    );
+}
+
+#[test]
+fn a_context_with_many_identities_makes_one_small_finding_per_identity() {
+    const N: usize = 200;
+    let mut input = String::new();
+    for i in 0..N {
+        input.push_str(&format!(
+            r#"{{"type":"credential_use","time":"2026-11-23T10:00:{:02}.{:06}Z","credential":{{"id":"generic:/t/{i}","kind":"generic","path":"/t/{i}","owner":1000,"identity":"generic:/t/{i}"}},"process":{{"pid":300,"ppid":299,"comm":"python3","exe":"/usr/bin/python3","uid":1000,"loginuid":1000,"context":"task-7","agent":{{"name":"coding-agent","pid":299}}}},"endpoint":{{"ip":"10.0.0.1","port":443,"protocol":"tcp"}},"via":"read","reader":{{"pid":300,"ppid":299,"comm":"python3","exe":"/usr/bin/python3","uid":1000,"loginuid":1000,"context":"task-7"}}}}"#,
+            i / 100,
+            i
+        ));
+        input.push('\n');
+    }
+    let mut sink = Collect::default();
+    replay::replay(
+        input.as_bytes(),
+        Path::new("mesh"),
+        Arc::new(Policy::embedded()),
+        &mut sink,
+    )
+    .unwrap();
+    let meshes: Vec<&Finding> = sink
+        .0
+        .iter()
+        .filter_map(|r| match r {
+            Record::Finding(f) if f.rule == crate::vocab::RuleId::IdentityMesh => Some(&**f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        meshes.len(),
+        N - 1,
+        "one finding per identity after the first"
+    );
+    let last = meshes.last().unwrap();
+    assert!(
+        last.summary.contains(&format!("{N} identities")),
+        "{}",
+        last.summary
+    );
+    assert!(last.summary.contains("and 192 more"), "{}", last.summary);
+    assert!(
+        meshes
+            .iter()
+            .all(|f| f.evidence.len() <= 8 && f.summary.len() < 2048)
+    );
+    let total: usize = sink
+        .0
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap().len())
+        .sum();
+    assert!(
+        total < N * 16 * 1024,
+        "output grows with identities, not their square: {total} bytes"
     );
 }
