@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// Output format for records on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// How often a `stats` record is printed while running (counts since start; `0s`: only at
+    /// stop).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub stats_interval: std::time::Duration,
     #[command(flatten)]
     pub watch: WatchArgs,
 }
@@ -91,6 +95,11 @@ pub struct CatalogArgs {
     pub format: Format,
     #[command(flatten)]
     pub watch: WatchArgs,
+}
+
+/// A duration written for humans: `10s`, `1m`.
+fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("`{value}`: {e} (try `10s`)"))
 }
 
 /// `PATH` or `PATH=KIND`; a relative PATH is taken from the current directory.

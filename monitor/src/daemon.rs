@@ -36,6 +36,7 @@ pub async fn run(
     mut catalog: Catalog,
     policy: Arc<Policy>,
     mut sink: Box<dyn Sink + Send>,
+    stats_interval: Duration,
 ) -> anyhow::Result<()> {
     let env = preflight::check()?;
     let clock = Clock::now();
@@ -87,6 +88,14 @@ pub async fn run(
     let mut counts = SourceCounts::default();
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
+    // Stats while running, so loss shows while it happens. A zero interval: at stop only.
+    let mut stats_tick = tokio::time::interval(if stats_interval.is_zero() {
+        Duration::from_secs(u64::from(u32::MAX))
+    } else {
+        stats_interval
+    });
+    stats_tick.tick().await; // the first tick is at once
+    let mut lost_before = 0;
 
     // A write error is the output gone (a closed pipe, a full disk): keytrail stops, and says
     // what it saw in the log instead.
@@ -97,6 +106,7 @@ pub async fn run(
             Tick,
             Catalog,
             Hangup,
+            Stats,
             Stop,
         }
         let wake = tokio::select! {
@@ -104,6 +114,7 @@ pub async fn run(
             _ = tick.tick() => Wake::Tick,
             changed = watcher.changed() => { changed?; Wake::Catalog }
             _ = sighup.recv() => Wake::Hangup,
+            _ = stats_tick.tick() => Wake::Stats,
             _ = sigint.recv() => Wake::Stop,
             _ = sigterm.recv() => Wake::Stop,
             _ = sigquit.recv() => Wake::Stop,
@@ -121,6 +132,23 @@ pub async fn run(
         match wake {
             Wake::Stop => break,
             Wake::Hangup => log::warn!("SIGHUP: reloading is not supported yet; running on"),
+            Wake::Stats => {
+                counts.ringbuf_full = counters.ringbuf_full();
+                counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
+                if counts.ringbuf_full > lost_before {
+                    log::warn!(
+                        "{} kernel events lost in the last {}: the ring buffer was full",
+                        counts.ringbuf_full - lost_before,
+                        humantime::format_duration(stats_interval)
+                    );
+                    lost_before = counts.ringbuf_full;
+                }
+                let stats = pipeline.stats(clock.current(), counts);
+                if let Err(e) = writer.send(vec![stats]) {
+                    output_error = Some(e);
+                    break;
+                }
+            }
             Wake::Catalog => refresh_catalog(
                 &mut catalog,
                 &policy,

@@ -116,7 +116,12 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(daemon::run(catalog, Arc::new(policy), sink))
+    runtime.block_on(daemon::run(
+        catalog,
+        Arc::new(policy),
+        sink,
+        args.stats_interval,
+    ))
 }
 
 fn check_config(path: &Path) -> anyhow::Result<()> {

@@ -133,3 +133,31 @@ fn a_closed_output_stops_keytrail_with_its_own_status_and_the_stats_in_the_log()
     assert!(stderr.contains("\"type\":\"stats\""), "{stderr}");
     assert!(!stderr.contains("kt-pipe-secret-1"), "{stderr}");
 }
+
+#[test]
+fn stats_come_on_an_interval_while_running_and_at_stop() {
+    require_root();
+    let mut k = Keytrail::start(&["--stats-interval", "1s"]);
+    k.wait_for(
+        "a stats record while running",
+        std::time::Duration::from_secs(5),
+        |r| r["type"] == "stats",
+    );
+    run(&mut Command::new("true"));
+    k.settle(std::time::Duration::from_millis(1500));
+    let (records, _) = k.stop();
+    let events: Vec<u64> = records
+        .iter()
+        .filter(|r| r["type"] == "stats")
+        .map(|r| r["events"].as_u64().unwrap())
+        .collect();
+    assert!(
+        events.len() >= 3,
+        "two while running, one at stop: {events:?}"
+    );
+    assert!(
+        events.windows(2).all(|w| w[0] <= w[1]),
+        "counts since start: {events:?}"
+    );
+    assert_eq!(records.last().unwrap()["type"], "stats");
+}
