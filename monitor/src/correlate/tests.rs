@@ -48,6 +48,7 @@ fn exec_env(pid: u32, ppid: u32, comm: &str, env: &[(&str, &str)]) -> KernelEven
         comm: comm.into(),
         filename: format!("/usr/bin/{comm}"),
         argv: vec![],
+        argv_cut: false,
         env: Environment(
             env.iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

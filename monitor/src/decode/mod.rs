@@ -5,8 +5,8 @@ use std::{
 };
 
 use monitor_common::{
-    AccessHook, ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileAccessEvent,
-    FileKey, ForkEvent, PayloadEvent,
+    ARGV_LEN, AccessHook, ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent,
+    FileAccessEvent, FileKey, ForkEvent, PayloadEvent,
 };
 
 use crate::vocab::{Hook, Protocol};
@@ -48,6 +48,8 @@ pub struct Exec {
     pub comm: String,
     pub filename: String,
     pub argv: Vec<String>,
+    /// The command line was longer than the kernel keeps: its last argument is cut short.
+    pub argv_cut: bool,
     pub env: Environment,
     pub boot_ns: u64,
 }
@@ -219,6 +221,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                     .filter(|a| !a.is_empty())
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect(),
+                // The kernel keeps at most ARGV_LEN - 1 bytes; a whole command line ends in NUL.
+                argv_cut: argv_len == ARGV_LEN - 1 && e.argv[argv_len - 1] != 0,
                 env: Environment::from_kernel(&e.env, e.env_len as usize, e.env_cut as usize),
                 boot_ns,
             })

@@ -130,6 +130,7 @@ impl Recorded {
                 comm,
                 filename: exe,
                 argv,
+                argv_cut: false,
                 env: Environment(env.into_iter().collect()),
                 boot_ns: at_ms * MS,
             }),

@@ -51,6 +51,8 @@ pub struct Image {
     pub comm: String,
     pub exe: String,
     pub argv: Vec<String>,
+    /// Whether the kernel cut the command line short (its last argument is partial).
+    pub argv_cut: bool,
     /// Its context and agent, decided at exec.
     pub attribution: Attribution,
     /// Fingerprints of the secret variables in its environment at exec.
@@ -105,7 +107,7 @@ impl Process {
             ppid: self.ppid,
             comm: self.comm.clone(),
             exe: self.exe.clone(),
-            argv: secrets.redact_argv(&self.argv),
+            argv: secrets.redact_argv(&self.argv, self.argv_cut),
             uid: self.uid,
             loginuid: self.loginuid,
             context,
@@ -301,6 +303,7 @@ impl ProcessTracker {
                 comm: e.comm.clone(),
                 exe: e.filename.clone(),
                 argv: e.argv.clone(),
+                argv_cut: e.argv_cut,
                 attribution,
                 env_secrets,
             }),

@@ -11,6 +11,7 @@ fn exec(pid: u32, ppid: u32, comm: &str, start_boot_ns: u64) -> Exec {
         comm: comm.into(),
         filename: format!("/usr/bin/{comm}"),
         argv: vec![comm.into()],
+        argv_cut: false,
         env: Default::default(),
         boot_ns: start_boot_ns,
     }

@@ -1,11 +1,16 @@
 //! Known secrets and redaction. keytrail learns secrets (from credential files and secret
 //! environment variables) only as fingerprints; a process's arguments are printed with every
-//! known secret, and everything that looks like one, replaced by `[REDACTED]`.
+//! known secret (found by fingerprint) and everything that looks like one (shapes.rs) replaced
+//! by `[REDACTED]`.
 use std::collections::{BTreeSet, HashMap};
+
+mod shapes;
 
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 
 pub const REDACTED: &str = "[REDACTED]";
+/// What the last argument of a command line the kernel cut short is shown as.
+pub const CUT: &str = "[CUT]";
 
 /// Secrets shorter than this are not learned: too many innocent words would match.
 const MIN_SECRET_LEN: usize = 6;
@@ -69,19 +74,15 @@ impl Secrets {
             .to_owned()
     }
 
-    /// `argv` with known secrets and secret-looking values replaced.
-    pub fn redact_argv(&self, argv: &[String]) -> Vec<String> {
+    /// `argv` with known secrets and secret-looking values (shapes.rs) replaced. When the
+    /// kernel cut the command line short (`cut`), its last argument is shown as `[CUT]`: it may
+    /// be the start of a secret, which no fingerprint can recognise.
+    pub fn redact_argv(&self, argv: &[String], cut: bool) -> Vec<String> {
         let mut out: Vec<String> = argv.iter().map(|a| self.redact_known(a)).collect();
-        let mut redact_next = false;
-        for arg in &mut out {
-            if redact_next && !arg.starts_with('-') {
-                *arg = REDACTED.to_owned();
-            }
-            redact_next = is_secret_flag(arg);
-            if !redact_next {
-                *arg = redact_shapes(arg);
-            }
+        if cut && let Some(last) = out.last_mut() {
+            *last = CUT.to_owned();
         }
+        shapes::redact(&mut out);
         out
     }
 
@@ -108,69 +109,6 @@ impl Secrets {
     }
 }
 
-const SECRET_WORDS: &[&str] = &[
-    "password", "passwd", "token", "secret", "apikey", "api_key", "api-key", "auth",
-];
-
-/// `--password`, `--token`, `-p`: the next argument is a secret.
-fn is_secret_flag(arg: &str) -> bool {
-    let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-        return false;
-    };
-    !name.contains('=')
-        && SECRET_WORDS
-            .iter()
-            .any(|w| name.to_ascii_lowercase().contains(w))
-}
-
-/// Replaces values that look secret in one argument: `key=value` with a secret-sounding key,
-/// the word after `Bearer`/`token`, and tokens with well-known prefixes.
-fn redact_shapes(arg: &str) -> String {
-    const PREFIXES: &[&str] = &[
-        "ghp_",
-        "gho_",
-        "ghs_",
-        "ghu_",
-        "ghr_",
-        "github_pat_",
-        "glpat-",
-        "xoxb-",
-        "xoxp-",
-        "xoxa-",
-        "sk-",
-        "npm_",
-        "pypi-",
-        "AKIA",
-        "ASIA",
-        "hvs.",
-    ];
-    let mut words: Vec<String> = Vec::new();
-    let mut after_scheme = false;
-    for word in arg.split(' ') {
-        let lower = word.to_ascii_lowercase();
-        let redacted = if after_scheme && !word.is_empty() {
-            REDACTED.to_owned()
-        } else if let Some((key, value)) = word.split_once(['=', ':'])
-            && !value.is_empty()
-            && SECRET_WORDS
-                .iter()
-                .any(|w| key.to_ascii_lowercase().contains(w))
-        {
-            format!("{key}{}{REDACTED}", &word[key.len()..key.len() + 1])
-        } else if PREFIXES
-            .iter()
-            .any(|p| word.starts_with(p) && word.len() >= p.len() + 8)
-        {
-            REDACTED.to_owned()
-        } else {
-            word.to_owned()
-        };
-        after_scheme = matches!(lower.as_str(), "bearer" | "token" | "basic");
-        words.push(redacted);
-    }
-    words.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,13 +121,16 @@ mod tests {
     fn known_secrets_are_redacted_wherever_they_sit() {
         let mut s = Secrets::new(Fingerprinter::with_key(7));
         s.learn("s3cr3t-value-42", |_| "generic:/tmp/t".into());
-        let out = s.redact_argv(&argv(&[
-            "curl",
-            "-H",
-            "X-Api: s3cr3t-value-42",
-            "https://x/?k=s3cr3t-value-42&z",
-            "s3cr3t-value-4",
-        ]));
+        let out = s.redact_argv(
+            &argv(&[
+                "curl",
+                "-H",
+                "X-Api: s3cr3t-value-42",
+                "https://x/?k=s3cr3t-value-42&z",
+                "s3cr3t-value-4",
+            ]),
+            false,
+        );
         assert_eq!(out[2], "X-Api: [REDACTED]");
         assert_eq!(out[3], "https://x/?k=[REDACTED]&z");
         assert_eq!(out[4], "s3cr3t-value-4", "a different value stays");
@@ -199,16 +140,19 @@ mod tests {
     #[test]
     fn secret_shapes_are_redacted_without_knowing_them() {
         let s = Secrets::new(Fingerprinter::with_key(7));
-        let out = s.redact_argv(&argv(&[
-            "tool",
-            "--password",
-            "hunter2hunter2",
-            "--token=abc123",
-            "Authorization: Bearer eyJhbGciOi",
-            "ghp_0123456789abcdef",
-            "--verbose",
-            "file.txt",
-        ]));
+        let out = s.redact_argv(
+            &argv(&[
+                "tool",
+                "--password",
+                "hunter2hunter2",
+                "--token=abc123",
+                "Authorization: Bearer eyJhbGciOi",
+                "ghp_0123456789abcdef",
+                "--verbose",
+                "file.txt",
+            ]),
+            false,
+        );
         assert_eq!(
             out,
             argv(&[
@@ -222,6 +166,15 @@ mod tests {
                 "file.txt",
             ])
         );
+    }
+
+    #[test]
+    fn the_cut_last_argument_of_a_long_command_line_is_not_shown() {
+        let s = Secrets::new(Fingerprinter::with_key(7));
+        let out = s.redact_argv(&argv(&["tool", "--verbose", "kt-secret-cut-he"]), true);
+        assert_eq!(out, argv(&["tool", "--verbose", CUT]));
+        let out = s.redact_argv(&argv(&["tool", "file.txt"]), false);
+        assert_eq!(out, argv(&["tool", "file.txt"]));
     }
 
     #[test]
