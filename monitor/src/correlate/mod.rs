@@ -20,7 +20,7 @@ mod variables;
 use std::{collections::VecDeque, sync::Arc};
 
 use foldhash::{HashMap, HashSet};
-use monitor_common::FileKey;
+use monitor_common::{DNS_PORT, FileKey};
 
 use crate::{
     catalog::Catalog,
@@ -241,11 +241,9 @@ impl Correlator {
             host_source: host.is_some().then_some(HostSource::Dns),
             host: host.map(|h| h.to_string()),
         };
-        let held = self.connections.entry(process.key).or_default();
-        if held.len() >= CONNECTIONS_PER_PROCESS {
-            held.pop_front();
-            self.connections_evicted += 1;
-        }
+        // Asking a DNS server for a name is not acting with a credential: such a connection is
+        // reported, and is the use of nothing, now or when a credential is read later.
+        let lookup = c.port == DNS_PORT;
         let connection = Held {
             cookie: c.cookie,
             endpoint: endpoint.clone(),
@@ -253,7 +251,14 @@ impl Correlator {
             settled: false,
         };
         let awaits_name = connection.awaits_name(c.boot_ns);
-        held.push_back(connection);
+        if !lookup {
+            let held = self.connections.entry(process.key).or_default();
+            if held.len() >= CONNECTIONS_PER_PROCESS {
+                held.pop_front();
+                self.connections_evicted += 1;
+            }
+            held.push_back(connection);
+        }
 
         let connector = Connector {
             key: process.key,
@@ -261,7 +266,11 @@ impl Correlator {
             sessionid: process.sessionid,
             agent: process.attribution.agent.as_ref(),
         };
-        let used = self.reads.used_by(&connector, &endpoint);
+        let used = if lookup {
+            Vec::new()
+        } else {
+            self.reads.used_by(&connector, &endpoint)
+        };
         let holds_credential = self.reads.has_reads_by(process.key);
         // Most connects on a host are by processes that hold no credential: the process record
         // (argv redaction included) is made only for those that do.

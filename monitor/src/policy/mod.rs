@@ -151,9 +151,23 @@ pub struct CredentialRule {
     /// Programs (comm or exe globs) allowed to read it; empty means the kind's readers.
     #[serde(default)]
     pub readers: Vec<Glob>,
+    /// What an address without a learned name is to a scope written in names.
+    #[serde(default)]
+    pub unnamed: Unnamed,
     /// `paths` as globs that match any home, compiled on first use.
     #[serde(skip)]
     path_globs: OnceLock<Vec<Glob>>,
+}
+
+/// `unnamed` in a credential rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unnamed {
+    /// Outside the scope (the default).
+    #[default]
+    OutOfScope,
+    /// Neither in nor out: nothing fires for it.
+    Allow,
 }
 
 impl CredentialRule {
@@ -162,6 +176,7 @@ impl CredentialRule {
             hosts: self.hosts.clone(),
             cidrs: self.cidrs.clone(),
             ports: self.ports.clone(),
+            allow_unnamed: self.unnamed == Unnamed::Allow,
         }
     }
 
@@ -341,6 +356,7 @@ impl Policy {
                 hosts: k.hosts.clone(),
                 cidrs: k.cidrs.clone(),
                 ports: k.ports.clone(),
+                allow_unnamed: false,
             })
     }
 

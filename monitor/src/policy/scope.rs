@@ -14,6 +14,11 @@ pub struct Scope {
     pub cidrs: Vec<Cidr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
+    /// Whether an address no name was learned for may be inside a scope written in names (policy:
+    /// `unnamed = "allow"`). By default it is outside: with no verified DNS answer and no TLS
+    /// server name, a connection to a bare address is not to any host the scope names.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unnamed: bool,
 }
 
 /// Whether an endpoint is inside a scope.
@@ -21,7 +26,8 @@ pub struct Scope {
 pub enum Verdict {
     Inside,
     Outside,
-    /// The scope names hosts and the endpoint's name is not known: neither can be said.
+    /// The scope names hosts, the endpoint's name is not known, and the scope allows that
+    /// (`allow_unnamed`): neither in nor out can be said.
     Unknown,
     /// The credential has no scope at all.
     Unscoped,
@@ -32,8 +38,9 @@ impl Scope {
         self.hosts.is_empty() && self.cidrs.is_empty() && self.ports.is_empty()
     }
 
-    /// Adds what `other` allows, without repeats.
+    /// Adds what `other` allows, without repeats (and its leniency with unnamed addresses).
     pub fn extend(&mut self, other: &Scope) {
+        self.allow_unnamed |= other.allow_unnamed;
         for h in &other.hosts {
             if !self.hosts.contains(h) {
                 self.hosts.push(h.clone());
@@ -94,7 +101,7 @@ impl Scope {
                     Verdict::Outside
                 }
             }
-            None if self.hosts.is_empty() => Verdict::Outside,
+            None if self.hosts.is_empty() || !self.allow_unnamed => Verdict::Outside,
             None => Verdict::Unknown,
         }
     }
@@ -109,6 +116,7 @@ mod tests {
             hosts: hosts.iter().map(|h| Glob::new(h).unwrap()).collect(),
             cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
             ports: ports.to_vec(),
+            allow_unnamed: false,
         }
     }
 
@@ -126,7 +134,13 @@ mod tests {
             s.check(ip("1.2.3.4"), 443, Some("evil.example")),
             Verdict::Outside
         );
-        assert_eq!(s.check(ip("1.2.3.4"), 443, None), Verdict::Unknown);
+        // No name learned for the address: outside a scope written in names, unless it allows that.
+        assert_eq!(s.check(ip("1.2.3.4"), 443, None), Verdict::Outside);
+        let lenient = Scope {
+            allow_unnamed: true,
+            ..s.clone()
+        };
+        assert_eq!(lenient.check(ip("1.2.3.4"), 443, None), Verdict::Unknown);
         assert_eq!(
             scope(&[], &["10.0.0.0/8"], &[]).check(ip("1.2.3.4"), 1, None),
             Verdict::Outside

@@ -1,4 +1,6 @@
-//! `out-of-scope-use`: the process that read a credential connected outside its scope.
+//! `out-of-scope-use`: the process that read a credential connected outside its scope, and
+//! outside the scope of every other credential it read: a process holding a netrc for one host
+//! and a git token for another that talks to both has used each where it belongs.
 use super::rule::{Evidence, Rule, Use, endpoint_name, finding};
 use crate::{policy::Verdict, record::Finding, vocab::RuleId};
 
@@ -10,7 +12,10 @@ impl Rule for OutOfScope {
     }
 
     fn on_use(&mut self, u: &Use, evidence: &dyn Evidence, found: &mut Vec<Finding>) {
-        if !u.via.by_reader() || u.verdict != Verdict::Outside {
+        if !u.via.by_reader()
+            || u.verdict != Verdict::Outside
+            || evidence.holds_one_for(u.process.pid, u.endpoint)
+        {
             return;
         }
         let (credential, process) = (u.credential, u.process);

@@ -67,6 +67,9 @@ pub trait Evidence {
     /// The reader's access of the credential, where it is remembered, then `used`.
     fn of_use(&self, credential: &CredentialRef, reader: &ProcessRef, used: &Record)
     -> Vec<Record>;
+
+    /// Whether process `pid` read a credential whose scope holds `endpoint`.
+    fn holds_one_for(&self, pid: u32, endpoint: &EndpointRef) -> bool;
 }
 
 pub trait Rule {
