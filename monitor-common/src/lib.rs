@@ -88,6 +88,10 @@ pub struct ExecEvent {
     /// When the environment was longer than `ENV_LEN`: where its last half starts in `env`
     /// (the variables cut at either side are partial). 0 when `env` holds all of it.
     pub env_cut: u32,
+    /// Owner of the executed file (`bprm->file`'s inode, symlinks resolved); `u32::MAX` when
+    /// unknown.
+    pub exe_uid: u32,
+    pub _pad: u32,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; FILENAME_LEN],
     pub argv: [u8; ARGV_LEN],
@@ -252,6 +256,8 @@ pub struct KernelOffsets {
     pub mm_env_start: u32,
     pub mm_env_end: u32,
     pub bprm_filename: u32,
+    pub bprm_file: u32,
+    pub inode_uid: u32,
     pub files_fdt: u32,
     pub fdt_fd: u32,
     pub fdt_max_fds: u32,
@@ -282,6 +288,8 @@ impl KernelOffsets {
         mm_env_start: UNKNOWN_OFFSET,
         mm_env_end: UNKNOWN_OFFSET,
         bprm_filename: UNKNOWN_OFFSET,
+        bprm_file: UNKNOWN_OFFSET,
+        inode_uid: UNKNOWN_OFFSET,
         files_fdt: UNKNOWN_OFFSET,
         fdt_fd: UNKNOWN_OFFSET,
         fdt_max_fds: UNKNOWN_OFFSET,

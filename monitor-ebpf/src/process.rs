@@ -42,6 +42,11 @@ pub fn keytrail_exec(ctx: RawTracePointContext) -> i32 {
         (*ev).sessionid = read::<u32>(task, o.task_sessionid).unwrap_or(u32::MAX);
         (*ev).start_boot_ns = read::<u64>(task, o.task_start_boottime).unwrap_or(0);
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        // The executed file's owner: bprm->file, symlinks resolved (kuid_t is one u32).
+        let exe = read::<u64>(bprm, o.bprm_file).unwrap_or(0);
+        let inode = read::<u64>(exe, o.file_inode).unwrap_or(0);
+        (*ev).exe_uid = read::<u32>(inode, o.inode_uid).unwrap_or(u32::MAX);
+        (*ev)._pad = 0;
 
         (*ev).filename[0] = 0;
         if let Some(name) = read::<u64>(bprm, o.bprm_filename) {

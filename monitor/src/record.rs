@@ -59,6 +59,10 @@ pub struct ProcessRef {
     pub comm: String,
     #[serde(default)]
     pub exe: String,
+    /// The owner of the executable `exe` resolves to, where keytrail could look (a live
+    /// process): allowed readers must be system programs, owned by root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_owner: Option<u32>,
     /// Arguments, with known secrets and secret-looking values redacted.
     #[serde(default)]
     pub argv: Vec<String>,

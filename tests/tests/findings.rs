@@ -262,3 +262,34 @@ fn a_secret_in_argv_is_never_printed() {
     let (records, stderr) = k.stop();
     assert_no_secret(&records, &stderr, &[TOKEN]);
 }
+
+#[test]
+fn a_program_that_calls_itself_git_does_not_read_ssh_keys_quietly() {
+    require_root();
+    let user = TestUser::create("fakegit");
+    let key = user.write(".ssh/id_ed25519", "kt-private-key-material-0099\n");
+    // A copy of cat in the user's home, named git; and a symlink named git to python.
+    let bin = user.home.join("bin");
+    let copy = user.home.join("bin/git");
+    let link = user.home.join("link/git");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    fs::copy("/bin/cat", &copy).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", &link).unwrap();
+    run(Command::new("chown")
+        .args(["-R", &format!("{0}:{0}", user.name)])
+        .arg(&user.home));
+    let mut k = Keytrail::start(&[]);
+    let copied = run_pid(user.command(copy.to_str().unwrap()).arg(&key));
+    let script = format!("open({:?}).read()", path_str(&key));
+    let linked = run_pid(user.command(link.to_str().unwrap()).args(["-c", &script]));
+    for (pid, exe_owner) in [(copied, user.uid), (linked, 0)] {
+        let finding = k.wait_for("unexpected-reader", WAIT, |r| {
+            r["type"] == "finding" && r["rule"] == "unexpected-reader" && r["process"]["pid"] == pid
+        });
+        assert_eq!(finding["process"]["comm"], "git", "{finding}");
+        assert_eq!(finding["process"]["exe_owner"], exe_owner, "{finding}");
+    }
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &["kt-private-key-material-0099"]);
+}

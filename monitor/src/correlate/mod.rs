@@ -103,7 +103,8 @@ impl Correlator {
         match self.process_refs.get(&process.key) {
             Some((g, r)) if *g == generation => r.clone(),
             _ => {
-                let r = Arc::new(process.record(secrets));
+                let exe = self.tracker.resolved_exe(process.key);
+                let r = Arc::new(process.record(secrets, exe));
                 self.process_refs
                     .insert(process.key, (generation, r.clone()));
                 r

@@ -49,6 +49,7 @@ fn exec_env(pid: u32, ppid: u32, comm: &str, env: &[(&str, &str)]) -> KernelEven
         filename: format!("/usr/bin/{comm}"),
         argv: vec![],
         argv_cut: false,
+        exe_owner: None,
         env: Environment(
             env.iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

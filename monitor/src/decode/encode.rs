@@ -50,6 +50,8 @@ pub fn exec_with_env(
         start_boot_ns: 500,
         env_len: env.len() as u32,
         env_cut: cut,
+        exe_uid: 0,
+        _pad: 0,
         comm: fixed(comm),
         filename: fixed(filename),
         argv: argv_buf,

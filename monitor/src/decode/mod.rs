@@ -50,6 +50,8 @@ pub struct Exec {
     pub argv: Vec<String>,
     /// The command line was longer than the kernel keeps: its last argument is cut short.
     pub argv_cut: bool,
+    /// Owner of the executed file, symlinks resolved, as the kernel saw it at exec.
+    pub exe_owner: Option<u32>,
     pub env: Environment,
     pub boot_ns: u64,
 }
@@ -223,6 +225,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                     .collect(),
                 // The kernel keeps at most ARGV_LEN - 1 bytes; a whole command line ends in NUL.
                 argv_cut: argv_len == ARGV_LEN - 1 && e.argv[argv_len - 1] != 0,
+                exe_owner: unset_as_none(e.exe_uid),
                 env: Environment::from_kernel(&e.env, e.env_len as usize, e.env_cut as usize),
                 boot_ns,
             })

@@ -131,6 +131,7 @@ impl Recorded {
                 filename: exe,
                 argv,
                 argv_cut: false,
+                exe_owner: None,
                 env: Environment(env.into_iter().collect()),
                 boot_ns: at_ms * MS,
             }),

@@ -53,6 +53,9 @@ pub struct Image {
     pub argv: Vec<String>,
     /// Whether the kernel cut the command line short (its last argument is partial).
     pub argv_cut: bool,
+    /// Owner of the executable (symlinks resolved), as the kernel saw it at exec or procfs at
+    /// start.
+    pub exe_owner: Option<u32>,
     /// Its context and agent, decided at exec.
     pub attribution: Attribution,
     /// Fingerprints of the secret variables in its environment at exec.
@@ -95,7 +98,11 @@ impl Process {
     }
 
     /// The process as records show it, its argv redacted with every secret `secrets` knows.
-    pub fn record(&self, secrets: &Secrets) -> ProcessRef {
+    /// `resolved`: the path of the executable it runs, symlinks resolved, where procfs could
+    /// still tell (else the path it was executed by).
+    pub fn record(&self, secrets: &Secrets, resolved: Option<String>) -> ProcessRef {
+        let exe = resolved.unwrap_or_else(|| self.exe.clone());
+        let exe_owner = self.exe_owner;
         let context = self.attribution.context.clone().unwrap_or_else(|| {
             let session = self
                 .sessionid
@@ -106,7 +113,8 @@ impl Process {
             pid: self.key.pid,
             ppid: self.ppid,
             comm: self.comm.clone(),
-            exe: self.exe.clone(),
+            exe,
+            exe_owner,
             argv: secrets.redact_argv(&self.argv, self.argv_cut),
             uid: self.uid,
             loginuid: self.loginuid,
@@ -246,6 +254,17 @@ impl ProcessTracker {
         })
     }
 
+    /// The path of the executable `key` runs, symlinks resolved (a link named `git` to python
+    /// is python), from procfs. `None` without procfs, or when the process is gone (a short
+    /// read-and-exit) or its pid is someone else's now.
+    pub fn resolved_exe(&self, key: ProcKey) -> Option<String> {
+        let dir = self.procfs.as_ref()?.join(key.pid.to_string());
+        let path = fs::read_link(dir.join("exe")).ok()?;
+        // The pid still belongs to the process we mean (not reused since).
+        let still = read_stat(&dir).is_some_and(|s| s.start == key.start);
+        still.then(|| path.display().to_string())
+    }
+
     /// The cgroup (v2) path of `pid`, when policy matches on cgroups. Read from procfs at exec:
     /// a process that is already gone has none.
     pub fn cgroup_of(&self, pid: u32) -> Option<String> {
@@ -304,6 +323,7 @@ impl ProcessTracker {
                 exe: e.filename.clone(),
                 argv: e.argv.clone(),
                 argv_cut: e.argv_cut,
+                exe_owner: e.exe_owner,
                 attribution,
                 env_secrets,
             }),
@@ -380,17 +400,31 @@ impl ProcessTracker {
     }
 }
 
-/// A process from procfs (its environment is the caller's business).
-fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
-    let dir = proc_root.join(pid.to_string());
+/// What /proc/PID/stat says that keytrail uses.
+struct Stat {
+    comm: String,
+    ppid: u32,
+    start: StartTicks,
+}
+
+fn read_stat(dir: &Path) -> Option<Stat> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     // comm is in parentheses and may hold spaces or ')': split at the last ')'.
     let (head, tail) = stat.rsplit_once(')')?;
     let comm = head.split_once('(')?.1.to_owned();
     let fields: Vec<&str> = tail.split_whitespace().collect();
     // After comm: state(0) ppid(1) ... starttime is field 22 of stat, index 19 here.
-    let ppid = fields.get(1)?.parse().ok()?;
-    let start = fields.get(19)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        ppid: fields.get(1)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// A process from procfs (its environment is the caller's business).
+fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
+    let dir = proc_root.join(pid.to_string());
+    let Stat { comm, ppid, start } = read_stat(&dir)?;
     let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
     let uid = status
         .lines()
@@ -414,6 +448,10 @@ fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
     let exe = fs::read_link(dir.join("exe"))
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let exe_owner = {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(dir.join("exe")).ok().map(|m| m.uid())
+    };
     Some(Process {
         key: ProcKey { pid, start },
         ppid,
@@ -425,6 +463,7 @@ fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
             comm,
             exe,
             argv,
+            exe_owner,
             ..Image::default()
         }),
     })

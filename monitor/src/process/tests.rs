@@ -12,6 +12,7 @@ fn exec(pid: u32, ppid: u32, comm: &str, start_boot_ns: u64) -> Exec {
         filename: format!("/usr/bin/{comm}"),
         argv: vec![comm.into()],
         argv_cut: false,
+        exe_owner: None,
         env: Default::default(),
         boot_ns: start_boot_ns,
     }

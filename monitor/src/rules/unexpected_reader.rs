@@ -1,5 +1,11 @@
-//! `unexpected-reader`: a process outside the credential's allowed readers reads it. Readers
-//! match on comm, exe or the exe's file name.
+//! `unexpected-reader`: a process outside the credential's allowed readers reads it.
+//!
+//! A reader is allowed when a reader pattern matches the executable it runs (the resolved path,
+//! or that file's name) and that executable is root's: a copy of python named `git` in a home
+//! directory, or a symlink named `git` to python, is not git. The comm, which a process sets for
+//! itself, does not count. Where the executable's owner is not known (a recorded stream from
+//! before, a process gone before it could be looked at), comm and the exec'd name are all there
+//! is, and they are used.
 use super::rule::{Access, Evidence, Rule, finding};
 use crate::{
     record::Finding,
@@ -20,11 +26,18 @@ impl Rule for UnexpectedReader {
         let (credential, process) = (a.credential, a.process);
         let readers = &credential.readers;
         let base = process.exe.rsplit('/').next().unwrap_or_default();
-        if readers.is_empty()
-            || readers
+        let allowed = match process.exe_owner {
+            Some(owner) => {
+                owner == 0
+                    && readers
+                        .iter()
+                        .any(|g| g.matches(&process.exe) || g.matches(base))
+            }
+            None => readers
                 .iter()
-                .any(|g| g.matches(&process.comm) || g.matches(&process.exe) || g.matches(base))
-        {
+                .any(|g| g.matches(&process.comm) || g.matches(&process.exe) || g.matches(base)),
+        };
+        if readers.is_empty() || allowed {
             return;
         }
         let allowed: Vec<&str> = readers.iter().map(|g| g.as_str()).collect();
