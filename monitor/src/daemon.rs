@@ -12,7 +12,7 @@ use crate::{
     decode,
     kernel::{
         preflight,
-        probes::{Maps, Probes, Purpose},
+        probes::{Counters, Maps, Probes, Purpose},
         readiness,
     },
     pipeline::{Pipeline, SourceCounts},
@@ -133,8 +133,7 @@ pub async fn run(
             Wake::Stop => break,
             Wake::Hangup => log::warn!("SIGHUP: reloading is not supported yet; running on"),
             Wake::Stats => {
-                counts.ringbuf_full = counters.ringbuf_full();
-                counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
+                read_kernel_counts(&counters, &mut counts);
                 if counts.ringbuf_full > lost_before {
                     log::warn!(
                         "{} kernel events lost in the last {}: the ring buffer was full",
@@ -181,8 +180,7 @@ pub async fn run(
     }
     let mut held_back = Vec::new();
     pipeline.finish(&mut held_back);
-    counts.ringbuf_full = counters.ringbuf_full();
-    counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
+    read_kernel_counts(&counters, &mut counts);
     let stats = pipeline.stats(clock.current(), counts);
     if let Some(e) = output_error {
         log::error!(
@@ -201,6 +199,12 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// What the kernel counted of the events it could not send and the packets it could not parse.
+fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
+    counts.ringbuf_full = counters.ringbuf_full();
+    counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
 }
 
 /// Records could no longer be written: the stats record went to the log instead.
