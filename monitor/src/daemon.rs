@@ -46,6 +46,10 @@ pub async fn run(
         .context("reading /proc")?;
 
     let (mut probes, maps) = Probes::load(&env)?;
+    // Loading parsed the kernel's BTF twice (several MiB, freed since); give those pages back
+    // rather than keep them resident for the whole run.
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
     let Maps {
         events,
         mut watched,

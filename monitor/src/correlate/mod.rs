@@ -74,10 +74,10 @@ pub struct Correlator {
     uses: HashSet<UseKey>,
     namer: Namer,
     pending: pending::Pending,
-    /// Process records by process, with the number of known secrets they were redacted with:
-    /// redacting argv (fingerprints over every argument) is costly, and a process that reads
-    /// many credentials would pay it for each.
-    process_refs: HashMap<ProcKey, (usize, Arc<ProcessRef>)>,
+    /// Process records by process, with the number of known secrets they were redacted with
+    /// and whether their executable was resolved: redacting argv (fingerprints over every
+    /// argument) is costly, and a process that reads many credentials would pay it for each.
+    process_refs: HashMap<ProcKey, (usize, bool, Arc<ProcessRef>)>,
 }
 
 impl Correlator {
@@ -98,15 +98,25 @@ impl Correlator {
     }
 
     /// The record of `process`, redacted with every secret known now.
-    fn process_ref(&mut self, process: &Process, secrets: &Secrets) -> Arc<ProcessRef> {
+    /// The record of `process`, redacted with every secret known now. With `resolve_exe` (for
+    /// a credential whose readers are checked), the executable is looked up in procfs, which
+    /// costs two reads of /proc: only when a rule needs it.
+    fn process_ref(
+        &mut self,
+        process: &Process,
+        secrets: &Secrets,
+        resolve_exe: bool,
+    ) -> Arc<ProcessRef> {
         let generation = secrets.generation();
         match self.process_refs.get(&process.key) {
-            Some((g, r)) if *g == generation => r.clone(),
+            Some((g, resolved, r)) if *g == generation && (*resolved || !resolve_exe) => r.clone(),
             _ => {
-                let exe = self.tracker.resolved_exe(process.key);
+                let exe = resolve_exe
+                    .then(|| self.tracker.resolved_exe(process.key))
+                    .flatten();
                 let r = Arc::new(process.record(secrets, exe));
                 self.process_refs
-                    .insert(process.key, (generation, r.clone()));
+                    .insert(process.key, (generation, resolve_exe, r.clone()));
                 r
             }
         }
@@ -158,7 +168,8 @@ impl Correlator {
                     return;
                 }
                 let credential = Arc::clone(&credential.record);
-                let process_ref = self.process_ref(&process, catalog.secrets());
+                let checks_readers = !credential.readers.is_empty();
+                let process_ref = self.process_ref(&process, catalog.secrets(), checks_readers);
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
             KernelEvent::Connect(connect) => self.on_connect(connect, catalog.secrets(), out),
@@ -278,7 +289,7 @@ impl Correlator {
         if used.is_empty() && !holds_credential {
             return;
         }
-        let process_ref = self.process_ref(&process, secrets);
+        let process_ref = self.process_ref(&process, secrets, false);
         let time = self.clock.at(c.boot_ns);
         let uses: Vec<Record> = used
             .into_iter()

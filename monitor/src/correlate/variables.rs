@@ -42,7 +42,7 @@ impl Correlator {
             return;
         }
         let process = self.tracker.get(e.pid).expect("just added").clone();
-        let process_ref = self.process_ref(&process, catalog.secrets());
+        let process_ref = self.process_ref(&process, catalog.secrets(), false);
         for (name, kind, print) in fresh {
             let id = catalog::env_credential_id(&name, print);
             let path = format!("env:{name}");

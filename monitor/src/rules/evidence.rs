@@ -18,8 +18,6 @@ const MAX_ACCESSES: usize = 16_384;
 pub struct Accesses {
     newest: HashMap<(String, u32), Record>,
     order: VecDeque<(String, u32)>,
-    /// The credential ids each process is remembered to have read.
-    by_pid: HashMap<u32, Vec<String>>,
     /// Accesses forgotten to stay within `MAX_ACCESSES`.
     pub evicted: u64,
 }
@@ -28,21 +26,11 @@ impl Accesses {
     pub fn remember(&mut self, credential: &CredentialRef, process: &ProcessRef, record: &Record) {
         let key = (credential.id.clone(), process.pid);
         if self.newest.insert(key.clone(), record.clone()).is_none() {
-            self.by_pid
-                .entry(process.pid)
-                .or_default()
-                .push(credential.id.clone());
             self.order.push_back(key);
             if self.order.len() > MAX_ACCESSES
-                && let Some((id, pid)) = self.order.pop_front()
+                && let Some(old) = self.order.pop_front()
             {
-                self.newest.remove(&(id.clone(), pid));
-                if let Some(ids) = self.by_pid.get_mut(&pid) {
-                    ids.retain(|i| *i != id);
-                    if ids.is_empty() {
-                        self.by_pid.remove(&pid);
-                    }
-                }
+                self.newest.remove(&old);
                 self.evicted += 1;
             }
         }
@@ -61,11 +49,14 @@ impl Evidence for Accesses {
         access.into_iter().chain([used]).cloned().collect()
     }
 
+    /// A scan of every remembered access: asked only for a use outside its credential's scope,
+    /// which is rare, so no index is kept for it (an index per process cost 2 MiB with 10,000
+    /// live readers).
     fn holds_one_for(&self, pid: u32, endpoint: &EndpointRef) -> bool {
-        self.by_pid.get(&pid).into_iter().flatten().any(|id| {
-            let read = self.newest.get(&(id.clone(), pid));
-            matches!(read, Some(Record::CredentialAccess { credential, .. })
-                if endpoint.verdict(&credential.scope) == Verdict::Inside)
+        self.newest.iter().any(|((_, reader), read)| {
+            *reader == pid
+                && matches!(read, Record::CredentialAccess { credential, .. }
+                    if endpoint.verdict(&credential.scope) == Verdict::Inside)
         })
     }
 }
