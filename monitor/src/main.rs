@@ -18,6 +18,8 @@ mod redact;
 mod replay;
 mod rules;
 mod sink;
+#[cfg(test)]
+mod testing;
 mod vocab;
 mod watcher;
 

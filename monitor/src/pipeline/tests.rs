@@ -246,14 +246,7 @@ fn project(record: &Record) -> Option<Value> {
 }
 
 fn scenarios() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/pipeline/scenarios");
-    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
-        .expect("src/pipeline/scenarios exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
+    crate::testing::scenario_dirs("pipeline")
 }
 
 /// Runs one scenario: its records, projected.

@@ -32,14 +32,7 @@ impl Sink for Collect {
 }
 
 fn scenarios() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rules/scenarios");
-    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
-        .expect("src/rules/scenarios exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
+    crate::testing::scenario_dirs("rules")
 }
 
 /// What a finding is compared on.
