@@ -17,24 +17,23 @@ use tokio::io::unix::AsyncFd;
 
 pub struct Watcher {
     inotify: AsyncFd<Inotify>,
-    watched: BTreeSet<PathBuf>,
-    /// The files watched for owner changes, by watch (one per inode: a replaced file is new).
-    files: HashSet<WatchDescriptor>,
+    /// The watches made, directories and files alike: one per inode, so a directory deleted
+    /// and made again (`rm -rf ~/.ssh; mkdir ~/.ssh`), or a replaced file, is a new one.
+    watches: HashSet<WatchDescriptor>,
 }
 
 impl Watcher {
     pub fn new() -> io::Result<Self> {
         Ok(Self {
             inotify: crate::kernel::readiness::register_readable(Inotify::init()?)?,
-            watched: BTreeSet::new(),
-            files: HashSet::new(),
+            watches: HashSet::new(),
         })
     }
 
-    /// Adds watches for directories not watched yet, and for each credential file (again: a
-    /// replaced file is a new inode). A directory that cannot be watched is logged, not fatal:
-    /// its credentials are still watched, only late arrivals are missed. Returns how many
-    /// directories and files were not watched before.
+    /// Adds watches for the directories and the credential files (inotify gives the same watch
+    /// again for an inode it watches already). A directory that cannot be watched is logged,
+    /// not fatal: its credentials are still watched, only late arrivals are missed. Returns how
+    /// many watches are new.
     pub fn watch<'a>(
         &mut self,
         dirs: &BTreeSet<PathBuf>,
@@ -50,16 +49,13 @@ impl Watcher {
                 .watches()
                 .add(file, WatchMask::ATTRIB)
             {
-                Ok(wd) => added += usize::from(self.files.insert(wd)),
+                Ok(wd) => added += usize::from(self.watches.insert(wd)),
                 Err(e) => log::debug!("cannot watch {} for owner changes: {e}", file.display()),
             }
         }
-        for dir in dirs.difference(&self.watched.clone()) {
+        for dir in dirs {
             match self.inotify.get_mut().watches().add(dir, mask) {
-                Ok(_) => {
-                    self.watched.insert(dir.clone());
-                    added += 1;
-                }
+                Ok(wd) => added += usize::from(self.watches.insert(wd)),
                 Err(e) => log::warn!("cannot watch {} for new credentials: {e}", dir.display()),
             }
         }

@@ -157,3 +157,27 @@ fn credentials_that_appear_or_are_replaced_after_start_are_watched() {
     let (records, stderr) = k.stop();
     assert_no_secret(&records, &stderr, &[SECRET]);
 }
+
+#[test]
+fn a_directory_deleted_and_made_again_is_watched_again() {
+    require_root();
+    let user = TestUser::create("redo");
+    let old = user.write(".ssh/id_ed25519", "old key\n");
+    let mut k = Keytrail::start(&[]);
+    // As a user starting over would: the whole directory goes, a new one and a new key come.
+    fs::remove_dir_all(old.parent().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fs::create_dir_all(old.parent().unwrap()).unwrap();
+    run(Command::new("chown")
+        .args(["-R", &format!("{0}:{0}", user.name)])
+        .arg(&user.home));
+    std::thread::sleep(Duration::from_millis(300));
+    run(user
+        .command("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&old));
+    std::thread::sleep(Duration::from_millis(500));
+    let reader = run_pid(Command::new("cat").arg(&old));
+    access_by(&mut k, reader, &path_str(&old));
+    k.stop();
+}
