@@ -93,11 +93,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
     // Stats while running, so loss shows while it happens. A zero interval: at stop only.
-    let mut stats_tick = tokio::time::interval(if stats_interval.is_zero() {
-        Duration::from_secs(u64::from(u32::MAX))
-    } else {
-        stats_interval
-    });
+    let stats_while_running = !stats_interval.is_zero();
+    let mut stats_tick = tokio::time::interval(stats_interval.max(DRAIN_TICK));
     stats_tick.tick().await; // the first tick is at once
     let mut lost_before = 0;
 
@@ -118,7 +115,7 @@ pub async fn run(
             _ = tick.tick() => Wake::Tick,
             changed = watcher.changed() => { changed?; Wake::Catalog }
             _ = sighup.recv() => Wake::Hangup,
-            _ = stats_tick.tick() => Wake::Stats,
+            _ = stats_tick.tick(), if stats_while_running => Wake::Stats,
             _ = sigint.recv() => Wake::Stop,
             _ = sigterm.recv() => Wake::Stop,
             _ = sigquit.recv() => Wake::Stop,

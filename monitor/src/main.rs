@@ -149,14 +149,16 @@ fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
     let mut catalog = catalog(args, &policy)?;
     catalog.resolve(&policy);
     for c in catalog.credentials() {
+        let r = &c.record;
+        let owner = r.owner.unwrap_or_default();
         match format {
             Format::Json => println!(
                 "{}",
-                serde_json::json!({"id": c.id, "kind": c.kind, "path": c.path, "owner_uid": c.owner_uid,
+                serde_json::json!({"id": r.id, "kind": r.kind, "path": c.path, "owner_uid": owner,
                     "dev": c.file.dev, "ino": c.file.ino, "page_cache": c.page_cache,
-                    "context": c.context, "scope": c.scope, "secrets": c.fingerprints.len()})
+                    "context": r.context, "scope": r.scope, "secrets": c.fingerprints.len()})
             ),
-            Format::Text => println!("{:<8} {:<6} {}", c.kind, c.owner_uid, c.path.display()),
+            Format::Text => println!("{:<8} {:<6} {}", r.kind, owner, c.path.display()),
         }
     }
     let found = catalog.credentials().count();

@@ -60,22 +60,16 @@ impl Source {
 /// A credential file that exists now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Credential {
-    /// Stable across replacements of the file: `kind:path`.
-    pub id: String,
-    pub kind: Kind,
     pub path: PathBuf,
     pub file: FileKey,
-    pub owner_uid: u32,
     /// False on filesystems whose reads bypass the page cache (tmpfs, ramfs): the filemap
     /// tracepoints do not see those, so an open hook is needed.
     pub page_cache: bool,
-    pub context: Option<String>,
-    /// Policy's scope plus the hosts the file names.
-    pub scope: Scope,
     /// Fingerprints of the secrets in the file.
     pub fingerprints: Vec<Fingerprint>,
-    /// The credential as records show it, with what policy says of it: made once per resolve
-    /// and shared by every record about it.
+    /// The credential as records show it (id `kind:path`, stable across replacements of the
+    /// file; kind; owner; context and scope, with what policy says of it): made once per
+    /// resolve and shared by every record about it.
     pub record: Arc<CredentialRef>,
 }
 
@@ -261,28 +255,22 @@ fn identify(
         .iter()
         .map(|s| secrets.learn(s, |_| id.clone()))
         .collect();
-    let context = source.context.clone().or(facts.context);
     let fingerprint = fingerprints.first().copied();
     let record = Arc::new(CredentialRef {
-        id: id.clone(),
+        identity: secrets.identity(&id, fingerprint),
+        id,
         kind,
         path: path.display().to_string(),
         owner: Some(meta.uid()),
-        context: context.clone(),
-        scope: scope.clone(),
+        context: source.context.clone().or(facts.context),
+        scope,
         readers: facts.readers,
         fingerprint,
-        identity: secrets.identity(&id, fingerprint),
     });
     Ok(Credential {
-        id,
-        kind,
         path: path.to_path_buf(),
         file: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
-        owner_uid: meta.uid(),
         page_cache,
-        context,
-        scope,
         fingerprints,
         record,
     })
@@ -337,22 +325,25 @@ mod tests {
             2,
             "netrc and the private key, not the .pub"
         );
-        let kinds: BTreeSet<Kind> = catalog.credentials().map(|c| c.kind).collect();
+        let kinds: BTreeSet<Kind> = catalog.credentials().map(|c| c.record.kind).collect();
         assert_eq!(kinds, BTreeSet::from([Kind::Netrc, Kind::Ssh]));
         let netrc_meta = fs::metadata(home.join(".netrc")).unwrap();
         let key = FileKey::new(kernel_dev(netrc_meta.dev()), netrc_meta.ino());
         assert_eq!(
-            catalog.get(&key).unwrap().id,
+            catalog.get(&key).unwrap().record.id,
             format!("netrc:{}/.netrc", home.display())
         );
         let netrc = catalog.get(&key).unwrap();
         assert_eq!(
-            netrc.scope.check(None, 443, Some("example.com")),
+            netrc.record.scope.check(None, 443, Some("example.com")),
             crate::policy::Verdict::Inside,
             "the host the file names is in its scope"
         );
         assert!(netrc.fingerprints.is_empty(), "it holds no password");
-        let key_file = catalog.credentials().find(|c| c.kind == Kind::Ssh).unwrap();
+        let key_file = catalog
+            .credentials()
+            .find(|c| c.record.kind == Kind::Ssh)
+            .unwrap();
         assert_eq!(key_file.fingerprints.len(), 1);
         assert!(catalog.directories_to_watch().contains(&home.join(".ssh")));
         fs::remove_dir_all(home).unwrap();
@@ -370,7 +361,10 @@ mod tests {
         let changes = catalog.resolve(&Policy::embedded());
         assert_eq!(changes.removed, vec![old.file]);
         assert_eq!(changes.added.len(), 1);
-        assert_eq!(catalog.get(&changes.added[0]).unwrap().id, old.id);
+        assert_eq!(
+            catalog.get(&changes.added[0]).unwrap().record.id,
+            old.record.id
+        );
         fs::remove_dir_all(home).unwrap();
     }
 

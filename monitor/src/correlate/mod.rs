@@ -63,10 +63,12 @@ impl Held {
 type UseKey = (u32, String, String, u16, Protocol, Option<String>);
 
 pub struct Correlator {
-    pub tracker: ProcessTracker,
+    tracker: ProcessTracker,
     clock: Clock,
     policy: Arc<Policy>,
     reads: ReadLog,
+    /// (process, file) pairs reported. The kernel reports each pair once too, but from an LRU
+    /// map: under a storm it may forget a pair of a live process and report it again.
     accessed: HashSet<(ProcKey, FileKey)>,
     connections: HashMap<ProcKey, VecDeque<Held>>,
     /// Connections forgotten past `CONNECTIONS_PER_PROCESS`.
