@@ -336,6 +336,12 @@ pub mod program {
     pub const FILEMAP_MAP_PAGES: &str = "keytrail_filemap_map_pages";
     pub const FILE_OPEN: &str = "keytrail_file_open";
     pub const OPEN_EXIT: &str = "keytrail_open_exit";
+    pub const FILE_OPEN_FENTRY: &str = "keytrail_file_open_fentry";
+    pub const FILE_READ_FENTRY: &str = "keytrail_file_read_fentry";
+    pub const FILE_MMAP_FENTRY: &str = "keytrail_file_mmap_fentry";
+    pub const FILE_OPEN_KPROBE: &str = "keytrail_file_open_kprobe";
+    pub const FILE_READ_KPROBE: &str = "keytrail_file_read_kprobe";
+    pub const FILE_MMAP_KPROBE: &str = "keytrail_file_mmap_kprobe";
 }
 
 /// The names of the maps and load-time globals the daemon uses; the kernel side declares them

@@ -5,6 +5,11 @@
 //!   arguments, read with plain loads), else as classic tracepoints (a record filled per hit,
 //!   read with helper calls): these run on every read on the machine, so each step counts;
 //! - LSM file_open: every open, on any filesystem, where BPF LSM is allowed;
+//! - fentry, else kprobes, on the security functions every open, read and mmap of a file passes
+//!   (security_file_open, security_file_permission, security_mmap_file): kernels before 6.11
+//!   have no filemap tracepoint to attach, and kernels booted without `bpf` among their LSMs run
+//!   no LSM program. These run on every read and write on the machine (pipes and sockets too),
+//!   so they find the file's identity with the fewest loads and filter by the watched map first;
 //! - openat exit tracepoints: opens on filesystems without a page cache (tmpfs), where LSM is not
 //!   allowed. Attached only when such a credential is watched: any syscall tracepoint slows every
 //!   syscall on the machine.
@@ -13,15 +18,16 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid,
     },
-    macros::{btf_tracepoint, lsm, tracepoint},
-    programs::{BtfTracePointContext, LsmContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, kprobe, lsm, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, LsmContext, ProbeContext, TracePointContext},
 };
 use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey};
 
 use crate::{
     SEEN, SELF_TGID, WATCHED, emit,
     kernel::{
-        file_identity, load, offsets, process_start_ns, process_start_ns_typed, read, read_addr,
+        file_identity, file_identity_typed, load, offsets, process_start_ns,
+        process_start_ns_typed, read, read_addr,
     },
 };
 
@@ -155,6 +161,76 @@ pub fn keytrail_file_open(ctx: LsmContext) -> i32 {
         report(dev, ino, AccessHook::Open, process_start_ns);
     }
     0
+}
+
+/// `MAY_READ` in `security_file_permission`'s mask (include/linux/fs.h); writes are not reads.
+const MAY_READ: u32 = 4;
+
+/// `security_file_open(struct file *file)`, where LSM programs do not run.
+#[fentry(function = "security_file_open")]
+pub fn keytrail_file_open_fentry(ctx: FEntryContext) -> i32 {
+    let file: u64 = ctx.arg(0);
+    if let Some((dev, ino)) = file_identity_typed(file) {
+        report(dev, ino, AccessHook::Open, process_start_ns);
+    }
+    0
+}
+
+/// `security_file_permission(struct file *file, int mask)`: every read(2), pread, readv,
+/// sendfile, splice and io_uring read checks it, on every filesystem (tmpfs too).
+#[fentry(function = "security_file_permission")]
+pub fn keytrail_file_read_fentry(ctx: FEntryContext) -> i32 {
+    let mask: u64 = ctx.arg(1);
+    if mask as u32 & MAY_READ != 0 {
+        let file: u64 = ctx.arg(0);
+        if let Some((dev, ino)) = file_identity_typed(file) {
+            report(dev, ino, AccessHook::Read, process_start_ns);
+        }
+    }
+    0
+}
+
+/// `security_mmap_file(struct file *file, ...)`: every mmap, at map time (`file` is null for
+/// anonymous memory).
+#[fentry(function = "security_mmap_file")]
+pub fn keytrail_file_mmap_fentry(ctx: FEntryContext) -> i32 {
+    let file: u64 = ctx.arg(0);
+    if let Some((dev, ino)) = file_identity_typed(file) {
+        report(dev, ino, AccessHook::Mmap, process_start_ns);
+    }
+    0
+}
+
+/// The kprobe forms of the three above, where the kernel refuses fentry (no BPF trampolines):
+/// arguments come from the saved registers and every load is a helper call.
+#[kprobe]
+pub fn keytrail_file_open_kprobe(ctx: ProbeContext) -> u32 {
+    report_kprobe_file(&ctx, AccessHook::Open);
+    0
+}
+
+#[kprobe]
+pub fn keytrail_file_read_kprobe(ctx: ProbeContext) -> u32 {
+    if ctx
+        .arg::<u64>(1)
+        .is_some_and(|mask| mask as u32 & MAY_READ != 0)
+    {
+        report_kprobe_file(&ctx, AccessHook::Read);
+    }
+    0
+}
+
+#[kprobe]
+pub fn keytrail_file_mmap_kprobe(ctx: ProbeContext) -> u32 {
+    report_kprobe_file(&ctx, AccessHook::Mmap);
+    0
+}
+
+#[inline(always)]
+fn report_kprobe_file(ctx: &ProbeContext, hook: AccessHook) {
+    if let Some((dev, ino)) = ctx.arg::<u64>(0).and_then(file_identity) {
+        report(dev, ino, hook, process_start_ns);
+    }
 }
 
 /// Byte offset of `ret` in every syscalls:sys_exit_* record (after the common header and nr).

@@ -104,3 +104,18 @@ pub fn file_identity(file: u64) -> Option<(u32, u64)> {
     let dev = read::<u32>(sb, o.sb_dev)?;
     Some((dev, ino))
 }
+
+/// The same by plain loads, for a `struct file *` the verifier knows the type of (an fentry
+/// argument): four loads instead of four helper calls, on hooks that see every read.
+#[inline(always)]
+pub fn file_identity_typed(file: u64) -> Option<(u32, u64)> {
+    let o = offsets();
+    // SAFETY: a typed kernel pointer and constant offsets from BTF; see `load`.
+    unsafe {
+        let inode = load::<u64>(file, o.file_inode)?;
+        let ino = load::<u64>(inode, o.inode_ino)?;
+        let sb = load::<u64>(inode, o.inode_sb)?;
+        let dev = load::<u32>(sb, o.sb_dev)?;
+        Some((dev, ino))
+    }
+}

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{sink::Format, vocab::Kind};
+use crate::{kernel::probes::Attach, sink::Format, vocab::Kind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// stop).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
     pub stats_interval: std::time::Duration,
+    /// Never use these kinds of hook (comma-separated: tp_btf, tracepoint, lsm, fentry,
+    /// kprobe, ...), as if the kernel refused them: their fallbacks are used instead. For
+    /// testing the fallbacks, and for working around a kernel bug in one kind of hook.
+    #[arg(long, value_name = "KIND,...", value_delimiter = ',', value_parser = parse_hook_kind)]
+    pub skip_hooks: Vec<&'static str>,
     #[command(flatten)]
     pub watch: WatchArgs,
 }
@@ -100,6 +105,20 @@ pub struct CatalogArgs {
 /// A duration written for humans: `10s`, `1m`.
 fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("`{value}`: {e} (try `10s`)"))
+}
+
+/// A kind of hook, as `ready` names them (the part of a hook before its slash).
+fn parse_hook_kind(value: &str) -> Result<&'static str, String> {
+    Attach::KINDS
+        .iter()
+        .find(|k| **k == value)
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "`{value}` is not a kind of hook; known: {}",
+                Attach::KINDS.join(", ")
+            )
+        })
 }
 
 /// `PATH` or `PATH=KIND`; a relative PATH is taken from the current directory.

@@ -32,12 +32,24 @@ const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// How often exited processes are forgotten (every second).
 const SWEEP_EVERY_TICKS: u32 = 100;
 
+/// How `run` behaves, from the command line.
+pub struct Settings {
+    /// How often a `stats` record is written (zero: only at stop).
+    pub stats_interval: Duration,
+    /// Kinds of hook never to use (`--skip-hooks`).
+    pub skip_hooks: Vec<&'static str>,
+}
+
 pub async fn run(
     mut catalog: Catalog,
     policy: Arc<Policy>,
     mut sink: Box<dyn Sink + Send>,
-    stats_interval: Duration,
+    settings: Settings,
 ) -> anyhow::Result<()> {
+    let Settings {
+        stats_interval,
+        skip_hooks,
+    } = settings;
     let env = preflight::check()?;
     let clock = Clock::now();
     let mut tracker = ProcessTracker::new(ticks_per_second(), Some("/proc".into()));
@@ -45,7 +57,7 @@ pub async fn run(
         .seed_from_procfs(&policy, &mut catalog)
         .context("reading /proc")?;
 
-    let (mut probes, maps) = Probes::load(&env)?;
+    let (mut probes, maps) = Probes::load(&env, &skip_hooks)?;
     // Loading parsed the kernel's BTF twice (several MiB, freed since); give those pages back
     // rather than keep them resident for the whole run.
     // SAFETY: malloc_trim has no preconditions.
@@ -167,6 +179,7 @@ pub async fn run(
     }
 
     log::info!("stopping: detaching probes and draining what is left");
+    log_run_statistics(&probes);
     drop(probes);
     if output_error.is_none()
         && let Err(e) = drain(
@@ -308,4 +321,22 @@ fn ticks_per_second() -> u64 {
 /// Buffered stdout; the loop flushes after each batch of records.
 pub fn stdout() -> Box<dyn Write + Send> {
     Box::new(std::io::BufWriter::new(std::io::stdout()))
+}
+
+/// With `sysctl kernel.bpf_stats_enabled=1` (off by default: it costs two clock reads per run),
+/// the kernel counts each program's runs and run time; say them, by hook, at stop.
+fn log_run_statistics(probes: &Probes) {
+    let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .is_ok_and(|v| v.trim() == "1");
+    if !enabled {
+        return;
+    }
+    for s in probes.run_statistics() {
+        let mean = s.run_time.as_nanos() / u128::from(s.runs.max(1));
+        log::info!(
+            "kernel statistics: {} ran {} times, {mean} ns each on average",
+            s.hooks,
+            s.runs
+        );
+    }
 }

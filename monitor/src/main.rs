@@ -122,7 +122,10 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         catalog,
         Arc::new(policy),
         sink,
-        args.stats_interval,
+        daemon::Settings {
+            stats_interval: args.stats_interval,
+            skip_hooks: args.skip_hooks,
+        },
     ))
 }
 

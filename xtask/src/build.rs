@@ -56,3 +56,23 @@ pub fn as_root(program: &std::path::Path) -> Command {
         sudo
     }
 }
+
+/// Builds kt-vm-helper (xtask/vm/helper) statically linked, for the test VMs, and returns its
+/// path. Its own target directory keeps the static flags away from the workspace's builds.
+pub fn vm_helper() -> anyhow::Result<PathBuf> {
+    let target = "x86_64-unknown-linux-gnu";
+    let target_dir = workspace_root().join("target/vm-helper");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--package", "kt-vm-helper"])
+        .args(["--target", target])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo build for kt-vm-helper")?;
+    if !status.success() {
+        bail!("building kt-vm-helper failed");
+    }
+    Ok(target_dir.join(target).join("release/kt-vm-helper"))
+}

@@ -1,7 +1,13 @@
 #!/bin/busybox sh
-# /init of keytrail's test VM (xtask/src/vm): starts keytrail, drives a reader and a
-# read-then-connect with busybox tools, and prints what keytrail saw between markers on the
-# serial console. The host judges the records (xtask/src/vm/check.rs); this script only acts.
+# /init of keytrail's test VM (xtask/src/vm): runs keytrail once per pass, each pass with some
+# kinds of hook skipped so that their fallbacks serve, drives the same readers and connections
+# in each, and prints what keytrail saw between markers on the serial console. The host judges
+# the records (xtask/src/vm/check.rs); this script only acts.
+#
+# The credentials: /root/.netrc on the initramfs root (tmpfs: no page cache, only opens are
+# seen) and /root/.aws/credentials on a ramfs, whose reads and mmap faults go through the page
+# cache as ext4's and xfs's do (filemap_read, filemap_fault). Both are written into the image by
+# the host; nothing secret is on the kernel command line or in any environment.
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/root
 mount -t proc proc /proc
@@ -16,36 +22,94 @@ ip link set lo up
 echo "KT-KERNEL $(uname -r)"
 echo "KT-LSM $(cat /sys/kernel/security/lsm 2>/dev/null || echo none)"
 
-printf 'machine 127.0.0.1 login bot password %s\n' "$KT_TOKEN" > /root/.netrc
-chmod 600 /root/.netrc
+mkdir -p /root/.aws /mnt/aws
+mount -t ramfs ramfs /root/.aws
+cp /kt/aws-credentials /root/.aws/credentials
+head -c 4096 /dev/zero > /root/.aws/notes
+chmod 600 /root/.aws/credentials /root/.netrc
+mount --bind /root/.aws /mnt/aws
+echo 1 > /proc/sys/kernel/bpf_stats_enabled
 
-keytrail run --format json > /tmp/records 2> /tmp/log &
-KT=$!
-i=0
-while ! grep -q '"type":"ready"' /tmp/records 2>/dev/null; do
-    i=$((i + 1))
-    if [ $i -gt 300 ] || ! kill -0 $KT 2>/dev/null; then break; fi
+# Endpoint names: a real DNS server for api.example.test, and listeners.
+echo "nameserver 127.0.0.1" > /etc/resolv.conf
+dnsmasq --keep-in-foreground --no-resolv --no-hosts --listen-address=127.0.0.1 \
+    --bind-interfaces --address=/api.example.test/127.0.0.1 --user=root --pid-file= &
+
+READS="read pread mmap io_uring sendfile splice"
+
+# One pass: keytrail with `--skip-hooks $1` (or none), the scenarios, and its output.
+pass() {
+    echo "KT-PASS ${1:-default}"
+    rm -f /tmp/go /tmp/records /tmp/log
+    # Readers that open the credential before keytrail starts: only their reads can be seen.
+    for method in $READS; do
+        kt-vm-helper hold $method /root/.aws/credentials /tmp/go > /dev/null &
+    done
+    if [ -n "$1" ]; then
+        keytrail run --format json --skip-hooks "$1" > /tmp/records 2> /tmp/log &
+    else
+        keytrail run --format json > /tmp/records 2> /tmp/log &
+    fi
+    KT=$!
+    i=0
+    while ! grep -q '"type":"ready"' /tmp/records 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 300 ] || ! kill -0 $KT 2>/dev/null; then break; fi
+        sleep 1
+    done
+
+    touch /tmp/go
+    # A reader through a bind mount, and one through another process's root.
+    cat /mnt/aws/credentials > /dev/null
+    cat /proc/1/root/root/.aws/credentials > /dev/null
+    # A reader of the tmpfs credential (opens only).
+    cat /root/.netrc > /dev/null
+    # A read, then a connect by the reader's child (a use by inheritance); and a connect by a
+    # process that read nothing (no use).
+    nc -l -p 9000 > /dev/null &
+    nc -l -p 9001 > /dev/null &
     sleep 1
+    sh -c 'read line < /root/.netrc; echo hello | nc 127.0.0.1 9000'
+    sh -c 'echo hello | nc 127.0.0.1 9001'
+    if [ -z "$1" ]; then
+        # Names: by the DNS answer curl received (plain HTTP: a TLS hello's server name, the
+        # name the process said it meant, takes precedence), and by the server name alone.
+        nc -l -p 9443 > /dev/null &
+        nc -l -p 9444 > /dev/null &
+        sleep 1
+        sh -c 'read line < /root/.netrc; curl -s --max-time 3 http://api.example.test:9443/' > /dev/null
+        sh -c 'read line < /root/.netrc
+            curl -sk --max-time 3 --resolve tls.example.test:9444:127.0.0.1 https://tls.example.test:9444/' > /dev/null
+    fi
+    # A workload for the kernel's statistics: opens and reads of an unwatched page-cache file.
+    kt-vm-helper loop /root/.aws/notes 5000
+    wait_for_readers
+    # Connection records wait up to a second for the connection's first bytes.
+    sleep 2
+
+    kill -INT $KT
+    wait $KT
+    echo "KT-EXIT $?"
+    echo KT-RECORDS-BEGIN
+    cat /tmp/records
+    echo KT-RECORDS-END
+    echo KT-LOG-BEGIN
+    cat /tmp/log
+    echo KT-LOG-END
+    pkill nc
+}
+
+wait_for_readers() {
+    i=0
+    while pgrep -f "kt-vm-helper hold" > /dev/null && [ $i -lt 50 ]; do
+        i=$((i + 1))
+        sleep 0.2
+    done
+}
+
+for skip in $(cat /kt/passes); do
+    if [ "$skip" = default ]; then pass ""; else pass "$skip"; fi
 done
-
-# A reader.
-cat /root/.netrc > /dev/null
-# A read, then a connect by the reader's child (a use by inheritance).
-nc -l -p 9000 > /dev/null &
-sleep 1
-sh -c 'read line < /root/.netrc; echo hello | nc 127.0.0.1 9000'
-# Connection records wait up to a second for the connection's first bytes.
-sleep 3
-
-kill -INT $KT
-wait $KT
-echo "KT-EXIT $?"
-echo KT-RECORDS-BEGIN
-cat /tmp/records
-echo KT-RECORDS-END
-echo KT-LOG-BEGIN
-cat /tmp/log
-echo KT-LOG-END
 echo KT-DONE
 echo o > /proc/sysrq-trigger
 sleep 10

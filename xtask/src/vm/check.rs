@@ -1,34 +1,76 @@
-//! Judging one VM's serial console: what keytrail printed between the markers /init writes
-//! (xtask/vm/init.sh), checked against what the scenarios did. Pure, so it is unit-tested.
+//! Judging one VM's serial console: what keytrail printed in each pass (xtask/vm/init.sh),
+//! checked against what the pass did and against the hooks the pass should have chosen. Pure, so
+//! it is unit-tested.
 use serde_json::Value;
 
-/// What one boot showed.
-pub struct Outcome {
-    pub kernel: Option<String>,
-    /// hook names from the `ready` record, by purpose ("credential-open=lsm/file_open").
-    pub hooks: Vec<String>,
-    pub checks: Vec<(&'static str, Result<(), String>)>,
+/// The credential on a page-cache filesystem (ramfs) and the one on tmpfs.
+const PAGE_CACHE_CREDENTIAL: &str = "/root/.aws/credentials";
+const TMPFS_CREDENTIAL: &str = "/root/.netrc";
+/// How kt-vm-helper reads the page-cache credential, through a descriptor opened before
+/// keytrail started, and the record's `hook` each must give.
+const HELD_READS: &[(&str, &str)] = &[
+    ("read", "read"),
+    ("pread", "read"),
+    ("mmap", "mmap"),
+    ("io_uring", "read"),
+    ("sendfile", "read"),
+    ("splice", "read"),
+];
+
+/// What the kernel offers, as the console says.
+pub struct Kernel {
+    pub release: Option<String>,
+    /// The filemap tracepoints exist (Linux 6.11 and later).
+    pub filemap: bool,
+    /// `bpf` is among the active LSMs.
+    pub bpf_lsm: bool,
 }
 
-impl Outcome {
+/// What one boot showed.
+pub struct Boot {
+    pub kernel: Kernel,
+    pub passes: Vec<Pass>,
+    /// Checks of the boot as a whole.
+    pub checks: Vec<(String, Result<(), String>)>,
+}
+
+/// What one pass (one keytrail run, some kinds of hook skipped) showed.
+pub struct Pass {
+    /// The `--skip-hooks` value, or "default".
+    pub name: String,
+    /// Hooks from the `ready` record, by purpose ("credential-open=lsm/file_open").
+    pub hooks: Vec<String>,
+    pub checks: Vec<(String, Result<(), String>)>,
+    /// The kernel's statistics per hook that ran: (hooks, runs, mean ns).
+    pub statistics: Vec<(String, u64, u64)>,
+    /// The helper's open+read+close loop, time per iteration as it printed it.
+    pub loop_time: Option<String>,
+}
+
+impl Boot {
+    fn all_checks(&self) -> impl Iterator<Item = &(String, Result<(), String>)> {
+        self.checks
+            .iter()
+            .chain(self.passes.iter().flat_map(|p| &p.checks))
+    }
     pub fn passed(&self) -> usize {
-        self.checks.iter().filter(|(_, r)| r.is_ok()).count()
+        self.all_checks().filter(|(_, r)| r.is_ok()).count()
     }
     pub fn failed(&self) -> usize {
-        self.checks.len() - self.passed()
+        self.all_checks().count() - self.passed()
     }
 }
 
-fn section<'a>(serial: &'a str, name: &str) -> Option<&'a str> {
+fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     let begin = format!("KT-{name}-BEGIN");
     let end = format!("KT-{name}-END");
-    let start = serial.find(&begin)? + begin.len();
-    let stop = serial[start..].find(&end)? + start;
-    Some(&serial[start..stop])
+    let start = text.find(&begin)? + begin.len();
+    let stop = text[start..].find(&end)? + start;
+    Some(&text[start..stop])
 }
 
-fn marker<'a>(serial: &'a str, name: &str) -> Option<&'a str> {
-    serial.lines().find_map(|l| {
+fn marker<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| {
         l.trim_end_matches('\r')
             .strip_prefix(name)
             .map(|v| v.trim())
@@ -37,25 +79,119 @@ fn marker<'a>(serial: &'a str, name: &str) -> Option<&'a str> {
 
 /// The program a record's process runs, as invoked: busybox's shell runs applets through
 /// /proc/self/exe, so `comm` is "exe" and only argv[0] says which.
-fn program(record: &Value) -> &str {
-    record["process"]["argv"][0].as_str().unwrap_or_default()
+fn argv(record: &Value, i: usize) -> &str {
+    record["process"]["argv"][i].as_str().unwrap_or_default()
 }
 
 fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
     if ok { Ok(()) } else { Err(why()) }
 }
 
-/// `lsm`: whether the kernel was booted with BPF LSM enabled (so `lsm/file_open` must be used).
-pub fn judge(serial: &str, token: &str, lsm: bool) -> Outcome {
-    let kernel = marker(serial, "KT-KERNEL ").map(str::to_owned);
-    let records: Vec<Value> = section(serial, "RECORDS")
+/// The first hook of `chain` the kernel offers and the pass did not skip.
+fn first_offered(chain: &[(&'static str, bool)], skipped: &[&str]) -> Option<&'static str> {
+    chain
+        .iter()
+        .find(|(hook, offered)| {
+            *offered && !skipped.contains(&hook.split('/').next().unwrap_or_default())
+        })
+        .map(|(hook, _)| *hook)
+}
+
+/// The hooks a pass should choose for credential reads, mmaps and opens: the probe table's
+/// chains, written out again here so that a change to the table must be meant.
+fn expected_hooks(
+    kernel: &Kernel,
+    skipped: &[&str],
+) -> (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+) {
+    let read = first_offered(
+        &[
+            ("tp_btf/mm_filemap_get_pages", kernel.filemap),
+            ("tracepoint/filemap/mm_filemap_get_pages", kernel.filemap),
+            ("fentry/security_file_permission", true),
+            ("kprobe/security_file_permission", true),
+        ],
+        skipped,
+    );
+    let mmap = first_offered(
+        &[
+            ("tp_btf/mm_filemap_fault", kernel.filemap),
+            ("tracepoint/filemap/mm_filemap_fault", kernel.filemap),
+            ("fentry/security_mmap_file", true),
+            ("kprobe/security_mmap_file", true),
+        ],
+        skipped,
+    );
+    let open = first_offered(
+        &[
+            ("lsm/file_open", kernel.bpf_lsm),
+            ("fentry/security_file_open", true),
+            ("kprobe/security_file_open", true),
+            // Needed here: /root/.netrc is on tmpfs.
+            ("tracepoint/syscalls/sys_exit_openat", true),
+        ],
+        skipped,
+    );
+    (read, mmap, open)
+}
+
+pub fn judge(serial: &str, token: &str, passes: &[&str]) -> Boot {
+    let release = marker(serial, "KT-KERNEL ").map(str::to_owned);
+    let kernel = Kernel {
+        filemap: release.as_deref().is_some_and(|r| at_least(r, (6, 11))),
+        bpf_lsm: marker(serial, "KT-LSM ").is_some_and(|l| l.split(',').any(|m| m == "bpf")),
+        release,
+    };
+    // Each pass's output runs from its "KT-PASS" line to the next one.
+    let mut chunks: Vec<(&str, &str)> = Vec::new();
+    let mut rest = serial;
+    while let Some(at) = rest.find("KT-PASS ") {
+        let body = &rest[at + "KT-PASS ".len()..];
+        let name_end = body.find('\n').unwrap_or(body.len());
+        let next = body.find("KT-PASS ").unwrap_or(body.len());
+        chunks.push((body[..name_end].trim(), &body[..next]));
+        rest = &body[next..];
+    }
+    let mut checks = vec![(
+        "the VM ran to the end (no panic, hang or early exit)".to_owned(),
+        check(serial.contains("KT-DONE"), || {
+            let tail: Vec<&str> = serial.lines().rev().take(8).collect();
+            format!("no KT-DONE line; console ends with {tail:?}")
+        }),
+    )];
+    let ran: Vec<&str> = chunks.iter().map(|(name, _)| *name).collect();
+    checks.push((
+        format!("every pass ran ({})", passes.join("; ")),
+        check(ran == passes, || format!("passes run: {ran:?}")),
+    ));
+    let passes = chunks
+        .iter()
+        .map(|(name, text)| judge_pass(name, text, &kernel, token))
+        .collect();
+    Boot {
+        kernel,
+        passes,
+        checks,
+    }
+}
+
+fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
+    let skipped: Vec<&str> = if name == "default" {
+        Vec::new()
+    } else {
+        name.split(',').collect()
+    };
+    let records: Vec<Value> = section(text, "RECORDS")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l.trim()).ok())
         .collect();
-    let log = section(serial, "LOG").unwrap_or_default();
+    let log = section(text, "LOG").unwrap_or_default();
     let find = |kind: &str, pred: &dyn Fn(&Value) -> bool| {
-        records.iter().any(|r| r["type"] == kind && pred(r))
+        records.iter().find(|r| r["type"] == kind && pred(r))
     };
     let ready = records.iter().find(|r| r["type"] == "ready");
     let hooks: Vec<String> = ready
@@ -74,105 +210,148 @@ pub fn judge(serial: &str, token: &str, lsm: bool) -> Outcome {
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
         format!("keytrail's last log lines: {tail:?}")
     };
-    let open_hook = if lsm {
-        "credential-open=lsm/file_open"
-    } else {
-        "credential-open=tracepoint/syscalls/sys_exit_openat"
-    };
-    let checks = vec![
-        (
-            "the VM ran to the end (no panic, hang or early exit)",
-            check(serial.contains("KT-DONE"), || {
-                let tail: Vec<&str> = serial.lines().rev().take(8).collect();
-                format!("no KT-DONE line; console ends with {tail:?}")
-            }),
+    let mut checks: Vec<(String, Result<(), String>)> = Vec::new();
+    checks.push((
+        "keytrail started, stopped cleanly and dropped nothing".into(),
+        check(
+            ready.is_some()
+                && marker(text, "KT-EXIT ") == Some("0")
+                && find("stats", &|r| r["dropped"] == 0).is_some(),
+            summary,
         ),
-        (
-            "keytrail started and listed its hooks",
-            check(ready.is_some(), summary),
-        ),
-        (
-            "credential opens use the expected hook",
-            check(hooks.iter().any(|h| h == open_hook), || {
-                format!("wanted {open_hook}, hooks were {hooks:?}")
-            }),
-        ),
-        (
-            "cat reading /root/.netrc is a credential_access",
+    ));
+
+    let (read, mmap, open) = expected_hooks(kernel, &skipped);
+    for (purpose, hook) in [
+        ("credential-read", read),
+        ("credential-read", mmap),
+        ("credential-open", open),
+    ] {
+        let Some(hook) = hook else { continue };
+        let wanted = format!("{purpose}={hook}");
+        checks.push((
+            format!("uses {wanted}"),
+            check(hooks.contains(&wanted), || format!("hooks were {hooks:?}")),
+        ));
+    }
+
+    // A record for one access, described for the failure message.
+    let access = |pred: &dyn Fn(&Value) -> bool| find("credential_access", pred);
+    for (method, hook) in HELD_READS {
+        let seen = access(&|r| argv(r, 1) == "hold" && argv(r, 2) == *method);
+        let by = if *hook == "mmap" { mmap } else { read };
+        let (name, result) = match by {
+            Some(by) => (
+                format!(
+                    "a held descriptor read by {method} is a credential_access (hook {hook}, by {by})"
+                ),
+                check(
+                    seen.is_some_and(|r| {
+                        r["hook"] == *hook && r["credential"]["path"] == PAGE_CACHE_CREDENTIAL
+                    }),
+                    || format!("record: {seen:?}"),
+                ),
+            ),
+            // No read-side hook on this kernel in this pass: the read cannot be seen, and
+            // nothing may claim it was.
+            None => (
+                format!("a held descriptor read by {method} is not seen: no read hook"),
+                check(seen.is_none(), || format!("record: {seen:?}")),
+            ),
+        };
+        checks.push((name, result));
+    }
+    for (what, path_arg) in [
+        ("through a bind mount", "/mnt/aws/credentials"),
+        ("through /proc/1/root", "/proc/1/root/root/.aws/credentials"),
+    ] {
+        let seen = access(&|r| argv(r, 0) == "cat" && argv(r, 1) == path_arg);
+        checks.push((
+            format!("cat {what} is an open of {PAGE_CACHE_CREDENTIAL}"),
             check(
-                find("credential_access", &|r| {
-                    program(r) == "cat" && r["credential"]["path"] == "/root/.netrc"
+                seen.is_some_and(|r| {
+                    r["hook"] == "open" && r["credential"]["path"] == PAGE_CACHE_CREDENTIAL
                 }),
-                summary,
+                || format!("record: {seen:?}"),
             ),
+        ));
+    }
+    let netrc = access(&|r| argv(r, 0) == "cat" && argv(r, 1) == TMPFS_CREDENTIAL);
+    checks.push((
+        format!("cat {TMPFS_CREDENTIAL} (tmpfs) is an open"),
+        check(netrc.is_some_and(|r| r["hook"] == "open"), || {
+            format!("record: {netrc:?}")
+        }),
+    ));
+    checks.push((
+        "a shell's read then nc's connect is a credential_use".into(),
+        check(
+            find("credential_use", &|r| {
+                argv(r, 0) == "nc" && r["endpoint"]["port"] == 9000
+            })
+            .is_some(),
+            summary,
         ),
-        (
-            "a shell's read then nc's connect is a credential_use",
-            check(
-                find("credential_use", &|r| {
-                    program(r) == "nc" && r["endpoint"]["port"] == 9000
-                }),
-                summary,
-            ),
-        ),
-        (
-            "keytrail stopped cleanly with nothing dropped",
-            check(
-                marker(serial, "KT-EXIT ") == Some("0") && find("stats", &|r| r["dropped"] == 0),
-                summary,
-            ),
-        ),
-        (
-            "the secret is printed nowhere",
-            check(
-                !section(serial, "RECORDS")
-                    .unwrap_or_default()
-                    .contains(token)
-                    && !log.contains(token),
-                || "the token appears in keytrail's output".into(),
-            ),
-        ),
-    ];
-    Outcome {
-        kernel,
+    ));
+    let unrelated = find("credential_use", &|r| r["endpoint"]["port"] == 9001);
+    checks.push((
+        "nc in a shell that read nothing is no credential_use".into(),
+        check(unrelated.is_none(), || format!("record: {unrelated:?}")),
+    ));
+    if name == "default" {
+        for (host, source) in [("api.example.test", "dns"), ("tls.example.test", "tls_sni")] {
+            let named = find("credential_use", &|r| {
+                argv(r, 0) == "curl" && r["endpoint"]["host"] == host
+            });
+            checks.push((
+                format!("curl's endpoint is named {host} by {source}"),
+                check(
+                    named.is_some_and(|r| r["endpoint"]["host_source"] == source),
+                    || format!("record: {named:?}; {}", summary()),
+                ),
+            ));
+        }
+    }
+    checks.push((
+        "the secret is printed nowhere".into(),
+        check(!text.contains(token), || {
+            "the token appears in keytrail's output".into()
+        }),
+    ));
+    Pass {
+        name: name.to_owned(),
         hooks,
         checks,
+        statistics: statistics(log),
+        loop_time: text
+            .lines()
+            .find(|l| l.contains("opens and reads of"))
+            .and_then(|l| l.rsplit(", ").next())
+            .map(|t| t.trim().trim_end_matches(" each").to_owned()),
     }
+}
+
+/// "kernel statistics: HOOKS ran N times, M ns each on average" lines of keytrail's log.
+fn statistics(log: &str) -> Vec<(String, u64, u64)> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.split("kernel statistics: ").nth(1)?;
+            let (hooks, rest) = rest.split_once(" ran ")?;
+            let (runs, rest) = rest.split_once(" times, ")?;
+            let (mean, _) = rest.split_once(" ns")?;
+            Some((hooks.to_owned(), runs.parse().ok()?, mean.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Whether a release such as "6.12.117+deb12-amd64" is at least `major.minor`.
+fn at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"KT-KERNEL 6.12.117+deb12-amd64
-KT-EXIT 0
-KT-RECORDS-BEGIN
-{"type":"ready","time":"t","hooks":[{"purpose":"credential-open","hook":"lsm/file_open"}]}
-{"type":"credential_access","time":"t","credential":{"path":"/root/.netrc"},"process":{"argv":["cat","/root/.netrc"]}}
-{"type":"credential_use","time":"t","process":{"argv":["nc","127.0.0.1","9000"]},"endpoint":{"port":9000}}
-{"type":"stats","time":"t","dropped":0}
-KT-RECORDS-END
-KT-LOG-BEGIN
-[INFO] watching 1 credentials
-KT-LOG-END
-KT-DONE
-"#;
-
-    #[test]
-    fn a_good_run_passes_every_check() {
-        let o = judge(GOOD, "tok", true);
-        assert_eq!(o.kernel.as_deref(), Some("6.12.117+deb12-amd64"));
-        assert_eq!(o.failed(), 0, "{:?}", o.checks);
-        // The same run judged as a fallback kernel fails exactly the hook check.
-        assert_eq!(judge(GOOD, "tok", false).failed(), 1);
-    }
-
-    #[test]
-    fn a_hung_vm_or_a_leaked_secret_fails() {
-        let hung = &GOOD[..GOOD.find("KT-RECORDS-END").unwrap()];
-        let o = judge(hung, "tok", true);
-        assert!(o.failed() >= 2, "{:?}", o.checks);
-        let leaked = GOOD.replace("[INFO]", "[INFO] tok");
-        assert_eq!(judge(&leaked, "tok", true).failed(), 1);
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
-//! The test VM's initramfs: busybox (static), keytrail with the shared libraries `ldd` names,
-//! and /init (xtask/vm/init.sh). One image serves every kernel: nothing in it is per-kernel.
+//! The test VM's initramfs: busybox and kt-vm-helper (static), keytrail, curl and dnsmasq with
+//! the shared libraries `ldd` names, the credentials, the list of passes, and /init
+//! (xtask/vm/init.sh). One image serves every kernel: nothing in it is per-kernel.
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
@@ -9,26 +10,53 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use crate::build;
+
 const INIT: &str = include_str!("../../vm/init.sh");
 const BUSYBOX: &str = "/bin/busybox";
 
-/// Builds `dir/initramfs.cpio.gz` around `keytrail` and returns its path.
-pub fn build(keytrail: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+/// What goes into the image besides the fixed parts.
+pub struct Contents<'a> {
+    pub keytrail: &'a Path,
+    /// kt-vm-helper, statically linked.
+    pub helper: &'a Path,
+    /// The secret both credentials hold.
+    pub token: &'a str,
+    /// One `--skip-hooks` value per pass ("default": none).
+    pub passes: &'a [&'a str],
+}
+
+/// Builds `dir/initramfs.cpio.gz` and returns its path.
+pub fn build(contents: &Contents, dir: &Path) -> anyhow::Result<PathBuf> {
     let root = dir.join("initramfs");
     let _ = fs::remove_dir_all(&root);
-    for sub in ["bin", "etc", "root", "proc", "sys", "dev", "tmp"] {
+    for sub in ["bin", "etc", "root", "proc", "sys", "dev", "tmp", "kt"] {
         fs::create_dir_all(root.join(sub))?;
     }
     if !Path::new(BUSYBOX).exists() {
         bail!("{BUSYBOX} is missing: run ./xtask/setup.sh (it installs busybox-static)");
     }
     copy(Path::new(BUSYBOX), &root.join("bin/busybox"))?;
-    copy(keytrail, &root.join("bin/keytrail"))?;
-    for library in shared_libraries(keytrail)? {
-        let inside = root.join(library.strip_prefix("/").unwrap_or(&library));
-        fs::create_dir_all(inside.parent().unwrap())?;
-        copy(&library, &inside)?;
+    copy(contents.helper, &root.join("bin/kt-vm-helper"))?;
+    copy_with_libraries(contents.keytrail, &root, "keytrail")?;
+    for tool in ["curl", "dnsmasq"] {
+        let Some(path) = build::which(tool) else {
+            bail!("{tool} is missing: run ./xtask/setup.sh (it installs curl and dnsmasq-base)");
+        };
+        copy_with_libraries(&path, &root, tool)?;
     }
+    fs::write(
+        root.join("root/.netrc"),
+        format!("machine 127.0.0.1 login bot password {}\n", contents.token),
+    )?;
+    fs::write(
+        root.join("kt/aws-credentials"),
+        format!(
+            "[default]\naws_access_key_id = AKIAKTVMTEST00000000\naws_secret_access_key = {}\n",
+            contents.token
+        ),
+    )?;
+    fs::write(root.join("kt/passes"), contents.passes.join("\n") + "\n")?;
     fs::write(root.join("init"), INIT)?;
     fs::set_permissions(root.join("init"), fs::Permissions::from_mode(0o755))?;
     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
@@ -44,6 +72,17 @@ pub fn build(keytrail: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
         bail!("packing the initramfs failed (is cpio installed? ./xtask/setup.sh installs it)");
     }
     Ok(image)
+}
+
+/// `binary` as /bin/`name`, and the shared libraries it needs at their own paths.
+fn copy_with_libraries(binary: &Path, root: &Path, name: &str) -> anyhow::Result<()> {
+    copy(binary, &root.join("bin").join(name))?;
+    for library in shared_libraries(binary)? {
+        let inside = root.join(library.strip_prefix("/").unwrap_or(&library));
+        fs::create_dir_all(inside.parent().unwrap())?;
+        copy(&library, &inside)?;
+    }
+    Ok(())
 }
 
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -12,15 +12,15 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, Lsm, ProgramError,
-        RawTracePoint, TracePoint,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, KProbe, Lsm,
+        ProgramError, RawTracePoint, TracePoint,
     },
 };
 use monitor_common::{FileKey, counter, map};
 use thiserror::Error;
 
-pub use self::table::Purpose;
-use self::table::{Attach, Fallback, Needs, Probe, TABLE};
+pub use self::table::{Attach, Purpose};
+use self::table::{Fallback, Needs, Probe, TABLE};
 use super::{
     btf::Btf,
     layout,
@@ -85,6 +85,8 @@ struct Machine {
     filemap_format_known: bool,
     /// Why BPF LSM programs would never run here, if the kernel says so.
     bpf_lsm_inactive: Option<String>,
+    /// Kinds of hook not to use (`--skip-hooks`), as `Attach::kind` names them.
+    skip: Vec<&'static str>,
 }
 
 /// The loaded programs; dropping this detaches every hook.
@@ -92,13 +94,17 @@ pub struct Probes {
     ebpf: Ebpf,
     machine: Machine,
     pub hooks: Vec<HookReport>,
+    /// The probes attached, in order (`hooks` in the kernel's terms).
+    attached: Vec<&'static Probe>,
     /// Fallbacks to attach once something needs them, with the refusal of the hook they stand
     /// in for.
-    deferred: Vec<(&'static Probe, String)>,
+    deferred: Vec<(&'static Probe, Chain)>,
 }
 
 impl Probes {
-    pub fn load(env: &Environment) -> Result<(Self, Maps), ProbeError> {
+    /// Loads the programs and attaches, for each purpose, the first hook in the table the
+    /// kernel allows, never one of a kind in `skip`.
+    pub fn load(env: &Environment, skip: &[&'static str]) -> Result<(Self, Maps), ProbeError> {
         let btf = Btf::from_file(Path::new(BTF_PATH))?;
         let (mut offsets, missing) = layout::offsets_from_btf(&btf);
         drop(btf);
@@ -131,12 +137,14 @@ impl Probes {
                 btf: Some(aya::Btf::from_sys_fs()),
                 filemap_format_known: filemap.is_some(),
                 bpf_lsm_inactive: bpf_lsm_inactive(),
+                skip: skip.to_vec(),
             },
             hooks: Vec::new(),
+            attached: Vec::new(),
             deferred: Vec::new(),
         };
         for probe in TABLE {
-            probes.attach_or_fall_back(probe)?;
+            probes.attach_or_fall_back(probe, None)?;
         }
         probes.machine.btf = None;
         if !probes
@@ -158,70 +166,137 @@ impl Probes {
             .into_iter()
             .partition(|(p, _)| p.purpose == purpose);
         self.deferred = later;
-        for (preferred, refused) in now {
-            self.fall_back(preferred, &refused);
+        for (refused, chain) in now {
+            let Fallback::WhenNeeded(fallbacks) = refused.fallback else {
+                continue;
+            };
+            for fallback in fallbacks {
+                // Not fatal: only required probes fail the start, and they defer nothing.
+                if let Err(e) = self.attach_or_fall_back(fallback, Some(&chain)) {
+                    log::warn!("{e}");
+                }
+            }
         }
     }
 
-    fn attach_or_fall_back(&mut self, probe: &'static Probe) -> Result<(), ProbeError> {
+    /// Each attached program's runs and run time so far, from the kernel's statistics (zero
+    /// unless `kernel.bpf_stats_enabled` is 1). A program attached to several hooks (the
+    /// syscall tracepoints) is one entry.
+    pub fn run_statistics(&self) -> Vec<RunStatistics> {
+        let mut out: Vec<RunStatistics> = Vec::new();
+        for probe in &self.attached {
+            let hook = probe.attach.hook();
+            if let Some(seen) = out.iter_mut().find(|s| s.program == probe.program) {
+                seen.hooks = format!("{}, {hook}", seen.hooks);
+                continue;
+            }
+            let Some(info) = self.ebpf.program(probe.program).and_then(|p| p.info().ok()) else {
+                continue;
+            };
+            out.push(RunStatistics {
+                program: probe.program,
+                hooks: hook,
+                runs: info.run_count(),
+                run_time: info.run_time(),
+            });
+        }
+        out
+    }
+
+    /// Attaches `probe`, or else walks its chain of fallbacks. `chain`: the hook at the head of
+    /// the chain this one stands in for, and why each hook before it was refused.
+    fn attach_or_fall_back(
+        &mut self,
+        probe: &'static Probe,
+        chain: Option<&Chain>,
+    ) -> Result<(), ProbeError> {
         let hook = probe.attach.hook();
+        if self.hooks.iter().any(|h| h.hook == hook) {
+            return Ok(()); // a fallback two chains share, attached for the first
+        }
         let refused = match attach(&mut self.ebpf, probe, &self.machine) {
             Ok(()) => {
-                self.hooks.push(report(probe, None));
+                self.hooks.push(report(probe, chain));
+                self.attached.push(probe);
                 return Ok(());
             }
             Err(e) => e,
+        };
+        let chain = match chain {
+            Some(c) => c.then(&hook, &refused),
+            None => Chain::start(probe, &hook, &refused),
         };
         match probe.fallback {
             Fallback::None if probe.required => Err(ProbeError::Attach {
                 hook,
                 source: refused,
             }),
-            Fallback::None => {
+            Fallback::None if std::ptr::eq(chain.head, probe) => {
                 log::warn!("{hook} unavailable ({refused}): {}", probe.without);
                 Ok(())
             }
-            Fallback::Now(_) => {
-                self.fall_back(probe, &refused.to_string());
+            Fallback::None => {
+                log::warn!(
+                    "{} (Linux {}+) and its fallbacks unavailable ({}): {}",
+                    chain.head.attach.hook(),
+                    chain.head.since,
+                    chain.refusals,
+                    chain.head.without
+                );
+                Ok(())
+            }
+            Fallback::Now(fallbacks) => {
+                for fallback in fallbacks {
+                    self.attach_or_fall_back(fallback, Some(&chain))?;
+                }
                 Ok(())
             }
             Fallback::WhenNeeded(_) => {
                 log::info!("{hook} refused ({refused}); its fallback is attached when needed");
-                self.deferred.push((probe, refused.to_string()));
+                self.deferred.push((probe, chain));
                 Ok(())
             }
         }
     }
+}
 
-    /// Attaches the fallbacks of `preferred`, which the kernel refused for `refused`.
-    fn fall_back(&mut self, preferred: &'static Probe, refused: &str) {
-        let (Fallback::Now(fallbacks) | Fallback::WhenNeeded(fallbacks)) = preferred.fallback
-        else {
-            return;
-        };
-        let preferred_hook = preferred.attach.hook();
-        for probe in fallbacks {
-            match attach(&mut self.ebpf, probe, &self.machine) {
-                Ok(()) => self.hooks.push(report(
-                    probe,
-                    Some((
-                        preferred_hook.clone(),
-                        format!("{preferred_hook} refused: {refused}"),
-                    )),
-                )),
-                Err(e) => log::warn!(
-                    "{preferred_hook} (Linux {}+) refused ({refused}) and {} unavailable ({e}): {}",
-                    preferred.since,
-                    probe.attach.hook(),
-                    preferred.without
-                ),
-            }
+/// One program's share of the kernel's BPF statistics.
+pub struct RunStatistics {
+    pub program: &'static str,
+    /// The hooks it is attached to, comma-separated.
+    pub hooks: String,
+    pub runs: u64,
+    pub run_time: std::time::Duration,
+}
+
+/// The refused hooks of one chain so far: its head, and why each was refused.
+#[derive(Clone)]
+struct Chain {
+    head: &'static Probe,
+    refusals: String,
+}
+
+impl Chain {
+    fn start(head: &'static Probe, hook: &str, why: &ProgramError) -> Self {
+        Self {
+            head,
+            refusals: format!("{hook} refused: {why}"),
+        }
+    }
+
+    fn then(&self, hook: &str, why: &ProgramError) -> Self {
+        Self {
+            head: self.head,
+            refusals: format!("{}; {hook} refused: {why}", self.refusals),
         }
     }
 }
 
 /// Loads `probe`'s program (once: fallbacks may share one) and attaches it.
 fn attach(ebpf: &mut Ebpf, probe: &Probe, machine: &Machine) -> Result<(), ProgramError> {
+    if machine.skip.contains(&probe.attach.kind()) {
+        return Err(refusal("skipped by --skip-hooks"));
+    }
     match probe.needs {
         Needs::Nothing => {}
         Needs::FilemapFormat if machine.filemap_format_known => {}
@@ -258,6 +333,16 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe, machine: &Machine) -> Result<(), Progr
             p.load(name, kernel_btf(machine)?)?;
             p.attach()?;
         }
+        Attach::FEntry(function) => {
+            let p: &mut FEntry = program.try_into()?;
+            p.load(function, kernel_btf(machine)?)?;
+            p.attach()?;
+        }
+        Attach::KProbe(function) => {
+            let p: &mut KProbe = program.try_into()?;
+            p.load()?;
+            p.attach(function, 0)?;
+        }
         Attach::CgroupSockAddr(_) => {
             let p: &mut CgroupSockAddr = program.try_into()?;
             p.load()?;
@@ -273,14 +358,13 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe, machine: &Machine) -> Result<(), Progr
     Ok(())
 }
 
-/// `probe` attached, in place of `instead_of` (the preferred hook, and why it was refused).
-fn report(probe: &Probe, instead_of: Option<(String, String)>) -> HookReport {
-    let (instead_of, note) = instead_of.unzip();
+/// `probe` attached, in place of the head of `chain` when it is a fallback.
+fn report(probe: &Probe, chain: Option<&Chain>) -> HookReport {
     HookReport {
         purpose: probe.purpose.name().to_owned(),
         hook: probe.attach.hook(),
-        instead_of,
-        note,
+        instead_of: chain.map(|c| c.head.attach.hook()),
+        note: chain.map(|c| c.refusals.clone()),
     }
 }
 

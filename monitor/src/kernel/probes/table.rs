@@ -39,6 +39,10 @@ pub enum Attach {
     },
     /// A BPF LSM hook, by name.
     Lsm(&'static str),
+    /// An fentry program on a kernel function, by name (needs BPF trampolines).
+    FEntry(&'static str),
+    /// A kprobe on a kernel function, by name.
+    KProbe(&'static str),
     /// A cgroup sock_addr hook on the cgroup2 root (the hook is the program's section).
     CgroupSockAddr(&'static str),
     /// A cgroup skb hook on the cgroup2 root.
@@ -46,17 +50,46 @@ pub enum Attach {
 }
 
 impl Attach {
+    /// Every kind of hook, as `--skip-hooks` and `ready` name them.
+    pub const KINDS: &[&str] = &[
+        "raw_tp",
+        "tp_btf",
+        "tracepoint",
+        "lsm",
+        "fentry",
+        "kprobe",
+        "cgroup_sock_addr",
+        "cgroup_skb",
+    ];
+
+    /// The kind of hook: the part of its name before the slash.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Attach::RawTracepoint(_) => "raw_tp",
+            Attach::BtfTracepoint(_) => "tp_btf",
+            Attach::Tracepoint { .. } => "tracepoint",
+            Attach::Lsm(_) => "lsm",
+            Attach::FEntry(_) => "fentry",
+            Attach::KProbe(_) => "kprobe",
+            Attach::CgroupSockAddr(_) => "cgroup_sock_addr",
+            Attach::CgroupSkb(_) => "cgroup_skb",
+        }
+    }
+
     /// The hook as `ready` names it, e.g. `tp_btf/mm_filemap_get_pages`.
     pub fn hook(self) -> String {
-        match self {
-            Attach::RawTracepoint(name) => format!("raw_tp/{name}"),
-            Attach::BtfTracepoint(name) => format!("tp_btf/{name}"),
-            Attach::Tracepoint { category, name } => format!("tracepoint/{category}/{name}"),
-            Attach::Lsm(name) => format!("lsm/{name}"),
-            Attach::CgroupSockAddr(name) => format!("cgroup_sock_addr/{name}"),
-            Attach::CgroupSkb(CgroupSkbAttachType::Ingress) => "cgroup_skb/ingress".into(),
-            Attach::CgroupSkb(CgroupSkbAttachType::Egress) => "cgroup_skb/egress".into(),
-        }
+        let name = match self {
+            Attach::RawTracepoint(name)
+            | Attach::BtfTracepoint(name)
+            | Attach::Lsm(name)
+            | Attach::FEntry(name)
+            | Attach::KProbe(name)
+            | Attach::CgroupSockAddr(name) => name.to_owned(),
+            Attach::Tracepoint { category, name } => format!("{category}/{name}"),
+            Attach::CgroupSkb(CgroupSkbAttachType::Ingress) => "ingress".into(),
+            Attach::CgroupSkb(CgroupSkbAttachType::Egress) => "egress".into(),
+        };
+        format!("{}/{name}", self.kind())
     }
 }
 
@@ -71,11 +104,12 @@ pub enum Needs {
     FilemapFormat,
 }
 
-/// What to attach when a probe is refused.
+/// What to attach when a probe is refused. A fallback may have fallbacks of its own: the chain
+/// is walked until a hook attaches.
 #[derive(Clone, Copy, Debug)]
 pub enum Fallback {
     None,
-    /// These, at once.
+    /// These, at once. Several chains may share a fallback; it is attached once.
     Now(&'static [Probe]),
     /// These, but only once something needs them (`Probes::ensure`): the syscall tracepoints
     /// slow every syscall on the machine, so they are attached only while a credential needs
@@ -155,12 +189,14 @@ pub static TABLE: &[Probe] = &[
     },
     // Reads through the page cache run on every buffered read on the machine, so the cheaper
     // form comes first: tp_btf reads typed arguments with plain loads, where a classic
-    // tracepoint fills a record per hit that is read with helper calls.
+    // tracepoint fills a record per hit that is read with helper calls. Kernels before 6.11
+    // have neither, and fall back to the security functions every read and mmap passes.
     Probe {
         since: "6.11",
         fallback: Fallback::Now(&[filemap_classic(
             program::FILEMAP_READ,
             "mm_filemap_get_pages",
+            &READ_SECURITY,
         )]),
         without: "credential reads are seen at open only",
         ..probe(
@@ -171,7 +207,11 @@ pub static TABLE: &[Probe] = &[
     },
     Probe {
         since: "6.11",
-        fallback: Fallback::Now(&[filemap_classic(program::FILEMAP_FAULT, "mm_filemap_fault")]),
+        fallback: Fallback::Now(&[filemap_classic(
+            program::FILEMAP_FAULT,
+            "mm_filemap_fault",
+            &MMAP_SECURITY,
+        )]),
         without: "mmap reads are seen at open only",
         ..probe(
             Purpose::CredentialRead,
@@ -184,6 +224,7 @@ pub static TABLE: &[Probe] = &[
         fallback: Fallback::Now(&[filemap_classic(
             program::FILEMAP_MAP_PAGES,
             "mm_filemap_map_pages",
+            &MMAP_SECURITY,
         )]),
         without: "mmap reads of cached pages are seen at open only",
         ..probe(
@@ -196,7 +237,7 @@ pub static TABLE: &[Probe] = &[
     // credential where no read hook could be attached.
     Probe {
         needs: Needs::ActiveBpfLsm,
-        fallback: Fallback::WhenNeeded(&OPEN_EXIT),
+        fallback: Fallback::Now(&OPEN_SECURITY),
         without: "opens on tmpfs are not seen",
         ..probe(
             Purpose::CredentialOpen,
@@ -228,10 +269,15 @@ const fn required(purpose: Purpose, program: &'static str, attach: Attach) -> Pr
     }
 }
 
-const fn filemap_classic(program: &'static str, name: &'static str) -> Probe {
+const fn filemap_classic(
+    program: &'static str,
+    name: &'static str,
+    fallbacks: &'static [Probe],
+) -> Probe {
     Probe {
         since: "6.11",
         needs: Needs::FilemapFormat,
+        fallback: Fallback::Now(fallbacks),
         ..probe(
             Purpose::CredentialRead,
             program,
@@ -242,6 +288,70 @@ const fn filemap_classic(program: &'static str, name: &'static str) -> Probe {
         )
     }
 }
+
+/// fentry on a security function; `kprobes` where the kernel refuses it.
+const fn security(
+    purpose: Purpose,
+    fentry: &'static str,
+    kprobes: &'static [Probe],
+    function: &'static str,
+) -> Probe {
+    Probe {
+        fallback: Fallback::Now(kprobes),
+        ..probe(purpose, fentry, Attach::FEntry(function))
+    }
+}
+
+/// A kprobe on a kernel function, and what follows when it is refused too.
+const fn kprobe(
+    purpose: Purpose,
+    program: &'static str,
+    function: &'static str,
+    last: Fallback,
+) -> Probe {
+    Probe {
+        fallback: last,
+        ..probe(purpose, program, Attach::KProbe(function))
+    }
+}
+
+static READ_SECURITY: [Probe; 1] = [security(
+    Purpose::CredentialRead,
+    program::FILE_READ_FENTRY,
+    &READ_KPROBE,
+    "security_file_permission",
+)];
+static READ_KPROBE: [Probe; 1] = [kprobe(
+    Purpose::CredentialRead,
+    program::FILE_READ_KPROBE,
+    "security_file_permission",
+    Fallback::None,
+)];
+static MMAP_SECURITY: [Probe; 1] = [security(
+    Purpose::CredentialRead,
+    program::FILE_MMAP_FENTRY,
+    &MMAP_KPROBE,
+    "security_mmap_file",
+)];
+static MMAP_KPROBE: [Probe; 1] = [kprobe(
+    Purpose::CredentialRead,
+    program::FILE_MMAP_KPROBE,
+    "security_mmap_file",
+    Fallback::None,
+)];
+static OPEN_SECURITY: [Probe; 1] = [security(
+    Purpose::CredentialOpen,
+    program::FILE_OPEN_FENTRY,
+    &OPEN_KPROBE,
+    "security_file_open",
+)];
+/// The syscall tracepoints come last, and only when needed: they slow every syscall.
+static OPEN_KPROBE: [Probe; 1] = [kprobe(
+    Purpose::CredentialOpen,
+    program::FILE_OPEN_KPROBE,
+    "security_file_open",
+    Fallback::WhenNeeded(&OPEN_EXIT),
+)];
 
 static OPEN_EXIT: [Probe; 3] = [
     syscall_exit("sys_exit_openat"),

@@ -4,18 +4,22 @@ use monitor_common::map;
 
 use super::{
     PROGRAMS,
-    table::{Fallback, TABLE},
+    table::{Fallback, Probe, TABLE},
 };
 
 #[test]
 fn every_program_and_map_the_daemon_names_is_in_the_object() {
     let object = aya_obj::Object::parse(PROGRAMS).expect("the built kernel object parses");
-    let mut probes: Vec<_> = TABLE.iter().collect();
-    for probe in TABLE {
+    // Every probe of every chain, fallbacks of fallbacks included.
+    let mut probes: Vec<&Probe> = TABLE.iter().collect();
+    let mut next = 0;
+    while let Some(probe) = probes.get(next) {
         if let Fallback::Now(more) | Fallback::WhenNeeded(more) = probe.fallback {
             probes.extend(more);
         }
+        next += 1;
     }
+    assert!(probes.len() > 20, "the chains were not walked");
     for probe in probes {
         assert!(
             object.programs.contains_key(probe.program),
