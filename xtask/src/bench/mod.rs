@@ -32,6 +32,11 @@ pub struct Options {
     /// Only the scale figures (throughput, lag, memory), not the interleaved rounds.
     #[arg(long)]
     scale_only: bool,
+    /// Run keytrail with `--skip-hooks KINDS` in the rounds (not at scale), to measure a fallback (e.g. `tp_btf`: the
+    /// classic filemap tracepoints; `tp_btf,tracepoint,lsm`: fentry where the kernel allows it,
+    /// else the openat syscall tracepoints).
+    #[arg(long, value_name = "KINDS")]
+    skip_hooks: Option<String>,
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
@@ -51,6 +56,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         keytrail,
         credential: credential.clone(),
         out_dir: out_dir.clone(),
+        skip_hooks: opts.skip_hooks.clone(),
     };
 
     let mut monitors = vec![Monitor::Keytrail];
@@ -88,6 +94,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let scale_figures = scale::run(&setup.keytrail, &workload, &out_dir)?;
     let summary = serde_json::json!({
         "command": "cargo xtask bench",
+        "skip_hooks": opts.skip_hooks,
         "rounds": opts.rounds,
         "quick": opts.quick,
         "kernel": uname_r(),

@@ -36,6 +36,8 @@ pub struct Setup {
     pub keytrail: PathBuf,
     pub credential: PathBuf,
     pub out_dir: PathBuf,
+    /// Passed to keytrail as `--skip-hooks`.
+    pub skip_hooks: Option<String>,
 }
 
 pub struct Running {
@@ -66,6 +68,7 @@ pub fn start(monitor: Monitor, s: &Setup) -> anyhow::Result<Running> {
             let watch = format!("{}=generic", s.credential.display());
             let child = host::off_workload_cpu(&mut Command::new(&s.keytrail))
                 .args(["run", "--format", "json", "--watch", &watch])
+                .args(s.skip_hooks.iter().flat_map(|k| ["--skip-hooks", k]))
                 .stdout(out()?)
                 .stderr(Stdio::null())
                 .spawn()
