@@ -181,3 +181,44 @@ fn a_directory_deleted_and_made_again_is_watched_again() {
     access_by(&mut k, reader, &path_str(&old));
     k.stop();
 }
+
+/// A probe that fails to load is replaced by its fallback, and the records look the same: only
+/// the hooks in `ready` tell. On a kernel with the filemap tracepoints (6.11+, this host's
+/// 6.18), the preferred tp_btf hooks must be the ones serving.
+#[test]
+fn this_kernel_gets_the_preferred_read_hooks() {
+    require_root();
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let version = (numbers.next().unwrap(), numbers.next().unwrap());
+    assert!(
+        version >= (6, 11),
+        "this test expects the filemap tracepoints (Linux 6.11+); this is {release}"
+    );
+    let k = Keytrail::start(&[]);
+    let reads: Vec<(String, bool)> = k.records[0]["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["purpose"] == "credential-read")
+        .map(|h| {
+            (
+                h["hook"].as_str().unwrap().to_owned(),
+                h["instead_of"].is_null(),
+            )
+        })
+        .collect();
+    let preferred = [
+        "tp_btf/mm_filemap_get_pages",
+        "tp_btf/mm_filemap_fault",
+        "tp_btf/mm_filemap_map_pages",
+    ];
+    assert_eq!(
+        reads,
+        preferred.map(|h| (h.to_owned(), true)).to_vec(),
+        "the read hooks serving"
+    );
+    k.stop();
+}

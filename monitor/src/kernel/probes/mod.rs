@@ -216,6 +216,13 @@ impl Probes {
         }
         let refused = match attach(&mut self.ebpf, probe, &self.machine) {
             Ok(()) => {
+                if let Some(chain) = chain {
+                    log::info!(
+                        "{hook} serves in place of {} ({})",
+                        chain.head.attach.hook(),
+                        chain.refusals
+                    );
+                }
                 self.hooks.push(report(probe, chain));
                 self.attached.push(probe);
                 return Ok(());
