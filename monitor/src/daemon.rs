@@ -147,6 +147,7 @@ pub async fn run(
             Wake::Hangup => log::warn!("SIGHUP: reloading is not supported yet; running on"),
             Wake::Stats => {
                 read_kernel_counts(&counters, &mut counts);
+                counts.secrets_forgotten = catalog.secrets().forgotten();
                 if counts.ringbuf_full > lost_before {
                     log::warn!(
                         "{} kernel events lost in the last {}: the ring buffer was full",
@@ -195,6 +196,7 @@ pub async fn run(
     let mut held_back = Vec::new();
     pipeline.finish(&mut held_back);
     read_kernel_counts(&counters, &mut counts);
+    counts.secrets_forgotten = catalog.secrets().forgotten();
     let stats = pipeline.stats(clock.current(), counts);
     if let Some(e) = output_error {
         log::error!(

@@ -36,6 +36,12 @@ impl Fingerprinter {
     }
 }
 
+impl Fingerprint {
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0
+    }
+}
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in self.0 {

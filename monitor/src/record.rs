@@ -207,6 +207,10 @@ pub struct Evictions {
     /// Entries of rule memory cleared (identities, agent contexts): a finding may be reported
     /// again.
     pub rule_memory: u64,
+    /// Secrets learned from environment variables forgotten, oldest first, past 4,096: one is
+    /// redacted from arguments by its fingerprint again once it is seen again.
+    #[serde(default)]
+    pub secrets: u64,
 }
 
 /// A rule's verdict, with who, what, where and the records that prove it.

@@ -23,7 +23,7 @@ use crate::{
     fingerprint::Fingerprint,
     policy::{Policy, Scope},
     record::CredentialRef,
-    redact::Secrets,
+    redact::{Origin, Secrets},
     vocab::Kind,
 };
 
@@ -141,8 +141,9 @@ impl Catalog {
     /// Learns the secret in environment variable `name` (seen at exec, or in procfs at start):
     /// its fingerprint, and the credential it was first seen in when it is new.
     pub fn learn_variable(&mut self, name: &str, value: &str) -> Fingerprint {
-        self.secrets
-            .learn(value, |print| env_credential_id(name, print))
+        self.secrets.learn(value, Origin::Variable, |print| {
+            env_credential_id(name, print)
+        })
     }
 
     pub fn sources(&self) -> &[Source] {
@@ -253,7 +254,7 @@ fn identify(
     let fingerprints: Vec<Fingerprint> = found
         .secrets
         .iter()
-        .map(|s| secrets.learn(s, |_| id.clone()))
+        .map(|s| secrets.learn(s, Origin::CredentialFile, |_| id.clone()))
         .collect();
     let fingerprint = fingerprints.first().copied();
     let record = Arc::new(CredentialRef {

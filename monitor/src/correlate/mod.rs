@@ -79,7 +79,7 @@ pub struct Correlator {
     /// Process records by process, with the number of known secrets they were redacted with
     /// and whether their executable was resolved: redacting argv (fingerprints over every
     /// argument) is costly, and a process that reads many credentials would pay it for each.
-    process_refs: HashMap<ProcKey, (usize, bool, Arc<ProcessRef>)>,
+    process_refs: HashMap<ProcKey, (u64, bool, Arc<ProcessRef>)>,
 }
 
 impl Correlator {
@@ -99,7 +99,6 @@ impl Correlator {
         }
     }
 
-    /// The record of `process`, redacted with every secret known now.
     /// The record of `process`, redacted with every secret known now. With `resolve_exe` (for
     /// a credential whose readers are checked), the executable is looked up in procfs, which
     /// costs two reads of /proc: only when a rule needs it.

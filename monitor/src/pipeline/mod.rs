@@ -28,6 +28,8 @@ pub struct SourceCounts {
     pub undecodable: u64,
     /// Packets on watched sockets the kernel could not parse.
     pub packets_unparsed: u64,
+    /// Secrets from variables the catalog forgot to stay bounded.
+    pub secrets_forgotten: u64,
 }
 
 pub struct Pipeline {
@@ -105,6 +107,7 @@ impl Pipeline {
                 connections,
                 evidence: forgotten.accesses,
                 rule_memory: forgotten.rule_memory,
+                secrets: source.secrets_forgotten,
             },
         }
     }

@@ -2,10 +2,12 @@
 //! environment variables) only as fingerprints; a process's arguments are printed with every
 //! known secret (found by fingerprint) and everything that looks like one (shapes.rs) replaced
 //! by `[REDACTED]`.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 
+mod matcher;
 mod shapes;
 
+use self::matcher::Matcher;
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 
 pub const REDACTED: &str = "[REDACTED]";
@@ -16,21 +18,44 @@ pub const CUT: &str = "[CUT]";
 const MIN_SECRET_LEN: usize = 6;
 /// Values longer than this are fingerprinted whole but not searched for inside arguments.
 const MAX_SEARCHED_LEN: usize = 256;
+/// Most secrets learned from environment variables kept at once; the oldest learned are
+/// forgotten first (counted). Secrets from credential files are the catalog's, and kept: a
+/// process that execs with ever new `*_TOKEN` values cannot grow keytrail without bound.
+const MAX_VARIABLE_SECRETS: usize = 4096;
+
+/// Where a secret was learned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    CredentialFile,
+    Variable,
+}
+
+struct Known {
+    /// The credential it was first seen in.
+    first_seen_in: String,
+    /// Its length and rolling hash, when it is searched for inside arguments.
+    searched: Option<(usize, u64)>,
+}
 
 pub struct Secrets {
     printer: Fingerprinter,
-    /// Each known secret's fingerprint, and the credential it was first seen in.
-    known: HashMap<Fingerprint, String>,
-    /// Lengths of the known secrets, to search arguments for them by fingerprint.
-    lengths: BTreeSet<usize>,
+    known: HashMap<Fingerprint, Known>,
+    matcher: Matcher,
+    /// Secrets learned from variables, oldest first.
+    variables: VecDeque<Fingerprint>,
+    /// Secrets from variables forgotten to stay within `MAX_VARIABLE_SECRETS`.
+    forgotten: u64,
 }
 
 impl Secrets {
     pub fn new(printer: Fingerprinter) -> Self {
+        let seed = u64::from_le_bytes(printer.of(b"keytrail rolling hash base").to_bytes());
         Self {
             printer,
             known: HashMap::new(),
-            lengths: BTreeSet::new(),
+            matcher: Matcher::new(seed, MAX_SEARCHED_LEN),
+            variables: VecDeque::new(),
+            forgotten: 0,
         }
     }
 
@@ -43,26 +68,58 @@ impl Secrets {
     pub fn learn(
         &mut self,
         value: &str,
+        origin: Origin,
         credential: impl FnOnce(Fingerprint) -> String,
     ) -> Fingerprint {
         let print = self.fingerprint(value);
-        if value.len() >= MIN_SECRET_LEN {
-            self.known.entry(print).or_insert_with(|| credential(print));
-            if value.len() <= MAX_SEARCHED_LEN {
-                self.lengths.insert(value.len());
+        if value.len() < MIN_SECRET_LEN || self.known.contains_key(&print) {
+            return print;
+        }
+        let searched = (value.len() <= MAX_SEARCHED_LEN)
+            .then(|| (value.len(), self.matcher.hash(value.as_bytes())));
+        if let Some((len, hash)) = searched {
+            self.matcher.insert(len, hash);
+        }
+        self.known.insert(
+            print,
+            Known {
+                first_seen_in: credential(print),
+                searched,
+            },
+        );
+        if origin == Origin::Variable {
+            self.variables.push_back(print);
+            if self.variables.len() > MAX_VARIABLE_SECRETS
+                && let Some(oldest) = self.variables.pop_front()
+            {
+                self.forget(oldest);
             }
         }
         print
     }
 
-    /// The credential a secret was first seen in.
-    /// How many secrets are known: redaction done with fewer may have missed one.
-    pub fn generation(&self) -> usize {
-        self.known.len()
+    fn forget(&mut self, print: Fingerprint) {
+        if let Some(known) = self.known.remove(&print) {
+            if let Some((len, hash)) = known.searched {
+                self.matcher.remove(len, hash);
+            }
+            self.forgotten += 1;
+        }
     }
 
+    /// Secrets from variables forgotten so far, oldest first, to stay bounded.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// Changes whenever a secret is learned: redaction done before may have missed one.
+    pub fn generation(&self) -> u64 {
+        self.known.len() as u64 + self.forgotten
+    }
+
+    /// The credential a secret was first seen in.
     pub fn first_seen_in(&self, print: Fingerprint) -> Option<&str> {
-        self.known.get(&print).map(String::as_str)
+        self.known.get(&print).map(|k| k.first_seen_in.as_str())
     }
 
     /// The identity of credential `id` holding a secret with `fingerprint`: the credential its
@@ -87,24 +144,17 @@ impl Secrets {
     }
 
     fn redact_known(&self, arg: &str) -> String {
-        let mut text = arg.to_owned();
-        for &len in self.lengths.iter().rev() {
-            let mut start = 0;
-            while start + len <= text.len() {
-                let end = start + len;
-                if text.is_char_boundary(start)
-                    && text.is_char_boundary(end)
-                    && self
-                        .known
-                        .contains_key(&self.fingerprint(&text[start..end]))
-                {
-                    text.replace_range(start..end, REDACTED);
-                    start += REDACTED.len();
-                } else {
-                    start += 1;
-                }
-            }
+        let found = self.matcher.find(arg, |window| {
+            self.known.contains_key(&self.fingerprint(window))
+        });
+        let mut text = String::with_capacity(arg.len());
+        let mut at = 0;
+        for (start, end) in found {
+            text.push_str(&arg[at..start]);
+            text.push_str(REDACTED);
+            at = end;
         }
+        text.push_str(&arg[at..]);
         text
     }
 }
@@ -120,7 +170,9 @@ mod tests {
     #[test]
     fn known_secrets_are_redacted_wherever_they_sit() {
         let mut s = Secrets::new(Fingerprinter::with_key(7));
-        s.learn("s3cr3t-value-42", |_| "generic:/tmp/t".into());
+        s.learn("s3cr3t-value-42", Origin::CredentialFile, |_| {
+            "generic:/tmp/t".into()
+        });
         let out = s.redact_argv(
             &argv(&[
                 "curl",
@@ -180,9 +232,62 @@ mod tests {
     #[test]
     fn the_first_credential_a_secret_was_seen_in_is_kept() {
         let mut s = Secrets::new(Fingerprinter::with_key(7));
-        let a = s.learn("same-token-1", |_| "netrc:/a".into());
-        let b = s.learn("same-token-1", |_| "env:GITHUB_TOKEN".into());
+        let a = s.learn("same-token-1", Origin::CredentialFile, |_| {
+            "netrc:/a".into()
+        });
+        let b = s.learn("same-token-1", Origin::Variable, |_| {
+            "env:GITHUB_TOKEN".into()
+        });
         assert_eq!(a, b);
         assert_eq!(s.first_seen_in(a), Some("netrc:/a"));
+    }
+
+    #[test]
+    fn variable_secrets_are_bounded_and_file_secrets_kept() {
+        let mut s = Secrets::new(Fingerprinter::with_key(3));
+        s.learn("file-secret-0001", Origin::CredentialFile, |_| {
+            "netrc:/a".into()
+        });
+        for i in 0..MAX_VARIABLE_SECRETS + 10 {
+            s.learn(&format!("variable-secret-{i:06}"), Origin::Variable, |_| {
+                "env:X_TOKEN".into()
+            });
+        }
+        assert_eq!(s.forgotten(), 10);
+        assert_eq!(s.known.len(), MAX_VARIABLE_SECRETS + 1);
+        let out = s.redact_argv(
+            &argv(&[
+                "x",
+                "file-secret-0001",
+                "variable-secret-000000",
+                "variable-secret-004105",
+            ]),
+            false,
+        );
+        assert_eq!(out[1], REDACTED, "a file's secret is never forgotten");
+        assert_eq!(
+            out[2], "variable-secret-000000",
+            "the oldest variable's was forgotten"
+        );
+        assert_eq!(out[3], REDACTED);
+    }
+
+    #[test]
+    fn secrets_of_every_length_are_found_in_a_long_argument() {
+        let mut s = Secrets::new(Fingerprinter::with_key(5));
+        for len in MIN_SECRET_LEN..=MAX_SEARCHED_LEN {
+            s.learn(
+                &format!("{}Z", "s".repeat(len - 1)),
+                Origin::Variable,
+                |_| "env:B".into(),
+            );
+        }
+        let secret = format!("{}Z", "s".repeat(99));
+        let arg = format!("{}{secret}{}", "a".repeat(2000), "b".repeat(2000));
+        let out = s.redact_argv(&argv(&["x", &arg]), false);
+        assert_eq!(
+            out[1],
+            format!("{}{REDACTED}{}", "a".repeat(2000), "b".repeat(2000))
+        );
     }
 }
