@@ -26,7 +26,7 @@ use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey};
 use crate::{
     SEEN, SELF_TGID, WATCHED, emit,
     kernel::{
-        file_identity, file_identity_typed, load, offsets, process_start_ns,
+        EEXIST, file_identity, file_identity_typed, load, offsets, process_start_ns,
         process_start_ns_typed, read, read_addr,
     },
 };
@@ -56,10 +56,13 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
     if unsafe { SEEN.get(&seen) }.is_some() {
         return;
     }
-    // BPF_NOEXIST: of two CPUs racing on the same pair, one inserts and reports.
+    // BPF_NOEXIST: of two CPUs racing on the same pair, one inserts and reports. Any other
+    // refusal is reported anyway: from 6.15 a hash map's lock gives up under contention
+    // instead of spinning on (a resilient spinlock), and under emulation that refused one
+    // reader's first access in a few; a duplicate record is better than a missed access.
     if SEEN
         .insert(&seen, &1, aya_ebpf::bindings::BPF_NOEXIST as u64)
-        .is_err()
+        .is_err_and(|e| e == -EEXIST)
     {
         return;
     }

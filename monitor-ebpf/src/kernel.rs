@@ -6,6 +6,9 @@ use monitor_common::{KernelOffsets, UNKNOWN_OFFSET, counter};
 
 use crate::{OFFSETS, count};
 
+/// `EEXIST`, as map helpers return it negated: the key is in the map already.
+pub const EEXIST: i32 = 17;
+
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {
     OFFSETS.load()

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey};
 
-use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit};
+use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST};
 
 const IPPROTO_TCP: u16 = 6;
 
@@ -65,8 +65,12 @@ fn report(ctx: &SockAddrContext, family: u16) {
             family,
             addr,
         };
-        if UDP_SEEN.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
-            return; // this process already sent to this address
+        // Only EEXIST means this process already sent to this address (see files.rs).
+        if UDP_SEEN
+            .insert(&key, &1, BPF_NOEXIST as u64)
+            .is_err_and(|e| e == -EEXIST)
+        {
+            return;
         }
     }
     let Some(mut entry) = emit::reserve::<ConnectEvent>() else {

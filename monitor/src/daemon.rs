@@ -52,12 +52,15 @@ pub async fn run(
     } = settings;
     let env = preflight::check()?;
     let clock = Clock::now();
+    // Probes first, then /proc: a process that execs while keytrail starts is then either in
+    // /proc already exec'd or in an exec event handled after the seed. The other way round, an
+    // exec between the seed and the attach was seen by neither, and the process kept the
+    // command line it had before (the kernel matrix caught it).
+    let (mut probes, maps) = Probes::load(&env, &skip_hooks)?;
     let mut tracker = ProcessTracker::new(ticks_per_second(), Some("/proc".into()));
     tracker
         .seed_from_procfs(&policy, &mut catalog)
         .context("reading /proc")?;
-
-    let (mut probes, maps) = Probes::load(&env, &skip_hooks)?;
     // Loading parsed the kernel's BTF twice (several MiB, freed since); give those pages back
     // rather than keep them resident for the whole run.
     // SAFETY: malloc_trim has no preconditions.
@@ -109,6 +112,7 @@ pub async fn run(
     let mut stats_tick = tokio::time::interval(stats_interval.max(DRAIN_TICK));
     stats_tick.tick().await; // the first tick is at once
     let mut lost_before = 0;
+    let mut missed_before = 0;
 
     // A write error is the output gone (a closed pipe, a full disk): keytrail stops, and says
     // what it saw in the log instead.
@@ -148,6 +152,17 @@ pub async fn run(
             Wake::Stats => {
                 read_kernel_counts(&counters, &mut counts);
                 counts.secrets_forgotten = catalog.secrets().forgotten();
+                counts.missed_runs = probes.missed_runs();
+                if counts.missed_runs > missed_before {
+                    log::warn!(
+                        "{} runs of keytrail's kernel programs skipped in the last {}: the \
+                         program was busy on that CPU (preempted inside it); an access there \
+                         was not seen",
+                        counts.missed_runs - missed_before,
+                        humantime::format_duration(stats_interval)
+                    );
+                    missed_before = counts.missed_runs;
+                }
                 if counts.ringbuf_full > lost_before {
                     log::warn!(
                         "{} kernel events lost in the last {}: the ring buffer was full",
@@ -181,6 +196,7 @@ pub async fn run(
 
     log::info!("stopping: detaching probes and draining what is left");
     log_run_statistics(&probes);
+    counts.missed_runs = probes.missed_runs();
     drop(probes);
     if output_error.is_none()
         && let Err(e) = drain(
@@ -325,20 +341,29 @@ pub fn stdout() -> Box<dyn Write + Send> {
     Box::new(std::io::BufWriter::new(std::io::stdout()))
 }
 
-/// With `sysctl kernel.bpf_stats_enabled=1` (off by default: it costs two clock reads per run),
-/// the kernel counts each program's runs and run time; say them, by hook, at stop.
+/// Runs the kernel skipped because the program was already busy on that CPU (always counted),
+/// and with `sysctl kernel.bpf_stats_enabled=1` (off by default: it costs two clock reads per
+/// run) each program's runs and run time: say them, by hook, at stop.
 fn log_run_statistics(probes: &Probes) {
     let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
         .is_ok_and(|v| v.trim() == "1");
-    if !enabled {
-        return;
-    }
     for s in probes.run_statistics() {
-        let mean = s.run_time.as_nanos() / u128::from(s.runs.max(1));
-        log::info!(
-            "kernel statistics: {} ran {} times, {mean} ns each on average",
-            s.hooks,
-            s.runs
-        );
+        if s.missed > 0 {
+            log::warn!(
+                "{} missed {} runs: the kernel skips a program already running on that CPU \
+                 (one preempted inside it, on a preemptible kernel), and an access there is not seen",
+                s.hooks,
+                s.missed
+            );
+        }
+        if enabled {
+            let mean = s.run_time.as_nanos() / u128::from(s.runs.max(1));
+            log::info!(
+                "kernel statistics: {} ran {} times, {mean} ns each on average, missed {}",
+                s.hooks,
+                s.runs,
+                s.missed
+            );
+        }
     }
 }

@@ -182,6 +182,11 @@ pub enum Record {
         ringbuf_full: u64,
         /// Of `dropped`: bytes from the kernel that did not decode.
         undecodable: u64,
+        /// Runs of keytrail's kernel programs the kernel skipped because the program was
+        /// already running on that CPU (a run preempted inside it): an access in one was not
+        /// seen. Not in `dropped`: most such runs were reads of other files.
+        #[serde(default)]
+        missed_runs: u64,
         /// What endpoint naming saw: DNS answers parsed, and the malformed and truncated
         /// ones that were ignored; TLS server names.
         #[serde(default)]

@@ -21,6 +21,13 @@ mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 echo "KT-KERNEL $(uname -r)"
 echo "KT-LSM $(cat /sys/kernel/security/lsm 2>/dev/null || echo none)"
+# Kernels whose address_space has i_pages_delete_seqcnt copy short reads of cached pages
+# without filemap_get_pages (filemap_read's fast path).
+if grep -q i_pages_delete_seqcnt /sys/kernel/btf/vmlinux; then
+    echo "KT-FAST-READ yes"
+else
+    echo "KT-FAST-READ no"
+fi
 
 mkdir -p /root/.aws /mnt/aws
 mount -t ramfs ramfs /root/.aws
@@ -42,8 +49,10 @@ pass() {
     echo "KT-PASS ${1:-default}"
     rm -f /tmp/go /tmp/records /tmp/log
     # Readers that open the credential before keytrail starts: only their reads can be seen.
+    READERS=""
     for method in $READS; do
-        kt-vm-helper hold $method /root/.aws/credentials /tmp/go > /dev/null &
+        kt-vm-helper hold $method /root/.aws/credentials /tmp/go &
+        READERS="$READERS $!"
     done
     if [ -n "$1" ]; then
         keytrail run --format json --skip-hooks "$1" > /tmp/records 2> /tmp/log &
@@ -83,7 +92,7 @@ pass() {
     fi
     # A workload for the kernel's statistics: opens and reads of an unwatched page-cache file.
     kt-vm-helper loop /root/.aws/notes 5000
-    wait_for_readers
+    wait $READERS
     # Connection records wait up to a second for the connection's first bytes.
     sleep 2
 
@@ -97,14 +106,6 @@ pass() {
     cat /tmp/log
     echo KT-LOG-END
     pkill nc
-}
-
-wait_for_readers() {
-    i=0
-    while pgrep -f "kt-vm-helper hold" > /dev/null && [ $i -lt 50 ]; do
-        i=$((i + 1))
-        sleep 0.2
-    done
 }
 
 for skip in $(cat /kt/passes); do

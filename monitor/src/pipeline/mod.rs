@@ -30,6 +30,8 @@ pub struct SourceCounts {
     pub packets_unparsed: u64,
     /// Secrets from variables the catalog forgot to stay bounded.
     pub secrets_forgotten: u64,
+    /// Runs of the kernel programs the kernel skipped (the program busy on that CPU).
+    pub missed_runs: u64,
 }
 
 pub struct Pipeline {
@@ -98,6 +100,7 @@ impl Pipeline {
             findings: self.engine.findings(),
             ringbuf_full: source.ringbuf_full,
             undecodable: source.undecodable,
+            missed_runs: source.missed_runs,
             names: NameCounts {
                 packets_unparsed: source.packets_unparsed,
                 ..self.correlator.name_counts()

@@ -154,12 +154,14 @@ impl<W: Write> Sink for TextSink<W> {
                 time,
                 events,
                 dropped,
+                missed_runs,
                 findings,
                 names,
                 ..
             } => format!(
-                "{time} {} {events} events, {dropped} dropped, {findings} findings; \
-                 {} DNS answers ({} malformed, {} truncated), {} TLS server names",
+                "{time} {} {events} events, {dropped} dropped, {missed_runs} missed runs, \
+                 {findings} findings; {} DNS answers ({} malformed, {} truncated), {} TLS \
+                 server names",
                 self.label("stats", "1"),
                 names.dns_answers,
                 names.dns_malformed,

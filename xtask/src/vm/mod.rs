@@ -176,8 +176,8 @@ fn boot_and_judge(
             .filter(|h| h.starts_with("credential"))
             .collect();
         println!("    hooks: {credential_hooks:?}");
-        for (hooks, runs, mean) in pass.statistics.iter().filter(|s| s.1 > 0) {
-            println!("    {hooks}: {runs} runs, {mean} ns each");
+        for (hooks, runs, mean, missed) in pass.statistics.iter().filter(|s| s.1 > 0) {
+            println!("    {hooks}: {runs} runs, {mean} ns each, {missed} missed");
         }
         print_checks(&pass.checks, "  ");
     }
@@ -206,8 +206,8 @@ fn report_entry(
                 "skip_hooks": p.name,
                 "hooks": p.hooks,
                 "loop_time": p.loop_time,
-                "statistics": p.statistics.iter().map(|(hooks, runs, mean)| serde_json::json!({
-                    "hooks": hooks, "runs": runs, "mean_ns": mean,
+                "statistics": p.statistics.iter().map(|(hooks, runs, mean, missed)| serde_json::json!({
+                    "hooks": hooks, "runs": runs, "mean_ns": mean, "missed": missed,
                 })).collect::<Vec<_>>(),
                 "failed": p.checks.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n).collect::<Vec<_>>(),
             })

@@ -1,6 +1,7 @@
 //! Loading the kernel programs and attaching them from the probe table (table.rs): each purpose
 //! is served by the first hook this kernel allows, and the `ready` record says which. One loop
 //! attaches every hook; what differs between hooks is data in the table.
+mod statistics;
 mod table;
 
 use std::{
@@ -179,6 +180,20 @@ impl Probes {
         }
     }
 
+    /// Runs of the attached programs the kernel skipped so far, because the program was
+    /// already running on that CPU.
+    pub fn missed_runs(&self) -> u64 {
+        let mut programs: Vec<&str> = self.attached.iter().map(|p| p.program).collect();
+        programs.sort_unstable();
+        programs.dedup();
+        programs
+            .into_iter()
+            .filter_map(|name| self.ebpf.program(name)?.fd().ok())
+            .filter_map(statistics::program_info)
+            .map(|info| info.recursion_misses)
+            .sum()
+    }
+
     /// Each attached program's runs and run time so far, from the kernel's statistics (zero
     /// unless `kernel.bpf_stats_enabled` is 1). A program attached to several hooks (the
     /// syscall tracepoints) is one entry.
@@ -190,14 +205,20 @@ impl Probes {
                 seen.hooks = format!("{}, {hook}", seen.hooks);
                 continue;
             }
-            let Some(info) = self.ebpf.program(probe.program).and_then(|p| p.info().ok()) else {
+            let Some(info) = self
+                .ebpf
+                .program(probe.program)
+                .and_then(|p| p.fd().ok())
+                .and_then(statistics::program_info)
+            else {
                 continue;
             };
             out.push(RunStatistics {
                 program: probe.program,
                 hooks: hook,
-                runs: info.run_count(),
-                run_time: info.run_time(),
+                runs: info.run_cnt,
+                run_time: std::time::Duration::from_nanos(info.run_time_ns),
+                missed: info.recursion_misses,
             });
         }
         out
@@ -274,6 +295,9 @@ pub struct RunStatistics {
     pub hooks: String,
     pub runs: u64,
     pub run_time: std::time::Duration,
+    /// Runs skipped because the program was already running on that CPU (counted whether or
+    /// not statistics are enabled).
+    pub missed: u64,
 }
 
 /// The refused hooks of one chain so far: its head, and why each was refused.

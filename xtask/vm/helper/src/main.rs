@@ -62,7 +62,10 @@ fn hold(method: &str, file: &str, go: &str) -> Result<(), String> {
         _ => unreachable!("checked by main"),
     }
     .map_err(|e| format!("{method} of {file}: {e}"))?;
-    println!("kt-vm-helper: {method} {read} bytes of {file}");
+    println!(
+        "kt-vm-helper: pid {} {method} {read} bytes of {file}",
+        std::process::id()
+    );
     Ok(())
 }
 
