@@ -40,6 +40,8 @@ pub enum EventKind {
     DnsAnswer = 31,
     /// The first bytes a TCP connection sent, when they start a TLS handshake.
     TlsHello = 32,
+    /// A DNS message sent to port 53: the query an answer must match.
+    DnsQuery = 33,
 }
 
 impl EventKind {
@@ -52,6 +54,7 @@ impl EventKind {
             30 => Self::Connect,
             31 => Self::DnsAnswer,
             32 => Self::TlsHello,
+            33 => Self::DnsQuery,
             _ => return None,
         })
     }
@@ -164,8 +167,9 @@ pub struct ConnectEvent {
 }
 
 /// Transport payload of one packet on a watched socket: a DNS answer (`EventKind::DnsAnswer`,
-/// `header.tgid` the process that asked, 0 when unknown) or the start of a TLS handshake
-/// (`EventKind::TlsHello`, `header.tgid` the process that connected).
+/// `header.tgid` the process that asked, 0 when unknown), a DNS query (`EventKind::DnsQuery`,
+/// likewise) or the start of a TLS handshake (`EventKind::TlsHello`, `header.tgid` the process
+/// that connected).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PayloadEvent {
@@ -327,7 +331,7 @@ pub mod program {
     pub const SENDMSG4: &str = "keytrail_sendmsg4";
     pub const SENDMSG6: &str = "keytrail_sendmsg6";
     pub const DNS_ANSWER: &str = "keytrail_dns_answer";
-    pub const TLS_HELLO: &str = "keytrail_tls_hello";
+    pub const EGRESS: &str = "keytrail_egress";
     pub const FILEMAP_READ_BTF: &str = "keytrail_filemap_read_btf";
     pub const FILEMAP_FAULT_BTF: &str = "keytrail_filemap_fault_btf";
     pub const FILEMAP_MAP_PAGES_BTF: &str = "keytrail_filemap_map_pages_btf";

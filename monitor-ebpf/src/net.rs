@@ -53,8 +53,7 @@ fn report(ctx: &SockAddrContext, family: u16) {
     let watch = SocketWatch { tgid, segments: 0 };
     if port == DNS_PORT {
         let _ = DNS_SOCKETS.insert(&cookie, &watch, BPF_ANY as u64);
-    }
-    if protocol == IPPROTO_TCP {
+    } else if protocol == IPPROTO_TCP {
         let _ = TLS_WATCH.insert(&cookie, &watch, BPF_ANY as u64);
     }
 

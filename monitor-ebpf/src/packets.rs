@@ -1,5 +1,6 @@
-//! Packets on sockets the connect hooks marked (net.rs): DNS answers coming in, and the first
-//! bytes of TCP connections going out when they open a TLS handshake. Both programs run for every
+//! Packets on sockets the connect hooks marked (net.rs): DNS answers coming in, and going out
+//! the DNS queries they must answer and the first bytes of TCP connections when they open a TLS
+//! handshake. Both programs run for every
 //! packet of every socket in the cgroup, so an unmarked socket costs one cookie lookup, nothing
 //! more. They always pass the packet (return 1).
 //!
@@ -27,6 +28,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 struct Segment {
     protocol: u8,
     src_port: u16,
+    dst_port: u16,
     seq: u32,
     offset: u32,
     len: u32,
@@ -49,6 +51,7 @@ fn segment(ctx: &SkBuffContext) -> Option<Segment> {
         _ => return None,
     };
     let src_port = u16::from_be(ctx.load::<u16>(l4 as usize).ok()?);
+    let dst_port = u16::from_be(ctx.load::<u16>(l4 as usize + 2).ok()?);
     let (seq, header) = match protocol {
         IPPROTO_UDP => (0, 8),
         IPPROTO_TCP => {
@@ -62,6 +65,7 @@ fn segment(ctx: &SkBuffContext) -> Option<Segment> {
     Some(Segment {
         protocol,
         src_port,
+        dst_port,
         seq,
         offset,
         len: ctx.len().checked_sub(offset)?,
@@ -124,34 +128,52 @@ pub fn keytrail_dns_answer(ctx: SkBuffContext) -> i32 {
     PASS
 }
 
-/// The first payload segments of a new TCP connection, when they open a TLS handshake.
+/// Outgoing packets of marked sockets: the DNS queries of sockets that send to port 53 (an
+/// answer counts only when it matches one), and the first payload segments of a new TCP
+/// connection, when they open a TLS handshake.
 #[cgroup_skb(egress)]
-pub fn keytrail_tls_hello(ctx: SkBuffContext) -> i32 {
+pub fn keytrail_egress(ctx: SkBuffContext) -> i32 {
     // SAFETY: a cgroup_skb context is a valid argument for this helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // SAFETY: the value is copied out at once.
+    if let Some(tgid) = (unsafe { DNS_SOCKETS.get(&cookie) }).map(|w| w.tgid) {
+        match segment(&ctx) {
+            Some(s) if s.dst_port == DNS_PORT && s.len > 0 => {
+                report(&ctx, EventKind::DnsQuery, tgid, cookie, &s)
+            }
+            Some(_) => {}
+            None => count(counter::PACKET_UNPARSED),
+        }
+        return PASS;
+    }
+    tls_hello(&ctx, cookie);
+    PASS
+}
+
+#[inline(always)]
+fn tls_hello(ctx: &SkBuffContext, cookie: u64) {
     let Some(watch) = TLS_WATCH.get_ptr_mut(&cookie) else {
-        return PASS;
+        return;
     };
-    let Some(s) = segment(&ctx) else {
+    let Some(s) = segment(ctx) else {
         count(counter::PACKET_UNPARSED);
-        return PASS;
+        return;
     };
     if s.protocol != IPPROTO_TCP || s.len == 0 {
-        return PASS; // the handshake's SYN and ACKs
+        return; // the handshake's SYN and ACKs
     }
     // SAFETY: an LRU map value pointer, valid during this program; only this socket's packets,
     // which the kernel sends one at a time, touch it.
     let (tgid, seen) = unsafe { ((*watch).tgid, (*watch).segments) };
     if seen == 0 && ctx.load::<u8>(s.offset as usize).ok() != Some(TLS_HANDSHAKE) {
         let _ = TLS_WATCH.remove(&cookie); // not TLS: nothing to name it by
-        return PASS;
+        return;
     }
-    report(&ctx, EventKind::TlsHello, tgid, cookie, &s);
+    report(ctx, EventKind::TlsHello, tgid, cookie, &s);
     if seen + 1 >= TLS_SEGMENTS {
         let _ = TLS_WATCH.remove(&cookie);
     } else {
         // SAFETY: as above.
         unsafe { (*watch).segments = seen + 1 };
     }
-    PASS
 }

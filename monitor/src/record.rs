@@ -94,12 +94,39 @@ pub struct EndpointRef {
     /// How `host` was learned.
     #[serde(default)]
     pub host_source: Option<HostSource>,
+    /// The server name the connection's TLS hello gave, where it differs from the name DNS
+    /// gave the address (`host`): what the process claimed, not what it resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_claimed: Option<String>,
 }
 
 impl EndpointRef {
-    /// Where this endpoint stands with respect to `scope`.
+    /// Names the endpoint by its TLS hello's server name. A name from DNS stays: the address
+    /// came from it, where the server name is only what the process says; a different server
+    /// name is kept as claimed.
+    pub fn name_by_tls(&mut self, server_name: &str) {
+        match (&self.host, self.host_source) {
+            (Some(resolved), Some(HostSource::Dns)) => {
+                if resolved != server_name {
+                    self.host_claimed = Some(server_name.to_owned());
+                }
+            }
+            _ => {
+                self.host = Some(server_name.to_owned());
+                self.host_source = Some(HostSource::TlsSni);
+            }
+        }
+    }
+
+    /// Where this endpoint stands with respect to `scope`: judged by its address, and by its
+    /// name only when DNS gave it (the address came from an answer for that name). A name only
+    /// the TLS hello gives is what the process claims, which anyone can (`curl --resolve
+    /// api.github.com:443:ADDRESS`): to a scope it is an endpoint with no name.
     pub fn verdict(&self, scope: &Scope) -> Verdict {
-        scope.check(self.ip.parse().ok(), self.port, self.host.as_deref())
+        let verified = (self.host_source == Some(HostSource::Dns))
+            .then_some(self.host.as_deref())
+            .flatten();
+        scope.check(self.ip.parse().ok(), self.port, verified)
     }
 }
 

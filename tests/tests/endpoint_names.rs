@@ -245,13 +245,23 @@ fn a_tls_server_name_names_a_connection_without_any_dns() {
     k.wait_for("the use, named by its ClientHello", WAIT, |r| {
         endpoint_named(r, "credential_use", pid, "api.github.com", "tls_sni")
     });
-    let finding = k.wait_for("out-of-scope-use by server name", WAIT, |r| {
+    // api.github.com is in the scope, but only the hello says so (as `curl --resolve
+    // api.github.com:443:ADDRESS` would): a claimed name puts nothing in a scope. The second
+    // connection (evil.example) to the same address folds into the same finding.
+    let claimed = k.wait_for("out-of-scope-use by a claimed name", WAIT, |r| {
         r["type"] == "finding"
             && r["rule"] == "out-of-scope-use"
             && r["process"]["pid"] == pid
-            && r["endpoint"]["host"] == "evil.example"
+            && r["endpoint"]["host"] == "api.github.com"
     });
-    assert_eq!(finding["endpoint"]["host_source"], "tls_sni");
+    assert_eq!(claimed["endpoint"]["host_source"], "tls_sni");
+    assert!(
+        claimed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("only its TLS hello claims"),
+        "{claimed}"
+    );
     let (records, stderr) = k.stop();
     let stats = records.iter().find(|r| r["type"] == "stats").unwrap();
     assert!(
@@ -327,4 +337,71 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("kt-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// An answer that matches no query its socket sent names nothing: here another socket on a
+/// port-53 address of the host (a local attacker needs only that) races the real server with
+/// a forged answer for the same question, under a guessed id, before the real answer comes.
+/// Before answers were matched to queries, the forged address took the name and the scope.
+#[test]
+fn a_forged_dns_answer_names_nothing() {
+    require_root();
+    let user = user_with_netrc("dnsforge");
+    let ns = Netns::create(
+        "dnsforge",
+        &[
+            "10.77.0.1/24",
+            "10.77.0.9/24",
+            "10.77.0.10/24",
+            "10.77.0.66/24",
+        ],
+        "10.77.0.1",
+    );
+    let mut k = Keytrail::start(&[]);
+    let _dnsmasq = dnsmasq(&ns, &["--address=/api.github.com/10.77.0.10"]);
+    wait_until_resolves(&ns, "api.github.com");
+    // The forger is an ordinary user: let users bind low ports in this namespace.
+    run(ns
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=0"]));
+    // The client sends its query (id 0x1234) unconnected, so a datagram from any port-53
+    // address reaches it; the forger answers first with another id and address 10.77.0.66.
+    let script = r#"
+import os, socket, struct
+open(os.path.expanduser('~/.netrc')).read()
+def message(id, flags, answer_ip=None):
+    q = b''.join(bytes([len(p)]) + p for p in [b'api', b'github', b'com']) + b'\0' + struct.pack('>HH', 1, 1)
+    head = struct.pack('>HHHHHH', id, flags, 1, 1 if answer_ip else 0, 0, 0)
+    if answer_ip:
+        q += b'\xc0\x0c' + struct.pack('>HHIH', 1, 1, 300, 4) + socket.inet_aton(answer_ip)
+    return head + q
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+client.bind(('10.77.0.1', 0))
+client.sendto(message(0x1234, 0x0100), ('10.77.0.1', 53))
+forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+forger.bind(('10.77.0.9', 53))
+forger.sendto(message(0x4321, 0x8180, '10.77.0.66'), client.getsockname())
+client.settimeout(3)
+for _ in range(2):
+    client.recvfrom(512)
+try:
+    socket.create_connection(('10.77.0.66', 443), timeout=3).close()
+except OSError:
+    pass
+"#;
+    let pid = run_pid(ns.command_as(&user, "python3").args(["-c", script]));
+    let used = k.wait_for("the use of the forged address", WAIT, |r| {
+        r["type"] == "credential_use"
+            && r["process"]["pid"] == pid
+            && r["endpoint"]["ip"] == "10.77.0.66"
+    });
+    assert_eq!(used["endpoint"]["host"], Value::Null, "{used}");
+    let (records, stderr) = k.stop();
+    let stats = records.iter().find(|r| r["type"] == "stats").unwrap();
+    assert!(
+        stats["names"]["dns_unmatched"].as_u64() >= Some(1),
+        "{stats}"
+    );
+    assert!(stats["names"]["dns_answers"].as_u64() >= Some(1), "{stats}");
+    assert_no_secret(&records, &stderr, &[TOKEN]);
 }

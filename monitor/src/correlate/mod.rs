@@ -189,8 +189,7 @@ impl Correlator {
             for h in held.filter(|h| h.cookie == settled.cookie) {
                 h.settled = true;
                 if let Some(name) = &settled.server_name {
-                    h.endpoint.host = Some(name.clone());
-                    h.endpoint.host_source = Some(HostSource::TlsSni);
+                    h.endpoint.name_by_tls(name);
                 }
             }
         }
@@ -253,6 +252,7 @@ impl Correlator {
             protocol: c.protocol,
             host_source: host.is_some().then_some(HostSource::Dns),
             host: host.map(|h| h.to_string()),
+            host_claimed: None,
         };
         // Asking a DNS server for a name is not acting with a credential: such a connection is
         // reported, and is the use of nothing, now or when a credential is read later.

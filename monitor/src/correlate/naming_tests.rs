@@ -73,6 +73,14 @@ impl Drop for Fixture {
     }
 }
 
+/// The query pid 10's socket 77 sent for `name`, which `dns_answer` then answers.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = 1;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    encode::payload(EventKind::DnsQuery, 10, 77, 17, 0, &m.to_vec().unwrap())
+}
+
 fn dns_answer(name: &str, ip: [u8; 4]) -> Vec<u8> {
     let name = Name::from_ascii(name).unwrap();
     let mut m = Message::response(1, OpCode::Query);
@@ -98,6 +106,7 @@ fn endpoints(records: &[Record]) -> Vec<(&'static str, Option<String>, Option<Ho
 #[test]
 fn a_dns_answer_names_the_connect_that_follows_once_its_wait_is_over() {
     let mut f = Fixture::new("dns");
+    f.feed(&dns_query("api.github.com."));
     f.feed(&dns_answer("api.github.com.", [127, 0, 0, 1]));
     f.read_netrc();
     assert!(
@@ -118,8 +127,9 @@ fn a_dns_answer_names_the_connect_that_follows_once_its_wait_is_over() {
 }
 
 #[test]
-fn the_server_name_wins_over_dns_and_releases_the_connection_at_once() {
+fn a_different_server_name_is_kept_as_claimed_beside_dns_and_releases_the_connection_at_once() {
     let mut f = Fixture::new("sni");
+    f.feed(&dns_query("cdn.example."));
     f.feed(&dns_answer("cdn.example.", [127, 0, 0, 1]));
     f.read_netrc();
     assert!(
@@ -134,12 +144,20 @@ fn the_server_name_wins_over_dns_and_releases_the_connection_at_once() {
         "a partial hello settles nothing"
     );
     let out = f.feed(&hello(101, tail));
-    let sni = Some(HostSource::TlsSni);
-    let host = Some("api.github.com".to_owned());
+    // The address came from the answer for cdn.example; the hello only says api.github.com.
+    let dns = Some(HostSource::Dns);
+    let host = Some("cdn.example".to_owned());
     assert_eq!(
         endpoints(&out),
-        vec![("connection", host.clone(), sni), ("use", host, sni)]
+        vec![("connection", host.clone(), dns), ("use", host, dns)]
     );
+    for record in &out {
+        let (Record::Connection { endpoint, .. } | Record::CredentialUse { endpoint, .. }) = record
+        else {
+            unreachable!()
+        };
+        assert_eq!(endpoint.host_claimed.as_deref(), Some("api.github.com"));
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use foldhash::HashMap;
 
-use crate::{record::Record, vocab::HostSource};
+use crate::record::Record;
 
 /// How long a connection's records wait for its first bytes. A ClientHello follows the TCP
 /// handshake, one round trip after connect; this covers intercontinental round trips.
@@ -47,8 +47,7 @@ impl Pending {
                 if let Record::Connection { endpoint, .. }
                 | Record::CredentialUse { endpoint, .. } = record
                 {
-                    endpoint.host = Some(name.to_owned());
-                    endpoint.host_source = Some(HostSource::TlsSni);
+                    endpoint.name_by_tls(name);
                 }
             }
         }

@@ -125,6 +125,8 @@ pub struct Connect {
 pub enum PayloadKind {
     /// A DNS message received by a socket that asked a DNS server.
     DnsAnswer,
+    /// A DNS message that socket sent to a DNS server.
+    DnsQuery,
     /// The first bytes of a TCP connection, starting a TLS handshake.
     TlsHello,
 }
@@ -277,14 +279,14 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 boot_ns,
             })
         }
-        EventKind::DnsAnswer | EventKind::TlsHello => {
+        EventKind::DnsAnswer | EventKind::DnsQuery | EventKind::TlsHello => {
             let e: PayloadEvent = read(bytes)?;
             let len = (e.len as usize).min(e.data.len());
             KernelEvent::Payload(Payload {
-                kind: if kind == EventKind::DnsAnswer {
-                    PayloadKind::DnsAnswer
-                } else {
-                    PayloadKind::TlsHello
+                kind: match kind {
+                    EventKind::DnsAnswer => PayloadKind::DnsAnswer,
+                    EventKind::DnsQuery => PayloadKind::DnsQuery,
+                    _ => PayloadKind::TlsHello,
                 },
                 pid,
                 cookie: e.cookie,

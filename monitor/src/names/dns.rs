@@ -20,12 +20,53 @@ pub struct Answer {
     pub ttl: u32,
 }
 
+/// What a query asked, and what an answer must repeat to count: its id and its one question
+/// (name, record type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Question {
+    pub id: u16,
+    pub name: String,
+    pub record_type: u16,
+}
+
+/// The addresses a response gave, and the question it answers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response {
+    pub question: Question,
+    pub answers: Vec<Answer>,
+}
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
     #[error("not a DNS message: {0}")]
     Malformed(String),
     #[error("a DNS query, not a response")]
     NotResponse,
+    #[error("a DNS response, not a query")]
+    NotQuery,
+    #[error("a DNS message with {0} questions (one is the rule)")]
+    Questions(usize),
+}
+
+/// The question of a DNS message (exactly one, as resolvers send).
+fn question_of(message: &Message) -> Result<Question, DnsError> {
+    match message.queries.as_slice() {
+        [q] => Ok(Question {
+            id: message.metadata.id,
+            name: normalize(q.name()),
+            record_type: u16::from(q.query_type()),
+        }),
+        other => Err(DnsError::Questions(other.len())),
+    }
+}
+
+/// The question of a query a process sent.
+pub fn query(bytes: &[u8]) -> Result<Question, DnsError> {
+    let message = Message::from_vec(bytes).map_err(|e| DnsError::Malformed(e.to_string()))?;
+    if message.metadata.message_type != MessageType::Query {
+        return Err(DnsError::NotQuery);
+    }
+    question_of(&message)
 }
 
 /// Host names as scopes are written: lower case, no trailing dot, IDNs in their ASCII form.
@@ -40,12 +81,14 @@ pub fn normalize(name: &Name) -> String {
 /// How many CNAME hops are followed: real chains are short, and a loop must end.
 const MAX_CHAIN: usize = 16;
 
-/// The address records of a DNS response, each under the question name its chain starts at.
-pub fn answers(bytes: &[u8]) -> Result<Vec<Answer>, DnsError> {
+/// The address records of a DNS response, each under the question name its chain starts at,
+/// and the question it answers.
+pub fn answers(bytes: &[u8]) -> Result<Response, DnsError> {
     let message = Message::from_vec(bytes).map_err(|e| DnsError::Malformed(e.to_string()))?;
     if message.metadata.message_type != MessageType::Response {
         return Err(DnsError::NotResponse);
     }
+    let question = question_of(&message)?;
     // Owner name -> (question it answers, least TTL on the way).
     let mut leads_to: HashMap<String, (String, u32)> = message
         .queries
@@ -90,7 +133,7 @@ pub fn answers(bytes: &[u8]) -> Result<Vec<Answer>, DnsError> {
             })
         })
         .collect();
-    Ok(answers)
+    Ok(Response { question, answers })
 }
 
 #[cfg(test)]

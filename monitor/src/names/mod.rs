@@ -6,7 +6,11 @@ mod stream;
 mod table;
 mod tls;
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use monitor_common::{PAYLOAD_LEN, TLS_SEGMENTS};
 use serde::{Deserialize, Serialize};
@@ -24,12 +28,19 @@ const TABLE_CAPACITY: usize = 65_536;
 const MAX_STREAMS: usize = 4096;
 /// The largest DNS message over TCP, with its length prefix.
 const MAX_DNS_TCP: usize = 2 + u16::MAX as usize;
+/// Queries one socket may have outstanding: resolvers ask A and AAAA at once, and a few more
+/// in flight is plenty; past this the oldest is forgotten.
+const QUERIES_PER_SOCKET: usize = 16;
 
 /// What the name learning saw, for the stats record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameCounts {
-    /// DNS responses parsed.
+    /// DNS responses parsed that answered a query their socket sent.
     pub dns_answers: u64,
+    /// DNS responses that answered no query their socket had sent (a different id or
+    /// question): ignored, as a spoofed or stale answer would be.
+    #[serde(default)]
+    pub dns_unmatched: u64,
     /// DNS packets that did not parse (malformed, or queries where answers were expected).
     pub dns_malformed: u64,
     /// DNS messages larger than the kernel keeps per packet, or with a missed TCP segment.
@@ -57,6 +68,8 @@ struct PartialHello {
 
 pub struct Namer {
     table: NameTable,
+    /// Questions each socket sent and has not had answered, by socket cookie.
+    queries: HashMap<u64, VecDeque<dns::Question>>,
     dns_streams: HashMap<u64, Stream>,
     hellos: HashMap<u64, PartialHello>,
     pub counts: NameCounts,
@@ -72,6 +85,7 @@ impl Namer {
     pub fn new() -> Self {
         Self {
             table: NameTable::new(TABLE_CAPACITY),
+            queries: HashMap::new(),
             dns_streams: HashMap::new(),
             hellos: HashMap::new(),
             counts: NameCounts::default(),
@@ -87,7 +101,12 @@ impl Namer {
                 None
             }
             PayloadKind::DnsAnswer => {
-                self.on_dns_message(&p.data, p.total_len > p.data.len(), p.pid, p.boot_ns);
+                let cut = p.total_len > p.data.len();
+                self.on_dns_message(&p.data, cut, p.cookie, p.pid, p.boot_ns);
+                None
+            }
+            PayloadKind::DnsQuery => {
+                self.on_dns_query(p);
                 None
             }
             PayloadKind::TlsHello => self.on_hello_segment(p),
@@ -95,7 +114,7 @@ impl Namer {
     }
 
     /// The name `addr` was given by DNS: the newest answer `resolvers` (the connecting process,
-    /// then its ancestors) received, else the newest any process on the host received.
+    /// then its ancestors) received. Another process's answer names nothing of this one's.
     pub fn lookup(&self, addr: IpAddr, resolvers: &[u32], now_ns: u64) -> Option<Arc<str>> {
         self.table.lookup(addr, resolvers, now_ns)
     }
@@ -105,11 +124,65 @@ impl Namer {
         self.table.shrink(now_ns);
     }
 
-    fn on_dns_message(&mut self, bytes: &[u8], cut: bool, resolver: u32, now_ns: u64) {
+    /// A query a socket sent: its answer will have to match it. Over TCP a query has a 2-byte
+    /// length prefix, sent with it or in a segment of its own.
+    fn on_dns_query(&mut self, p: &Payload) {
+        if p.total_len > p.data.len() {
+            self.counts.dns_truncated += 1;
+            return;
+        }
+        let bytes = match p.data.as_slice() {
+            [hi, lo, rest @ ..]
+                if p.protocol == Protocol::Tcp
+                    && usize::from(u16::from_be_bytes([*hi, *lo])) == rest.len() =>
+            {
+                rest
+            }
+            [_, _] if p.protocol == Protocol::Tcp => return, // the prefix alone
+            bytes => bytes,
+        };
+        match dns::query(bytes) {
+            Ok(question) => {
+                make_room(&mut self.queries, p.cookie);
+                let pending = self.queries.entry(p.cookie).or_default();
+                if pending.len() >= QUERIES_PER_SOCKET {
+                    pending.pop_front();
+                }
+                pending.push_back(question);
+            }
+            Err(e) => {
+                self.counts.dns_malformed += 1;
+                log::debug!("ignored a DNS query from pid {}: {e}", p.pid);
+            }
+        }
+    }
+
+    /// Takes `question` from the queries `cookie` has outstanding; false when it sent none such.
+    fn take_query(&mut self, cookie: u64, question: &dns::Question) -> bool {
+        let Some(pending) = self.queries.get_mut(&cookie) else {
+            return false;
+        };
+        let Some(at) = pending.iter().position(|q| q == question) else {
+            return false;
+        };
+        pending.remove(at);
+        if pending.is_empty() {
+            self.queries.remove(&cookie);
+        }
+        true
+    }
+
+    fn on_dns_message(&mut self, bytes: &[u8], cut: bool, cookie: u64, resolver: u32, now_ns: u64) {
         match dns::answers(bytes) {
-            Ok(answers) => {
+            Ok(response) if !self.take_query(cookie, &response.question) => {
+                self.counts.dns_unmatched += 1;
+                log::debug!(
+                    "ignored a DNS answer to pid {resolver}: it answers no query its socket sent"
+                );
+            }
+            Ok(response) => {
                 self.counts.dns_answers += 1;
-                for a in answers {
+                for a in response.answers {
                     self.table.learn(a.addr, &a.name, resolver, a.ttl, now_ns);
                 }
             }
@@ -146,7 +219,7 @@ impl Namer {
             self.dns_streams.remove(&p.cookie);
         }
         for message in messages {
-            self.on_dns_message(&message, false, p.pid, p.boot_ns);
+            self.on_dns_message(&message, false, p.cookie, p.pid, p.boot_ns);
         }
     }
 

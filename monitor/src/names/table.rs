@@ -61,7 +61,8 @@ impl NameTable {
     }
 
     /// The name `addr` had for the first of `resolvers` that was told one (the connecting
-    /// process, then its ancestors), else the newest answer any resolver on the host got.
+    /// process, then its ancestors); none from other processes' answers, which another user
+    /// could have asked for to name this one's address.
     pub fn lookup(&self, addr: IpAddr, resolvers: &[u32], now_ns: u64) -> Option<Arc<str>> {
         let live: Vec<&Entry> = self
             .by_addr
@@ -69,16 +70,12 @@ impl NameTable {
             .iter()
             .filter(|e| e.expires_ns > now_ns)
             .collect();
-        let newest_of = |resolver: Option<u32>| {
+        resolvers.iter().find_map(|&r| {
             live.iter()
                 .rev()
-                .find(|e| resolver.is_none_or(|r| e.resolver == r))
+                .find(|e| e.resolver == r)
                 .map(|e| Arc::clone(&e.name))
-        };
-        resolvers
-            .iter()
-            .find_map(|&r| newest_of(Some(r)))
-            .or_else(|| newest_of(None))
+        })
     }
 
     /// Drops expired answers; if that is not enough, the oldest until 7/8 of capacity is used.
@@ -114,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn the_processs_own_resolver_wins_then_the_newest_answer() {
+    fn only_answers_the_process_or_its_ancestors_received_name_its_addresses() {
         let mut t = NameTable::new(100);
         t.learn(ip("10.0.0.1"), "a.example", 7, 300, S);
         t.learn(ip("10.0.0.1"), "b.example", 8, 300, 2 * S);
@@ -128,8 +125,9 @@ mod tests {
             Some("b.example")
         );
         assert_eq!(
-            t.lookup(ip("10.0.0.1"), &[9], at).as_deref(),
-            Some("b.example")
+            t.lookup(ip("10.0.0.1"), &[9], at),
+            None,
+            "another process's answer names nothing of this one's"
         );
         t.learn(ip("10.0.0.1"), "c.example", 7, 300, 4 * S);
         assert_eq!(
@@ -145,9 +143,9 @@ mod tests {
         t.learn(ip("::1"), "short.example", 1, 0, 0);
         t.learn(ip("::2"), "long.example", 1, 3600, 0);
         let floor = MIN_TTL.as_nanos() as u64;
-        assert!(t.lookup(ip("::1"), &[], floor - 1).is_some());
-        assert!(t.lookup(ip("::1"), &[], floor).is_none());
-        assert!(t.lookup(ip("::2"), &[], 3599 * S).is_some());
+        assert!(t.lookup(ip("::1"), &[1], floor - 1).is_some());
+        assert!(t.lookup(ip("::1"), &[1], floor).is_none());
+        assert!(t.lookup(ip("::2"), &[1], 3599 * S).is_some());
         t.shrink(floor);
         assert_eq!(t.len(), 1);
     }
@@ -161,11 +159,11 @@ mod tests {
             assert!(t.len() <= 64);
         }
         assert!(
-            t.lookup(IpAddr::from(999u32.to_be_bytes()), &[], 1000)
+            t.lookup(IpAddr::from(999u32.to_be_bytes()), &[1], 1000)
                 .is_some()
         );
         assert!(
-            t.lookup(IpAddr::from(0u32.to_be_bytes()), &[], 1000)
+            t.lookup(IpAddr::from(0u32.to_be_bytes()), &[1], 1000)
                 .is_none()
         );
         let same = ip("10.9.9.9");

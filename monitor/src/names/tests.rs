@@ -8,10 +8,24 @@ use super::*;
 const HELLO: &[u8] = include_bytes!("testdata/client_hello_openssl.bin");
 
 fn answer(question: &str, ip: [u8; 4]) -> Vec<u8> {
+    answer_to(1, question, ip)
+}
+
+fn answer_to(id: u16, question: &str, ip: [u8; 4]) -> Vec<u8> {
     let name = Name::from_ascii(question).unwrap();
-    let mut m = Message::response(1, OpCode::Query);
+    let mut m = Message::response(id, OpCode::Query);
     m.add_query(Query::query(name.clone(), RecordType::A));
     m.add_answer(Record::from_rdata(name, 60, RData::A(A(ip.into()))));
+    m.to_vec().unwrap()
+}
+
+fn query(id: u16, question: &str) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = id;
+    m.add_query(Query::query(
+        Name::from_ascii(question).unwrap(),
+        RecordType::A,
+    ));
     m.to_vec().unwrap()
 }
 
@@ -32,6 +46,8 @@ fn payload(kind: PayloadKind, protocol: Protocol, seq: u32, data: &[u8]) -> Payl
 fn udp_answers_name_addresses_and_bad_packets_are_counted() {
     let mut n = Namer::new();
     let udp = |data: &[u8]| payload(PayloadKind::DnsAnswer, Protocol::Udp, 0, data);
+    let asked = |data: &[u8]| payload(PayloadKind::DnsQuery, Protocol::Udp, 0, data);
+    n.on_payload(&asked(&query(1, "api.github.com.")));
     n.on_payload(&udp(&answer("api.github.com.", [10, 0, 0, 10])));
     n.on_payload(&udp(b"\xde\xad"));
     let mut cut = udp(&answer("x.example.", [10, 0, 0, 11])[..20]);
@@ -62,6 +78,18 @@ fn tcp_answers_are_put_together_from_segments() {
     framed.extend_from_slice(&framed.clone()); // two messages back to back
     let (a, b) = framed.split_at(7);
     let tcp = |seq, data: &[u8]| payload(PayloadKind::DnsAnswer, Protocol::Tcp, seq, data);
+    // Two queries, one with its length prefix in a segment of its own.
+    let q = query(1, "registry.npmjs.org.");
+    let mut prefixed = (q.len() as u16).to_be_bytes().to_vec();
+    prefixed.extend_from_slice(&q);
+    n.on_payload(&payload(PayloadKind::DnsQuery, Protocol::Tcp, 1, &prefixed));
+    n.on_payload(&payload(
+        PayloadKind::DnsQuery,
+        Protocol::Tcp,
+        1,
+        &prefixed[..2],
+    ));
+    n.on_payload(&payload(PayloadKind::DnsQuery, Protocol::Tcp, 3, &q));
     n.on_payload(&tcp(100, a));
     assert_eq!(n.counts.dns_answers, 0);
     n.on_payload(&tcp(100, a)); // a retransmit
@@ -69,7 +97,7 @@ fn tcp_answers_are_put_together_from_segments() {
     assert_eq!(n.counts.dns_answers, 2);
     let ip = "10.0.0.12".parse().unwrap();
     assert_eq!(
-        n.lookup(ip, &[], 2_000).as_deref(),
+        n.lookup(ip, &[42], 2_000).as_deref(),
         Some("registry.npmjs.org")
     );
     assert!(n.dns_streams.is_empty());
@@ -98,4 +126,37 @@ fn a_hello_split_in_two_segments_settles_with_its_name() {
     );
     assert_eq!(n.counts.tls_server_names, 1);
     assert_eq!(n.counts.tls_unnamed, 1);
+}
+
+#[test]
+fn an_answer_counts_only_for_a_query_its_socket_sent() {
+    let mut n = Namer::new();
+    let udp = |kind, data: &[u8]| payload(kind, Protocol::Udp, 0, data);
+    n.on_payload(&udp(PayloadKind::DnsQuery, &query(77, "api.github.com.")));
+    // Spoofed: the wrong id, then the wrong question, then another socket.
+    n.on_payload(&udp(
+        PayloadKind::DnsAnswer,
+        &answer_to(78, "api.github.com.", [6, 6, 6, 6]),
+    ));
+    n.on_payload(&udp(
+        PayloadKind::DnsAnswer,
+        &answer_to(77, "evil.example.", [6, 6, 6, 7]),
+    ));
+    let mut elsewhere = udp(
+        PayloadKind::DnsAnswer,
+        &answer_to(77, "api.github.com.", [6, 6, 6, 8]),
+    );
+    elsewhere.cookie = 10;
+    n.on_payload(&elsewhere);
+    assert_eq!(n.counts.dns_unmatched, 3);
+    for ip in ["6.6.6.6", "6.6.6.7", "6.6.6.8"] {
+        assert_eq!(n.lookup(ip.parse().unwrap(), &[42], 2_000), None, "{ip}");
+    }
+    // The real answer counts once; a replay of it answers nothing.
+    let real = answer_to(77, "api.github.com.", [140, 82, 112, 3]);
+    n.on_payload(&udp(PayloadKind::DnsAnswer, &real));
+    n.on_payload(&udp(PayloadKind::DnsAnswer, &real));
+    assert_eq!((n.counts.dns_answers, n.counts.dns_unmatched), (1, 4));
+    let named = n.lookup("140.82.112.3".parse().unwrap(), &[42], 2_000);
+    assert_eq!(named.as_deref(), Some("api.github.com"));
 }

@@ -106,6 +106,34 @@ fn tcp() -> Protocol {
 }
 
 impl Recorded {
+    /// The query a recorded DNS answer answers, sent just before it by the same socket (a
+    /// recorded answer stands for an exchange the process made).
+    fn query(&self) -> Option<KernelEvent> {
+        let Recorded::DnsAnswer {
+            pid, name, at_ms, ..
+        } = self
+        else {
+            return None;
+        };
+        let mut m = Message::query();
+        m.metadata.id = 1;
+        m.add_query(Query::query(
+            Name::from_ascii(name).expect("a DNS name"),
+            RecordType::A,
+        ));
+        let data = m.to_vec().expect("the query encodes");
+        Some(KernelEvent::Payload(Payload {
+            kind: PayloadKind::DnsQuery,
+            pid: *pid,
+            cookie: 1,
+            protocol: Protocol::Udp,
+            seq: 0,
+            total_len: data.len(),
+            data,
+            boot_ns: at_ms * MS,
+        }))
+    }
+
     fn into_event(self, files: &BTreeMap<String, FileKey>) -> KernelEvent {
         match self {
             Recorded::Exec {
@@ -293,6 +321,9 @@ fn run(dir: &Path) -> Vec<Value> {
         }
         let recorded: Recorded = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("{name}/events.ndjson:{}: {e}", n + 1));
+        if let Some(query) = recorded.query() {
+            pipeline.handle(&query, &mut catalog, &mut out);
+        }
         pipeline.handle(&recorded.into_event(&files), &mut catalog, &mut out);
     }
     pipeline.finish(&mut out);

@@ -47,10 +47,15 @@ fn endpoint(e: &EndpointRef) -> String {
         Some(HostSource::Dns) => " (dns)",
         None => "",
     };
+    let claimed = e
+        .host_claimed
+        .as_deref()
+        .map(|c| format!(" (TLS claimed {})", printable(c)))
+        .unwrap_or_default();
     let host = e
         .host
         .as_deref()
-        .map(|h| format!("{}{source} ", printable(h)))
+        .map(|h| format!("{}{source}{claimed} ", printable(h)))
         .unwrap_or_default();
     let protocol = serde_json::to_value(e.protocol)
         .ok()

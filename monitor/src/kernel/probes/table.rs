@@ -180,10 +180,10 @@ pub static TABLE: &[Probe] = &[
         )
     },
     Probe {
-        without: "endpoints are not named by TLS server names",
+        without: "endpoints are not named by TLS server names, and no DNS answer matches a query",
         ..probe(
             Purpose::EndpointNames,
-            program::TLS_HELLO,
+            program::EGRESS,
             Attach::CgroupSkb(CgroupSkbAttachType::Egress),
         )
     },
