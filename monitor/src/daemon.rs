@@ -17,6 +17,7 @@ use crate::{
     },
     pipeline::{Pipeline, SourceCounts},
     policy::Policy,
+    privileges,
     process::ProcessTracker,
     record::Record,
     sink::{Sink, Writer},
@@ -81,6 +82,11 @@ pub async fn run(
         &mut probes,
         &mut watcher,
     );
+    // Everything that needed root is done: attaching, mounting, the first look at the homes.
+    match privileges::drop_to_kept() {
+        Ok(()) => log::debug!("capabilities dropped to {:#x}", privileges::KEPT),
+        Err(e) => log::warn!("keeping all capabilities: dropping them failed: {e}"),
+    }
 
     // Before `ready`: a signal right after it must stop us cleanly, not kill us. SIGQUIT stops
     // as SIGTERM does (its default is a core dump, and ours would hold environments); SIGHUP,

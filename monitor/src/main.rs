@@ -12,6 +12,7 @@ mod kernel;
 mod names;
 mod pipeline;
 mod policy;
+mod privileges;
 mod process;
 mod record;
 mod redact;

@@ -1,6 +1,6 @@
 //! The daemon's own life: ready first, clean stop with stats, nothing lost, clear errors.
 //! Needs root: run with `cargo xtask test`.
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use keytrail_tests::*;
 
@@ -160,4 +160,37 @@ fn stats_come_on_an_interval_while_running_and_at_stop() {
         "counts since start: {events:?}"
     );
     assert_eq!(records.last().unwrap()["type"], "stats");
+}
+
+/// After load keytrail keeps CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_PERFMON and CAP_BPF, in
+/// every set including the bounding set, with no_new_privs; and still does its work with them:
+/// a credential a user writes after start (a file of theirs, mode 0600) is read and reported.
+#[test]
+fn after_load_only_the_needed_capabilities_are_kept() {
+    require_root();
+    let user = TestUser::create("caps");
+    let mut k = Keytrail::start(&[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", k.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    let kept = format!("{:016x}", (1u64 << 2) | (1 << 19) | (1 << 38) | (1 << 39));
+    for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(field(set), kept, "{set}");
+    }
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+
+    let token = user.write(".vault-token", "kt-caps-token-5e1d0a");
+    k.settle(Duration::from_millis(500));
+    let pid = run_pid(user.command("cat").arg(&token));
+    k.wait_for("the new credential read", Duration::from_secs(10), |r| {
+        r["type"] == "credential_access" && r["process"]["pid"] == pid
+    });
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &["kt-caps-token-5e1d0a"]);
 }
