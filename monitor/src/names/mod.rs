@@ -28,6 +28,10 @@ const TABLE_CAPACITY: usize = 65_536;
 const MAX_STREAMS: usize = 4096;
 /// The largest DNS message over TCP, with its length prefix.
 const MAX_DNS_TCP: usize = 2 + u16::MAX as usize;
+/// Bytes of unfinished DNS-over-TCP messages held over all streams: without it, 4,096 streams
+/// of 64 KiB that never finish would hold 256 MiB. A stream that would go past it is dropped
+/// (counted as truncated).
+const MAX_DNS_TCP_HELD: usize = 4 << 20;
 /// Queries one socket may have outstanding: resolvers ask A and AAAA at once, and a few more
 /// in flight is plenty; past this the oldest is forgotten.
 const QUERIES_PER_SOCKET: usize = 16;
@@ -197,11 +201,13 @@ impl Namer {
     /// DNS over TCP: each message has a 2-byte length prefix and may span segments.
     fn on_dns_segment(&mut self, p: &Payload) {
         make_room(&mut self.dns_streams, p.cookie);
+        let held: usize = self.dns_streams.values().map(|s| s.bytes().len()).sum();
         let stream = self
             .dns_streams
             .entry(p.cookie)
             .or_insert_with(|| Stream::new(p.seq, MAX_DNS_TCP));
-        if p.total_len > p.data.len() || stream.push(p.seq, &p.data).is_err() {
+        let over_budget = held + p.data.len() > MAX_DNS_TCP_HELD;
+        if p.total_len > p.data.len() || over_budget || stream.push(p.seq, &p.data).is_err() {
             self.counts.dns_truncated += 1;
             self.dns_streams.remove(&p.cookie);
             return;

@@ -160,3 +160,20 @@ fn an_answer_counts_only_for_a_query_its_socket_sent() {
     let named = n.lookup("140.82.112.3".parse().unwrap(), &[42], 2_000);
     assert_eq!(named.as_deref(), Some("api.github.com"));
 }
+
+#[test]
+fn unfinished_dns_over_tcp_is_bounded_in_bytes_over_all_streams() {
+    let mut n = Namer::new();
+    // Each stream announces a 65,535-byte message and sends 1,200 bytes of it, never the rest.
+    let mut start = vec![0xff, 0xff];
+    start.extend_from_slice(&[0u8; 1198]);
+    let streams = MAX_DNS_TCP_HELD / start.len() + 100;
+    for cookie in 0..streams as u64 {
+        let mut p = payload(PayloadKind::DnsAnswer, Protocol::Tcp, 1, &start);
+        p.cookie = cookie;
+        n.on_payload(&p);
+    }
+    let held: usize = n.dns_streams.values().map(|s| s.bytes().len()).sum();
+    assert!(held <= MAX_DNS_TCP_HELD, "{held} bytes held");
+    assert!(n.counts.dns_truncated >= 100, "{:?}", n.counts);
+}
