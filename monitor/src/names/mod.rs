@@ -29,9 +29,12 @@ const MAX_STREAMS: usize = 4096;
 /// The largest DNS message over TCP, with its length prefix.
 const MAX_DNS_TCP: usize = 2 + u16::MAX as usize;
 /// Bytes of unfinished DNS-over-TCP messages held over all streams: without it, 4,096 streams
-/// of 64 KiB that never finish would hold 256 MiB. A stream that would go past it is dropped
-/// (counted as truncated).
+/// of 64 KiB that never finish would hold 256 MiB. Past it, what is held is dropped (counted
+/// as truncated), as `make_room` does: streams that never finish cannot lock out new ones.
 const MAX_DNS_TCP_HELD: usize = 4 << 20;
+/// How long a query waits for its answer, and an unfinished DNS-over-TCP message for its rest
+/// (resolvers give up after a few seconds).
+const DNS_WAIT_NS: u64 = 30_000_000_000;
 /// Queries one socket may have outstanding: resolvers ask A and AAAA at once, and a few more
 /// in flight is plenty; past this the oldest is forgotten.
 const QUERIES_PER_SOCKET: usize = 16;
@@ -72,9 +75,10 @@ struct PartialHello {
 
 pub struct Namer {
     table: NameTable,
-    /// Questions each socket sent and has not had answered, by socket cookie.
-    queries: HashMap<u64, VecDeque<dns::Question>>,
-    dns_streams: HashMap<u64, Stream>,
+    /// Questions each socket sent and has not had answered (with when), by socket cookie.
+    queries: HashMap<u64, VecDeque<(dns::Question, u64)>>,
+    /// Unfinished DNS-over-TCP messages, with when their last segment came.
+    dns_streams: HashMap<u64, (Stream, u64)>,
     hellos: HashMap<u64, PartialHello>,
     pub counts: NameCounts,
 }
@@ -123,9 +127,15 @@ impl Namer {
         self.table.lookup(addr, resolvers, now_ns)
     }
 
-    /// Forgets expired answers.
+    /// Forgets expired answers, and queries and unfinished messages waited for too long.
     pub fn sweep(&mut self, now_ns: u64) {
         self.table.shrink(now_ns);
+        let live = |at: u64| now_ns.saturating_sub(at) < DNS_WAIT_NS;
+        self.dns_streams.retain(|_, (_, at)| live(*at));
+        self.queries.retain(|_, pending| {
+            pending.retain(|(_, at)| live(*at));
+            !pending.is_empty()
+        });
     }
 
     /// A query a socket sent: its answer will have to match it. Over TCP a query has a 2-byte
@@ -135,28 +145,29 @@ impl Namer {
             self.counts.dns_truncated += 1;
             return;
         }
-        let bytes = match p.data.as_slice() {
-            [hi, lo, rest @ ..]
-                if p.protocol == Protocol::Tcp
-                    && usize::from(u16::from_be_bytes([*hi, *lo])) == rest.len() =>
-            {
-                rest
-            }
-            [_, _] if p.protocol == Protocol::Tcp => return, // the prefix alone
-            bytes => bytes,
+        let messages = match p.protocol {
+            Protocol::Tcp => match framed(&p.data) {
+                Some(messages) => messages,
+                // The length sent in a segment of its own, then the message bare.
+                None if p.data.len() > 2 => vec![p.data.as_slice()],
+                None => Vec::new(),
+            },
+            _ => vec![p.data.as_slice()],
         };
-        match dns::query(bytes) {
-            Ok(question) => {
-                make_room(&mut self.queries, p.cookie);
-                let pending = self.queries.entry(p.cookie).or_default();
-                if pending.len() >= QUERIES_PER_SOCKET {
-                    pending.pop_front();
+        for bytes in messages {
+            match dns::query(bytes) {
+                Ok(question) => {
+                    make_room(&mut self.queries, p.cookie);
+                    let pending = self.queries.entry(p.cookie).or_default();
+                    if pending.len() >= QUERIES_PER_SOCKET {
+                        pending.pop_front();
+                    }
+                    pending.push_back((question, p.boot_ns));
                 }
-                pending.push_back(question);
-            }
-            Err(e) => {
-                self.counts.dns_malformed += 1;
-                log::debug!("ignored a DNS query from pid {}: {e}", p.pid);
+                Err(e) => {
+                    self.counts.dns_malformed += 1;
+                    log::debug!("ignored a DNS query from pid {}: {e}", p.pid);
+                }
             }
         }
     }
@@ -166,7 +177,7 @@ impl Namer {
         let Some(pending) = self.queries.get_mut(&cookie) else {
             return false;
         };
-        let Some(at) = pending.iter().position(|q| q == question) else {
+        let Some(at) = pending.iter().position(|(q, _)| q == question) else {
             return false;
         };
         pending.remove(at);
@@ -201,13 +212,21 @@ impl Namer {
     /// DNS over TCP: each message has a 2-byte length prefix and may span segments.
     fn on_dns_segment(&mut self, p: &Payload) {
         make_room(&mut self.dns_streams, p.cookie);
-        let held: usize = self.dns_streams.values().map(|s| s.bytes().len()).sum();
-        let stream = self
+        let held: usize = self
+            .dns_streams
+            .values()
+            .map(|(s, _)| s.bytes().len())
+            .sum();
+        if held + p.data.len() > MAX_DNS_TCP_HELD {
+            self.counts.dns_truncated += self.dns_streams.len() as u64;
+            self.dns_streams.clear();
+        }
+        let (stream, last) = self
             .dns_streams
             .entry(p.cookie)
-            .or_insert_with(|| Stream::new(p.seq, MAX_DNS_TCP));
-        let over_budget = held + p.data.len() > MAX_DNS_TCP_HELD;
-        if p.total_len > p.data.len() || over_budget || stream.push(p.seq, &p.data).is_err() {
+            .or_insert_with(|| (Stream::new(p.seq, MAX_DNS_TCP), p.boot_ns));
+        *last = p.boot_ns;
+        if p.total_len > p.data.len() || stream.push(p.seq, &p.data).is_err() {
             self.counts.dns_truncated += 1;
             self.dns_streams.remove(&p.cookie);
             return;
@@ -260,6 +279,19 @@ impl Namer {
             server_name,
         })
     }
+}
+
+/// The DNS-over-TCP messages `data` holds, each after its 2-byte length (glibc writes the A and
+/// AAAA queries in one segment); None unless they cover it exactly.
+fn framed(data: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut messages = Vec::new();
+    let mut rest = data;
+    while let [hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        messages.push(tail.get(..len)?);
+        rest = &tail[len..];
+    }
+    (rest.is_empty() && !messages.is_empty()).then_some(messages)
 }
 
 /// Keeps a per-socket map under `MAX_STREAMS` before `cookie` is added. When it is full, what

@@ -78,23 +78,23 @@ fn tcp_answers_are_put_together_from_segments() {
     framed.extend_from_slice(&framed.clone()); // two messages back to back
     let (a, b) = framed.split_at(7);
     let tcp = |seq, data: &[u8]| payload(PayloadKind::DnsAnswer, Protocol::Tcp, seq, data);
-    // Two queries, one with its length prefix in a segment of its own.
+    // Three queries: two in one segment (as glibc writes A and AAAA), one with its length
+    // prefix in a segment of its own.
     let q = query(1, "registry.npmjs.org.");
     let mut prefixed = (q.len() as u16).to_be_bytes().to_vec();
     prefixed.extend_from_slice(&q);
-    n.on_payload(&payload(PayloadKind::DnsQuery, Protocol::Tcp, 1, &prefixed));
-    n.on_payload(&payload(
-        PayloadKind::DnsQuery,
-        Protocol::Tcp,
-        1,
-        &prefixed[..2],
-    ));
+    let two = [prefixed.clone(), prefixed.clone()].concat();
+    n.on_payload(&payload(PayloadKind::DnsQuery, Protocol::Tcp, 1, &two));
+    let alone = &prefixed[..2];
+    n.on_payload(&payload(PayloadKind::DnsQuery, Protocol::Tcp, 1, alone));
     n.on_payload(&payload(PayloadKind::DnsQuery, Protocol::Tcp, 3, &q));
     n.on_payload(&tcp(100, a));
     assert_eq!(n.counts.dns_answers, 0);
     n.on_payload(&tcp(100, a)); // a retransmit
     n.on_payload(&tcp(107, b));
     assert_eq!(n.counts.dns_answers, 2);
+    assert_eq!(n.queries[&9].len(), 1, "one query left unanswered");
+    assert_eq!(n.counts.dns_malformed, 0);
     let ip = "10.0.0.12".parse().unwrap();
     assert_eq!(
         n.lookup(ip, &[42], 2_000).as_deref(),
@@ -173,7 +173,17 @@ fn unfinished_dns_over_tcp_is_bounded_in_bytes_over_all_streams() {
         p.cookie = cookie;
         n.on_payload(&p);
     }
-    let held: usize = n.dns_streams.values().map(|s| s.bytes().len()).sum();
+    let held: usize = n.dns_streams.values().map(|(s, _)| s.bytes().len()).sum();
     assert!(held <= MAX_DNS_TCP_HELD, "{held} bytes held");
     assert!(n.counts.dns_truncated >= 100, "{:?}", n.counts);
+    // Streams that never finish do not lock out a new one, and they age out.
+    let message = answer("registry.npmjs.org.", [10, 0, 0, 12]);
+    let mut whole = (message.len() as u16).to_be_bytes().to_vec();
+    whole.extend_from_slice(&message);
+    let mut fresh = payload(PayloadKind::DnsAnswer, Protocol::Tcp, 1, &whole);
+    fresh.cookie = 1 << 40;
+    n.on_payload(&fresh);
+    assert_eq!(n.counts.dns_unmatched, 1, "parsed (no query was sent)");
+    n.sweep(1_000 + DNS_WAIT_NS);
+    assert!(n.dns_streams.is_empty());
 }

@@ -33,6 +33,8 @@ pub enum Origin {
 struct Known {
     /// The credential it was first seen in.
     first_seen_in: String,
+    /// Seen in a credential file: never forgotten, even when a variable held it first.
+    from_file: bool,
     /// Its length and rolling hash, when it is searched for inside arguments.
     searched: Option<(usize, u64)>,
 }
@@ -72,7 +74,11 @@ impl Secrets {
         credential: impl FnOnce(Fingerprint) -> String,
     ) -> Fingerprint {
         let print = self.fingerprint(value);
-        if value.len() < MIN_SECRET_LEN || self.known.contains_key(&print) {
+        if value.len() < MIN_SECRET_LEN {
+            return print;
+        }
+        if let Some(known) = self.known.get_mut(&print) {
+            known.from_file |= origin == Origin::CredentialFile;
             return print;
         }
         let searched = (value.len() <= MAX_SEARCHED_LEN)
@@ -84,6 +90,7 @@ impl Secrets {
             print,
             Known {
                 first_seen_in: credential(print),
+                from_file: origin == Origin::CredentialFile,
                 searched,
             },
         );
@@ -98,7 +105,11 @@ impl Secrets {
         print
     }
 
+    /// Forgets a secret learned from a variable, unless a credential file holds it too.
     fn forget(&mut self, print: Fingerprint) {
+        if self.known.get(&print).is_some_and(|k| k.from_file) {
+            return;
+        }
         if let Some(known) = self.known.remove(&print) {
             if let Some((len, hash)) = known.searched {
                 self.matcher.remove(len, hash);
@@ -245,6 +256,11 @@ mod tests {
     #[test]
     fn variable_secrets_are_bounded_and_file_secrets_kept() {
         let mut s = Secrets::new(Fingerprinter::with_key(3));
+        // Seen in a variable first (the seed reads environments before the catalog), then in
+        // a file: a file's secret all the same, never forgotten.
+        s.learn("file-secret-0001", Origin::Variable, |_| {
+            "env:GH_TOKEN".into()
+        });
         s.learn("file-secret-0001", Origin::CredentialFile, |_| {
             "netrc:/a".into()
         });
