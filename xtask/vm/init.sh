@@ -21,13 +21,6 @@ mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 echo "KT-KERNEL $(uname -r)"
 echo "KT-LSM $(cat /sys/kernel/security/lsm 2>/dev/null || echo none)"
-# Kernels whose address_space has i_pages_delete_seqcnt copy short reads of cached pages
-# without filemap_get_pages (filemap_read's fast path).
-if grep -q i_pages_delete_seqcnt /sys/kernel/btf/vmlinux; then
-    echo "KT-FAST-READ yes"
-else
-    echo "KT-FAST-READ no"
-fi
 
 mkdir -p /root/.aws /mnt/aws
 mount -t ramfs ramfs /root/.aws
@@ -81,8 +74,8 @@ pass() {
     sh -c 'read line < /root/.netrc; echo hello | nc 127.0.0.1 9000'
     sh -c 'echo hello | nc 127.0.0.1 9001'
     if [ -z "$1" ]; then
-        # Names: by the DNS answer curl received (plain HTTP: a TLS hello's server name, the
-        # name the process said it meant, takes precedence), and by the server name alone.
+        # Names: by the DNS answer curl received (plain HTTP, so no server name beside it), and
+        # by the TLS server name alone (a claimed name: shown, but judged as no name).
         nc -l -p 9443 > /dev/null &
         nc -l -p 9444 > /dev/null &
         sleep 1

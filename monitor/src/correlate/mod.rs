@@ -137,7 +137,7 @@ impl Correlator {
     /// (all of them when `now_boot_ns` is `u64::MAX`, at stop).
     pub fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
         for cookie in self.pending.due(now_boot_ns) {
-            let records = self.pending.release(cookie, None);
+            let records = self.pending.release(cookie, None, false);
             self.emit(records, out);
         }
     }
@@ -184,18 +184,32 @@ impl Correlator {
 
     /// A connection's first bytes were seen: name it, and release its records.
     fn on_named(&mut self, pid: u32, settled: Settled, out: &mut Vec<Record>) {
-        if let Some(process) = self.tracker.get(pid) {
+        let mut answered = false;
+        if let Some(process) = self.tracker.get(pid).cloned() {
+            let resolvers: Vec<u32> = std::iter::once(pid)
+                .chain(
+                    self.tracker
+                        .ancestors(process.key, MAX_ANCESTORS)
+                        .iter()
+                        .map(|k| k.pid),
+                )
+                .collect();
             let held = self.connections.get_mut(&process.key).into_iter().flatten();
             for h in held.filter(|h| h.cookie == settled.cookie) {
                 h.settled = true;
                 if let Some(name) = &settled.server_name {
-                    h.endpoint.name_by_tls(name);
+                    answered = h
+                        .endpoint
+                        .ip
+                        .parse()
+                        .is_ok_and(|ip| self.namer.answered(ip, name, &resolvers, h.boot_ns));
+                    h.endpoint.name_by_tls(name, answered);
                 }
             }
         }
-        let records = self
-            .pending
-            .release(settled.cookie, settled.server_name.as_deref());
+        let records =
+            self.pending
+                .release(settled.cookie, settled.server_name.as_deref(), answered);
         self.emit(records, out);
     }
 

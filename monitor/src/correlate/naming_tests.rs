@@ -202,3 +202,39 @@ fn a_read_on_a_waiting_connection_goes_out_with_it_and_uses_are_reported_once() 
     ));
     assert_eq!(endpoints(&out), vec![("connection", host, sni)]);
 }
+
+#[test]
+fn a_server_name_dns_also_gave_for_the_address_is_verified_not_claimed() {
+    let mut f = Fixture::new("cdn");
+    // Two names at one address, as on a CDN; the newer answer is the lookup's name.
+    f.feed(&dns_query("api.github.com."));
+    f.feed(&dns_answer("api.github.com.", [127, 0, 0, 1]));
+    f.feed(&dns_query("cdn.example."));
+    f.feed(&dns_answer("cdn.example.", [127, 0, 0, 1]));
+    f.read_netrc();
+    assert!(
+        f.feed(&encode::connect4(10, [127, 0, 0, 1], 443))
+            .is_empty()
+    );
+    let out = f.feed(&encode::payload(
+        EventKind::TlsHello,
+        10,
+        COOKIE,
+        6,
+        1,
+        HELLO,
+    ));
+    let dns = Some(HostSource::Dns);
+    let host = Some("api.github.com".to_owned());
+    assert_eq!(
+        endpoints(&out),
+        vec![("connection", host.clone(), dns), ("use", host, dns)]
+    );
+    for record in &out {
+        let (Record::Connection { endpoint, .. } | Record::CredentialUse { endpoint, .. }) = record
+        else {
+            unreachable!()
+        };
+        assert_eq!(endpoint.host_claimed, None);
+    }
+}

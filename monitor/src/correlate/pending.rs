@@ -36,8 +36,14 @@ impl Pending {
             .extend(records);
     }
 
-    /// The records of `cookie`, with the endpoint named `server_name` when there is one.
-    pub fn release(&mut self, cookie: u64, server_name: Option<&str>) -> Vec<Record> {
+    /// The records of `cookie`, with the endpoint named `server_name` when there is one
+    /// (`answered`: DNS told the process that name is at the address).
+    pub fn release(
+        &mut self,
+        cookie: u64,
+        server_name: Option<&str>,
+        answered: bool,
+    ) -> Vec<Record> {
         let Some(parked) = self.parked.remove(&cookie) else {
             return Vec::new();
         };
@@ -47,7 +53,7 @@ impl Pending {
                 if let Record::Connection { endpoint, .. }
                 | Record::CredentialUse { endpoint, .. } = record
                 {
-                    endpoint.name_by_tls(name);
+                    endpoint.name_by_tls(name, answered);
                 }
             }
         }

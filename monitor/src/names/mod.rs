@@ -127,6 +127,11 @@ impl Namer {
         self.table.lookup(addr, resolvers, now_ns)
     }
 
+    /// Whether DNS told one of `resolvers` that `name` is at `addr` (see `NameTable::answered`).
+    pub fn answered(&self, addr: IpAddr, name: &str, resolvers: &[u32], now_ns: u64) -> bool {
+        self.table.answered(addr, name, resolvers, now_ns)
+    }
+
     /// Forgets expired answers, and queries and unfinished messages waited for too long.
     pub fn sweep(&mut self, now_ns: u64) {
         self.table.shrink(now_ns);

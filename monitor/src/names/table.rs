@@ -63,6 +63,17 @@ impl NameTable {
     /// The name `addr` had for the first of `resolvers` that was told one (the connecting
     /// process, then its ancestors); none from other processes' answers, which another user
     /// could have asked for to name this one's address.
+    /// Whether one of `resolvers` was told, in an answer still live, that `name` is at `addr`:
+    /// several names may share an address (a CDN), and the newest is only the one `lookup`
+    /// gives.
+    pub fn answered(&self, addr: IpAddr, name: &str, resolvers: &[u32], now_ns: u64) -> bool {
+        self.by_addr.get(&addr).is_some_and(|entries| {
+            entries.iter().any(|e| {
+                e.expires_ns > now_ns && &*e.name == name && resolvers.contains(&e.resolver)
+            })
+        })
+    }
+
     pub fn lookup(&self, addr: IpAddr, resolvers: &[u32], now_ns: u64) -> Option<Arc<str>> {
         let live: Vec<&Entry> = self
             .by_addr
