@@ -5,8 +5,10 @@
 //! CAP_SYS_PTRACE (reading other users' /proc/PID/environ and exe). The rest (CAP_SYS_ADMIN,
 //! CAP_NET_ADMIN, CAP_DAC_OVERRIDE, CAP_SETUID, CAP_KILL, CAP_SYS_MODULE, ...) go from the
 //! effective, permitted, inheritable and bounding sets, and no exec can gain them back
-//! (no_new_privs): a bug in a parser that hostile bytes reach can no longer write root's files,
-//! load a module or change the probes' cgroup attachments.
+//! (no_new_privs): a bug in a parser that hostile bytes reach can no longer load a module,
+//! change the probes' cgroup attachments or bypass write permissions on others' files. It is
+//! not a sandbox: the process stays uid 0 (root's own files stay writable through their owner
+//! bits) and CAP_SYS_PTRACE can attach to another root process.
 use std::io;
 
 const CAP_DAC_READ_SEARCH: u32 = 2;

@@ -1,7 +1,9 @@
 //! What the kernel counts about a loaded program beyond what aya exposes: runs skipped because
-//! the program was already running on that CPU (`recursion_misses`). fentry and kprobe programs
-//! run with preemption enabled: a reader preempted inside one leaves the program busy on its
-//! CPU, and another process's read there is skipped, counted only here.
+//! the program was already running on that CPU (`recursion_misses`, from 5.12). On preemptible
+//! kernels fentry programs (and on 7.3.4 tp_btf ones too, as the kernel matrix saw) run with
+//! preemption enabled: a reader preempted inside one leaves the program busy on its CPU, and
+//! another process's read there is skipped, counted only here. A kprobe is skipped while any
+//! BPF program runs on its CPU, counted by some kernels only.
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya_obj::generated::bpf_prog_info;
