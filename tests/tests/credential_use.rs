@@ -5,6 +5,8 @@ use std::{fs, net::TcpListener, process::Command, time::Duration};
 use keytrail_tests::*;
 
 const SECRET: &str = "kt-use-secret-8d2a71";
+/// A password git percent-encodes when it stores it.
+const GIT_PASSWORD: &str = "kt-git:p@ss/8d2a71";
 
 #[test]
 fn python_reads_netrc_then_connects_and_that_is_a_use() {
@@ -121,7 +123,7 @@ fn git_fetch_with_stored_credentials_is_a_use_by_git() {
         Command::new("python3")
             .args(["-c", GIT_SERVER])
             .arg(&served)
-            .args(["kt", SECRET])
+            .args(["kt", GIT_PASSWORD])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
@@ -133,10 +135,23 @@ fn git_fetch_with_stored_credentials_is_a_use_by_git() {
     )
     .unwrap();
     let port: u16 = port.trim().parse().expect("server port");
-    let credentials = user.write(
-        ".git-credentials",
-        &format!("http://kt:{SECRET}@127.0.0.1:{port}\n"),
-    );
+    // git writes its own credential file, percent-encoding every field (`127.0.0.1%3aPORT`).
+    let mut store = user
+        .command("git")
+        .args(["credential-store", "store"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        store.stdin.as_mut().unwrap(),
+        format!("protocol=http\nhost=127.0.0.1:{port}\nusername=kt\npassword={GIT_PASSWORD}\n\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(store.wait().unwrap().success());
+    let credentials = user.home.join(".git-credentials");
+    let written = fs::read_to_string(&credentials).unwrap();
+    assert!(written.contains("%3a"), "git encodes the port: {written}");
 
     let mut k = Keytrail::start(&[]);
     let clone = user.home.join("clone");
@@ -152,6 +167,12 @@ fn git_fetch_with_stored_credentials_is_a_use_by_git() {
         |r| r["type"] == "credential_access" && r["credential"]["path"] == path_str(&credentials),
     );
     assert_eq!(access["credential"]["kind"], "git");
+
+    assert_eq!(
+        access["credential"]["scope"]["cidrs"],
+        serde_json::json!(["127.0.0.1/32"]),
+        "the host git encoded, decoded"
+    );
     let usage = k.wait_for("credential_use by git against the server", WAIT, |r| {
         r["type"] == "credential_use"
             && r["endpoint"]["port"] == port
@@ -169,7 +190,22 @@ fn git_fetch_with_stored_credentials_is_a_use_by_git() {
         "the helper reads, its parent connects"
     );
     assert_eq!(usage["via"], "descendant");
+    // The same password in a netrc (written after the clone: git's curl would use it first):
+    // once decoded, both files hold one secret.
+    let netrc = user.write(
+        ".netrc",
+        &format!("machine 127.0.0.1 login kt password {GIT_PASSWORD}\n"),
+    );
+    k.settle(Duration::from_millis(300));
+    let cat = run_pid(user.command("cat").arg(&netrc));
+    let netrc_access = k.wait_for("cat reading ~/.netrc", WAIT, |r| {
+        r["type"] == "credential_access" && r["process"]["pid"] == cat
+    });
+    assert_eq!(
+        access["credential"]["fingerprint"], netrc_access["credential"]["fingerprint"],
+        "the git password, decoded, is the netrc's"
+    );
     drop(server);
     let (records, stderr) = k.stop();
-    assert_no_secret(&records, &stderr, &[SECRET]);
+    assert_no_secret(&records, &stderr, &[GIT_PASSWORD, "p%40ss"]);
 }

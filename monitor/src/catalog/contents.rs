@@ -34,12 +34,16 @@ pub fn inspect(kind: Kind, text: &str) -> Contents {
         }),
         Kind::Netrc => netrc(text, &mut c),
         Kind::Git => {
+            // git-credential-store writes `scheme://user:password@host` with every field
+            // percent-encoded: a port is `host%3a8443`, a password `p%40ss`. Split first (the
+            // encoded fields hold no raw `@` or `:`), then decode each.
             for line in text.lines() {
                 if let Some((_, after)) = line.trim().split_once("://")
-                    && let Some((userinfo, _)) = after.split_once('@')
+                    && let Some((userinfo, host)) = after.rsplit_once('@')
                 {
-                    c.host(line.trim());
-                    c.secret(userinfo.split_once(':').map_or(userinfo, |(_, p)| p));
+                    c.host(&percent_decoded(host));
+                    let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+                    c.secret(&percent_decoded(password));
                 }
             }
         }
@@ -105,6 +109,31 @@ pub fn inspect(kind: Kind, text: &str) -> Contents {
     c.hosts.sort();
     c.hosts.dedup();
     c
+}
+
+/// `%XX` escapes decoded (bytes that are not UTF-8 afterwards are replaced); a `%` not followed
+/// by two hex digits stays as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `key = value` / `key: value` / `KEY=value` lines; values of keys `secret` picks are secrets.
@@ -258,6 +287,19 @@ mod tests {
 
         let c = inspect(Kind::Generic, "tok-1234567\n");
         assert_eq!(c.secrets, ["tok-1234567"]);
+    }
+
+    #[test]
+    fn git_credential_store_lines_are_percent_decoded() {
+        // As `git credential-store store` wrote it for host 127.0.0.1:8443, password p@ss:w/rd%123.
+        let c = inspect(
+            Kind::Git,
+            "http://kt:p%40ss%3aw%2frd%25123@127.0.0.1%3a8443\n",
+        );
+        assert_eq!(c.hosts, ["127.0.0.1"]);
+        assert_eq!(c.secrets, ["p@ss:w/rd%123"]);
+        assert_eq!(percent_decoded("100%"), "100%");
+        assert_eq!(percent_decoded("%zz%4"), "%zz%4");
     }
 
     #[test]
