@@ -93,7 +93,7 @@ fn sigquit_stops_cleanly_and_sighup_does_not_stop() {
     let mut k = Keytrail::start(&[]);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(k.pid() as i32, libc::SIGHUP) };
-    k.settle(std::time::Duration::from_millis(300));
+    k.settle(Duration::from_millis(300));
     assert!(k.running(), "SIGHUP does not stop keytrail");
     let (records, _) = k.stop_with(libc::SIGQUIT);
     assert_eq!(records.last().unwrap()["type"], "stats");
@@ -122,7 +122,7 @@ fn a_closed_output_stops_keytrail_with_its_own_status_and_the_stats_in_the_log()
     // Something to write: keytrail finds its output closed when it writes it.
     for _ in 0..20 {
         run(user.command("cat").arg(&netrc));
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -140,11 +140,11 @@ fn stats_come_on_an_interval_while_running_and_at_stop() {
     let mut k = Keytrail::start(&["--stats-interval", "1s"]);
     k.wait_for(
         "a stats record while running",
-        std::time::Duration::from_secs(5),
+        Duration::from_secs(5),
         |r| r["type"] == "stats",
     );
     run(&mut Command::new("true"));
-    k.settle(std::time::Duration::from_millis(1500));
+    k.settle(Duration::from_millis(1500));
     let (records, _) = k.stop();
     let events: Vec<u64> = records
         .iter()
