@@ -95,6 +95,8 @@ pub struct Catalog {
     /// Fingerprints of every secret seen, in files and in environments: the one place they are
     /// learned (`resolve`, `learn_variable`).
     secrets: Secrets,
+    /// Patterns that matched more files than `MAX_GLOB_MATCHES`, said once each in the log.
+    capped: std::collections::BTreeSet<String>,
 }
 
 impl Catalog {
@@ -104,6 +106,7 @@ impl Catalog {
             credentials: BTreeMap::new(),
             refused: Vec::new(),
             secrets,
+            capped: Default::default(),
         }
     }
 
@@ -164,7 +167,15 @@ impl Catalog {
         let mut found = BTreeMap::new();
         self.refused.clear();
         for source in &self.sources {
-            for path in expand(&source.pattern) {
+            let (paths, more) = expand(&source.pattern);
+            if more && self.capped.insert(source.pattern.clone()) {
+                log::warn!(
+                    "{} matches more than {MAX_GLOB_MATCHES} files: only the first \
+                     {MAX_GLOB_MATCHES} are watched (one home cannot fill the kernel's watch map)",
+                    source.pattern
+                );
+            }
+            for path in paths {
                 match identify(&path, source, policy, &mut self.secrets) {
                     Ok(credential) => {
                         found.entry(credential.file).or_insert(credential);
@@ -218,14 +229,25 @@ impl Catalog {
     }
 }
 
-fn expand(pattern: &str) -> Vec<PathBuf> {
+/// Files one pattern may match (in one home: patterns are per home): a user who makes 100,000
+/// files named like keys fills only their own share of the kernel's watch map (16,384).
+const MAX_GLOB_MATCHES: usize = 64;
+
+/// The files `pattern` names, at most `MAX_GLOB_MATCHES`, and whether it named more.
+fn expand(pattern: &str) -> (Vec<PathBuf>, bool) {
     if !pattern.contains('*') {
-        return vec![PathBuf::from(pattern)];
+        return (vec![PathBuf::from(pattern)], false);
     }
-    match glob::glob(pattern) {
-        Ok(paths) => paths.filter_map(Result::ok).collect(),
-        Err(_) => Vec::new(),
-    }
+    let Ok(paths) = glob::glob(pattern) else {
+        return (Vec::new(), false);
+    };
+    let mut paths: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .take(MAX_GLOB_MATCHES + 1)
+        .collect();
+    let more = paths.len() > MAX_GLOB_MATCHES;
+    paths.truncate(MAX_GLOB_MATCHES);
+    (paths, more)
 }
 
 /// The credential at `path`, if it opens as open.rs allows. Its contents are read for hosts and
@@ -310,6 +332,28 @@ mod tests {
 
     fn scratch(name: &str) -> PathBuf {
         crate::testing::scratch_dir(&format!("catalog-{name}"))
+    }
+
+    #[test]
+    fn one_home_cannot_fill_the_watch_map_with_files_named_like_keys() {
+        let home = scratch("many-keys");
+        fs::create_dir_all(home.join("keys")).unwrap();
+        for i in 0..MAX_GLOB_MATCHES + 40 {
+            fs::write(
+                home.join(format!("keys/k{i:04}")),
+                format!("key-bytes-{i:06}"),
+            )
+            .unwrap();
+        }
+        let policy = Policy::embedded();
+        let pattern = format!("{}/keys/*", home.display());
+        let mut catalog = Catalog::new(
+            vec![Source::watched(pattern, Kind::Generic, &policy)],
+            Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
+        );
+        catalog.resolve(&policy);
+        assert_eq!(catalog.credentials().count(), MAX_GLOB_MATCHES);
+        assert_eq!(catalog.capped.len(), 1);
     }
 
     #[test]
