@@ -96,7 +96,7 @@ pub struct Catalog {
     /// learned (`resolve`, `learn_variable`).
     secrets: Secrets,
     /// Patterns that matched more files than `MAX_GLOB_MATCHES`, said once each in the log.
-    capped: std::collections::BTreeSet<String>,
+    capped: BTreeSet<String>,
 }
 
 impl Catalog {
