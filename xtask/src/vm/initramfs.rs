@@ -40,7 +40,14 @@ pub fn build(contents: &Contents, dir: &Path) -> anyhow::Result<PathBuf> {
     copy(contents.helper, &root.join("bin/kt-vm-helper"))?;
     copy_with_libraries(contents.keytrail, &root, "keytrail")?;
     for tool in ["curl", "dnsmasq"] {
-        let Some(path) = build::which(tool) else {
+        // dnsmasq is in /usr/sbin, which a user's PATH may lack.
+        let sbin = || {
+            ["/usr/sbin", "/sbin"]
+                .iter()
+                .map(|dir| Path::new(dir).join(tool))
+                .find(|p| p.is_file())
+        };
+        let Some(path) = build::which(tool).or_else(sbin) else {
             bail!("{tool} is missing: run ./xtask/setup.sh (it installs curl and dnsmasq-base)");
         };
         copy_with_libraries(&path, &root, tool)?;
