@@ -316,7 +316,9 @@ pub mod counter {
     /// Packets on watched sockets whose headers could not be parsed (IP options past what is
     /// read, IPv6 extension headers, fragments): their payload was not reported.
     pub const PACKET_UNPARSED: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// Of `RINGBUF_FULL`: lost because the ring of credential accesses and connects was full.
+    pub const CRITICAL_FULL: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// The names of the kernel programs, as the daemon finds them in the object. The kernel side
@@ -352,6 +354,7 @@ pub mod program {
 /// under these names (checked by the same test).
 pub mod map {
     pub const EVENTS: &str = "EVENTS";
+    pub const CRITICAL: &str = "CRITICAL";
     pub const WATCHED: &str = "WATCHED";
     pub const COUNTERS: &str = "COUNTERS";
     pub const OFFSETS: &str = "OFFSETS";

@@ -1,5 +1,7 @@
-//! Sending events: reserve in the ring buffer, count what does not fit, and wake the reader only
-//! when it is worth a wakeup. A wakeup costs more than most events, and not only to the reader:
+//! Sending events: reserve in a ring buffer, count what does not fit, and wake the reader only
+//! when it is worth a wakeup. Two rings: credential accesses and connects, which a user could
+//! not make keytrail lose by flooding it with anything else, go to `CRITICAL`; process
+//! lifecycle and packets, which any user can make by the thousand, to `EVENTS`. A wakeup costs more than most events, and not only to the reader:
 //! on a small machine the reader's work slows the processes that made the events.
 //! - Bulk events (process lifecycle, connects, packets) wake the reader only when a batch is
 //!   waiting; the daemon also drains on a short tick.
@@ -15,18 +17,32 @@ use aya_ebpf::{
 };
 use monitor_common::{EventHeader, EventKind, counter};
 
-use crate::{EVENTS, LAST_FORCED_WAKEUP, count};
+use aya_ebpf::maps::RingBuf;
+
+use crate::{CRITICAL, EVENTS, LAST_FORCED_WAKEUP, count};
 
 /// Unread bytes past which a bulk submit wakes the reader.
 const WAKEUP_THRESHOLD: u64 = 64 * 1024;
 /// Least time between two wakeups forced by credential accesses.
 const FORCE_EVERY_NS: u64 = 1_000_000;
 
+/// A slot in the bulk ring (process lifecycle, packets).
 #[inline(always)]
 pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     let entry = EVENTS.reserve::<T>(0);
     if entry.is_none() {
         count(counter::RINGBUF_FULL);
+    }
+    entry
+}
+
+/// A slot in the ring of credential accesses and connects.
+#[inline(always)]
+pub fn reserve_critical<T: 'static>() -> Option<RingBufEntry<T>> {
+    let entry = CRITICAL.reserve::<T>(0);
+    if entry.is_none() {
+        count(counter::RINGBUF_FULL);
+        count(counter::CRITICAL_FULL);
     }
     entry
 }
@@ -47,10 +63,11 @@ pub fn submit_waking<T>(entry: RingBufEntry<T>, now_ns: u64) {
     entry.submit(flags as u64);
 }
 
-/// Submits a bulk event: the reader is woken past `WAKEUP_THRESHOLD` unread bytes.
+/// Submits an event to `ring` (where it was reserved): the reader is woken past
+/// `WAKEUP_THRESHOLD` unread bytes.
 #[inline(always)]
-pub fn submit_batched<T>(entry: RingBufEntry<T>) {
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > WAKEUP_THRESHOLD {
+pub fn submit_batched<T>(entry: RingBufEntry<T>, ring: &RingBuf) {
+    let flags = if ring.query(BPF_RB_AVAIL_DATA as u64) > WAKEUP_THRESHOLD {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -66,7 +66,7 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
     {
         return;
     }
-    let Some(mut entry) = emit::reserve::<FileAccessEvent>() else {
+    let Some(mut entry) = emit::reserve_critical::<FileAccessEvent>() else {
         let _ = SEEN.remove(&seen); // not reported, so the next access tries again
         return;
     };

@@ -27,9 +27,14 @@ static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
 #[unsafe(no_mangle)]
 static SELF_TGID: Global<u32> = Global::new(0);
 
-/// Events to userspace. The daemon sets the size at load time.
+/// Events to userspace: process lifecycle and packets, which any user can make by the thousand.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Credential accesses and connects, in a ring of their own: a flood of the events above cannot
+/// push them out (see `emit`).
+#[map]
+static CRITICAL: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Kernel time of the last wakeup a credential access forced (see `emit`).
 #[map]

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey};
 
-use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST};
+use crate::{CRITICAL, DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST};
 
 const IPPROTO_TCP: u16 = 6;
 
@@ -72,7 +72,7 @@ fn report(ctx: &SockAddrContext, family: u16) {
             return;
         }
     }
-    let Some(mut entry) = emit::reserve::<ConnectEvent>() else {
+    let Some(mut entry) = emit::reserve_critical::<ConnectEvent>() else {
         return;
     };
     entry.write(ConnectEvent {
@@ -87,7 +87,7 @@ fn report(ctx: &SockAddrContext, family: u16) {
         _pad2: 0,
         cookie,
     });
-    emit::submit_batched(entry);
+    emit::submit_batched(entry, &CRITICAL);
 }
 
 #[cgroup_sock_addr(connect4)]

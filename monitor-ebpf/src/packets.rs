@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use monitor_common::{DNS_PORT, EventKind, PAYLOAD_LEN, PayloadEvent, TLS_SEGMENTS, counter};
 
-use crate::{DNS_SOCKETS, TLS_WATCH, count, emit};
+use crate::{DNS_SOCKETS, EVENTS, TLS_WATCH, count, emit};
 
 const PASS: i32 = 1;
 const IPPROTO_TCP: u8 = 6;
@@ -106,7 +106,7 @@ fn report(ctx: &SkBuffContext, kind: EventKind, tgid: u32, cookie: u64, segment:
         (*ev).total_len = segment.len;
         (*ev).len = copied;
     }
-    emit::submit_batched(entry);
+    emit::submit_batched(entry, &EVENTS);
 }
 
 /// Answers from a DNS server to a socket that asked one.

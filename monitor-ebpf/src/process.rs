@@ -13,7 +13,7 @@ use monitor_common::{
 };
 
 use crate::{
-    emit,
+    EVENTS, emit,
     kernel::{offsets, read, task_tgid},
 };
 
@@ -99,7 +99,7 @@ pub fn keytrail_exec(ctx: RawTracePointContext) -> i32 {
             }
         }
     }
-    emit::submit_batched(entry);
+    emit::submit_batched(entry, &EVENTS);
     0
 }
 
@@ -124,7 +124,7 @@ pub fn keytrail_fork(ctx: RawTracePointContext) -> i32 {
         _pad: 0,
         start_boot_ns: read::<u64>(child, o.task_start_boottime).unwrap_or(0),
     });
-    emit::submit_batched(entry);
+    emit::submit_batched(entry, &EVENTS);
     0
 }
 
@@ -142,6 +142,6 @@ pub fn keytrail_exit(_ctx: RawTracePointContext) -> i32 {
     entry.write(ExitEvent {
         header: emit::header(EventKind::Exit, tgid),
     });
-    emit::submit_batched(entry);
+    emit::submit_batched(entry, &EVENTS);
     0
 }

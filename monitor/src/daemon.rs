@@ -3,13 +3,17 @@
 use std::{io::Write, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
 use monitor_common::{FileKey, counter};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
 
 use crate::{
     catalog::Catalog,
     clock::{self, Clock},
-    decode,
+    decode::{self, KernelEvent},
     kernel::{
         preflight,
         probes::{Counters, Maps, Probes, Purpose},
@@ -68,11 +72,16 @@ pub async fn run(
     unsafe { libc::malloc_trim(0) };
     let Maps {
         events,
+        critical,
         mut watched,
         counters,
     } = maps;
-    let mut events =
-        readiness::register_readable(events).context("registering the ring buffer with tokio")?;
+    let register =
+        |ring| readiness::register_readable(ring).context("registering a ring buffer with tokio");
+    let mut rings = Rings {
+        bulk: register(events)?,
+        critical: register(critical)?,
+    };
 
     let mut watcher = Watcher::new().context("starting inotify")?;
     refresh_catalog(
@@ -119,6 +128,8 @@ pub async fn run(
     stats_tick.tick().await; // the first tick is at once
     let mut lost_before = 0;
     let mut missed_before = 0;
+    // Events left in the rings when the last drain reached its budget.
+    let mut backlog = false;
 
     // A write error is the output gone (a closed pipe, a full disk): keytrail stops, and says
     // what it saw in the log instead.
@@ -132,25 +143,34 @@ pub async fn run(
             Stats,
             Stop,
         }
+        // Biased, in this order: under a flood the rings are always ready, and signals, stats,
+        // catalog changes and sweeps must still come between bounded drains.
         let wake = tokio::select! {
-            ready = events.readable_mut() => { ready?.clear_ready(); Wake::Data }
-            _ = tick.tick() => Wake::Tick,
-            changed = watcher.changed() => { changed?; Wake::Catalog }
-            _ = sighup.recv() => Wake::Hangup,
-            _ = stats_tick.tick(), if stats_while_running => Wake::Stats,
+            biased;
             _ = sigint.recv() => Wake::Stop,
             _ = sigterm.recv() => Wake::Stop,
             _ = sigquit.recv() => Wake::Stop,
+            _ = sighup.recv() => Wake::Hangup,
+            _ = stats_tick.tick(), if stats_while_running => Wake::Stats,
+            changed = watcher.changed() => { changed?; Wake::Catalog }
+            _ = tick.tick() => Wake::Tick,
+            ready = rings.critical.readable_mut() => { ready?.clear_ready(); Wake::Data }
+            ready = rings.bulk.readable_mut() => { ready?.clear_ready(); Wake::Data }
+            _ = std::future::ready(()), if backlog => Wake::Data,
         };
-        if let Err(e) = drain(
-            events.get_mut(),
+        match drain(
+            &mut rings,
+            DRAIN_BUDGET,
             &mut pipeline,
             &mut catalog,
             &mut counts,
             &mut writer,
         ) {
-            output_error = Some(e);
-            break;
+            Ok(more) => backlog = more,
+            Err(e) => {
+                output_error = Some(e);
+                break;
+            }
         }
         match wake {
             Wake::Stop => break,
@@ -206,7 +226,8 @@ pub async fn run(
     drop(probes);
     if output_error.is_none()
         && let Err(e) = drain(
-            events.get_mut(),
+            &mut rings,
+            usize::MAX,
             &mut pipeline,
             &mut catalog,
             &mut counts,
@@ -242,6 +263,7 @@ pub async fn run(
 /// What the kernel counted of the events it could not send and the packets it could not parse.
 fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
     counts.ringbuf_full = counters.ringbuf_full();
+    counts.critical_full = counters.critical_full();
     counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
 }
 
@@ -256,33 +278,75 @@ pub struct OutputClosed(#[source] pub std::io::Error);
 /// storm). The writer flushes once per batch: a few hundred writes a second at that rate.
 const BATCH: usize = 128;
 
-/// Moves every pending kernel event through the correlator and writes the records it makes.
+/// Events handled in one drain at most: under a flood the loop gets back to signals, stats,
+/// catalog changes and sweeps between drains (a few milliseconds of work each).
+const DRAIN_BUDGET: usize = 4096;
+
+/// The two ring buffers (kernel/probes: `Maps`), registered with tokio.
+struct Rings {
+    bulk: AsyncFd<RingBuf<MapData>>,
+    critical: AsyncFd<RingBuf<MapData>>,
+}
+
+/// Moves pending kernel events through the correlator, oldest first across both rings, and
+/// writes the records they make; at most `budget` events. Returns whether it stopped at the
+/// budget (events may be left).
 fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    rings: &mut Rings,
+    budget: usize,
     pipeline: &mut Pipeline,
     catalog: &mut Catalog,
     counts: &mut SourceCounts,
     writer: &mut Writer,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
+    let (bulk, critical) = (rings.bulk.get_mut(), rings.critical.get_mut());
+    // The next event of each ring, decoded: each ring is in the kernel's order, and the older
+    // of the two goes first, so an exec (bulk) is handled before the read (critical) it precedes.
+    let mut heads: [Option<KernelEvent>; 2] = [None, None];
     let mut records = Vec::new();
-    while let Some(item) = ring.next() {
-        counts.events += 1;
-        let event = match decode::decode(&item) {
-            Ok(event) => event,
-            Err(e) => {
-                counts.undecodable += 1;
-                log::warn!("dropped an event from the kernel: {e}");
-                continue;
+    let mut handled = 0;
+    loop {
+        if handled < budget {
+            if heads[0].is_none() {
+                heads[0] = next_event(bulk, counts);
             }
+            if heads[1].is_none() {
+                heads[1] = next_event(critical, counts);
+            }
+        }
+        let pick = match (&heads[0], &heads[1]) {
+            (None, None) => break,
+            (Some(_), None) => 0,
+            (None, Some(_)) => 1,
+            (Some(b), Some(c)) => usize::from(c.boot_ns() < b.boot_ns()),
         };
-        drop(item);
+        let Some(event) = heads[pick].take() else {
+            break;
+        };
         pipeline.handle(&event, catalog, &mut records);
+        handled += 1;
         if records.len() >= BATCH {
             writer.send(std::mem::take(&mut records))?;
         }
     }
     pipeline.tick(clock::boot_ns(), &mut records);
-    writer.send(records)
+    writer.send(records)?;
+    Ok(handled >= budget)
+}
+
+/// The next event `ring` holds, decoded; events that do not decode are counted and skipped.
+fn next_event(ring: &mut RingBuf<MapData>, counts: &mut SourceCounts) -> Option<KernelEvent> {
+    loop {
+        let item = ring.next()?;
+        counts.events += 1;
+        match decode::decode(&item) {
+            Ok(event) => return Some(event),
+            Err(e) => {
+                counts.undecodable += 1;
+                log::warn!("dropped an event from the kernel: {e}");
+            }
+        }
+    }
 }
 
 /// Resolves the catalog again and brings the kernel's watch map, the open hook and the
@@ -290,7 +354,7 @@ fn drain(
 fn refresh_catalog(
     catalog: &mut Catalog,
     policy: &Policy,
-    watched: &mut aya::maps::HashMap<aya::maps::MapData, FileKey, u32>,
+    watched: &mut aya::maps::HashMap<MapData, FileKey, u32>,
     probes: &mut Probes,
     watcher: &mut Watcher,
 ) {
@@ -318,7 +382,7 @@ fn refresh_catalog(
 }
 
 fn apply_catalog(
-    watched: &mut aya::maps::HashMap<aya::maps::MapData, FileKey, u32>,
+    watched: &mut aya::maps::HashMap<MapData, FileKey, u32>,
     added: &[FileKey],
     removed: &[FileKey],
 ) {

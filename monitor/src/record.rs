@@ -211,8 +211,12 @@ pub enum Record {
         events: u64,
         dropped: u64,
         findings: u64,
-        /// Of `dropped`: lost because the ring buffer was full.
+        /// Of `dropped`: lost because a ring buffer was full.
         ringbuf_full: u64,
+        /// Of `ringbuf_full`: from the ring of credential accesses and connects (the other
+        /// ring holds process lifecycle and packets).
+        #[serde(default)]
+        critical_full: u64,
         /// Of `dropped`: bytes from the kernel that did not decode.
         undecodable: u64,
         /// Runs of keytrail's kernel programs the kernel skipped because the program was

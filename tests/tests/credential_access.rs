@@ -226,3 +226,31 @@ fn this_kernel_gets_the_preferred_read_hooks() {
     );
     k.stop();
 }
+
+/// Credential accesses have a ring buffer of their own: while keytrail is stopped, thousands of
+/// processes fill the other ring (exec, fork, exit events) and are lost, counted; a credential
+/// read made then is still reported once keytrail runs again. With one shared ring it was lost
+/// with them.
+#[test]
+fn a_flood_of_process_events_cannot_push_out_a_credential_read() {
+    require_root();
+    let user = TestUser::create("flood");
+    let token = user.write(".vault-token", SECRET);
+    let mut k = Keytrail::start(&[]);
+    let pid = k.pid().to_string();
+    run(Command::new("kill").args(["-STOP", &pid]));
+    let flood = "for i in $(seq 3000); do /bin/true; done";
+    run(Command::new("sh").args(["-c", flood]));
+    let reader = run_pid(Command::new("cat").arg(&token));
+    run(Command::new("kill").args(["-CONT", &pid]));
+    let record = access_by(&mut k, reader, &path_str(&token));
+    assert_eq!(record["hook"], "read");
+    let (records, stderr) = k.stop();
+    let stats = records.iter().rfind(|r| r["type"] == "stats").unwrap();
+    assert!(
+        stats["ringbuf_full"].as_u64() > Some(0),
+        "the flood filled the process ring: {stats}"
+    );
+    assert_eq!(stats["critical_full"], 0, "{stats}");
+    assert_no_secret(&records, &stderr, &[SECRET]);
+}

@@ -203,6 +203,20 @@ fn unset_as_none(value: u32) -> Option<u32> {
     (value != u32::MAX).then_some(value)
 }
 
+impl KernelEvent {
+    /// When the kernel made it (boot clock).
+    pub fn boot_ns(&self) -> u64 {
+        match self {
+            KernelEvent::Exec(e) => e.boot_ns,
+            KernelEvent::Connect(c) => c.boot_ns,
+            KernelEvent::Payload(p) => p.boot_ns,
+            KernelEvent::Fork { boot_ns, .. }
+            | KernelEvent::Exit { boot_ns, .. }
+            | KernelEvent::FileAccess { boot_ns, .. } => *boot_ns,
+        }
+    }
+}
+
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let header: EventHeader = read(bytes)?;
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;

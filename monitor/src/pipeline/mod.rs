@@ -22,8 +22,10 @@ use crate::{
 pub struct SourceCounts {
     /// Kernel events read (or records replayed).
     pub events: u64,
-    /// Events lost because the ring buffer was full.
+    /// Events lost because a ring buffer was full.
     pub ringbuf_full: u64,
+    /// Of those, from the ring of credential accesses and connects.
+    pub critical_full: u64,
     /// Events whose bytes did not decode.
     pub undecodable: u64,
     /// Packets on watched sockets the kernel could not parse.
@@ -99,6 +101,7 @@ impl Pipeline {
             dropped: source.ringbuf_full + source.undecodable,
             findings: self.engine.findings(),
             ringbuf_full: source.ringbuf_full,
+            critical_full: source.critical_full,
             undecodable: source.undecodable,
             missed_runs: source.missed_runs,
             names: NameCounts {

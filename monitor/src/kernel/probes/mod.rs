@@ -55,7 +55,11 @@ pub enum ProbeError {
 
 /// The maps the daemon reads and writes while it runs.
 pub struct Maps {
+    /// Process lifecycle and packets.
     pub events: RingBuf<MapData>,
+    /// Credential accesses and connects: a ring of their own, so a flood of the others cannot
+    /// push them out.
+    pub critical: RingBuf<MapData>,
     pub watched: HashMap<MapData, FileKey, u32>,
     pub counters: Counters,
 }
@@ -74,6 +78,11 @@ impl Counters {
 
     pub fn ringbuf_full(&self) -> u64 {
         self.get(counter::RINGBUF_FULL)
+    }
+
+    /// Of `ringbuf_full`: lost from the ring of credential accesses and connects.
+    pub fn critical_full(&self) -> u64 {
+        self.get(counter::CRITICAL_FULL)
     }
 }
 
@@ -128,6 +137,7 @@ impl Probes {
 
         let maps = Maps {
             events: RingBuf::try_from(take(&mut ebpf, map::EVENTS)?)?,
+            critical: RingBuf::try_from(take(&mut ebpf, map::CRITICAL)?)?,
             watched: HashMap::try_from(take(&mut ebpf, map::WATCHED)?)?,
             counters: Counters(PerCpuArray::try_from(take(&mut ebpf, map::COUNTERS)?)?),
         };

@@ -28,7 +28,7 @@ fn every_program_and_map_the_daemon_names_is_in_the_object() {
             probe.attach.hook()
         );
     }
-    for name in [map::EVENTS, map::WATCHED, map::COUNTERS] {
+    for name in [map::EVENTS, map::CRITICAL, map::WATCHED, map::COUNTERS] {
         assert!(
             object.maps.contains_key(name),
             "{name} is not a map of the object"
