@@ -29,7 +29,7 @@ static SELF_TGID: Global<u32> = Global::new(0);
 
 /// Events to userspace: process lifecycle and packets, which any user can make by the thousand.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 
 /// Credential accesses and connects, in a ring of their own: a flood of the events above cannot
 /// push them out (see `emit`).
