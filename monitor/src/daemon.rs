@@ -189,16 +189,18 @@ pub async fn run(
                     );
                     missed_before = counts.missed_runs;
                 }
-                if counts.ringbuf_full > lost_before {
+                let lost = counts.ringbuf_full - lost_before;
+                if lost > 0 {
                     log::warn!(
-                        "{} kernel events lost in the last {}: the ring buffer was full",
-                        counts.ringbuf_full - lost_before,
+                        "{lost} kernel events lost in the last {}: a ring buffer was full",
                         humantime::format_duration(stats_interval)
                     );
                     lost_before = counts.ringbuf_full;
                 }
-                let stats = pipeline.stats(clock.current(), counts);
-                if let Err(e) = writer.send(vec![stats]) {
+                let mut records = Vec::new();
+                pipeline.blind(lost, clock.current(), catalog.secrets(), &mut records);
+                records.push(pipeline.stats(clock.current(), counts));
+                if let Err(e) = writer.send(records) {
                     output_error = Some(e);
                     break;
                 }
@@ -239,6 +241,12 @@ pub async fn run(
     let mut held_back = Vec::new();
     pipeline.finish(&mut held_back);
     read_kernel_counts(&counters, &mut counts);
+    pipeline.blind(
+        counts.ringbuf_full - lost_before,
+        clock.current(),
+        catalog.secrets(),
+        &mut held_back,
+    );
     counts.secrets_forgotten = catalog.secrets().forgotten();
     let stats = pipeline.stats(clock.current(), counts);
     if let Some(e) = output_error {

@@ -266,7 +266,9 @@ pub struct Finding {
     pub user: u32,
     pub agent: Option<AgentRef>,
     pub context: String,
-    pub credential: Arc<CredentialRef>,
+    /// The credential it is about; absent for `monitor-blind`, which is about keytrail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Arc<CredentialRef>>,
     pub process: Arc<ProcessRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointRef>,

@@ -236,15 +236,22 @@ fn a_flood_of_process_events_cannot_push_out_a_credential_read() {
     require_root();
     let user = TestUser::create("flood");
     let token = user.write(".vault-token", SECRET);
-    let mut k = Keytrail::start(&[]);
+    let mut k = Keytrail::start(&["--stats-interval", "1s"]);
     let pid = k.pid().to_string();
     run(Command::new("kill").args(["-STOP", &pid]));
     let flood = "for i in $(seq 3000); do /bin/true; done";
-    run(Command::new("sh").args(["-c", flood]));
+    let flooder = run_pid(Command::new("sh").args(["-c", flood]));
     let reader = run_pid(Command::new("cat").arg(&token));
     run(Command::new("kill").args(["-CONT", &pid]));
     let record = access_by(&mut k, reader, &path_str(&token));
     assert_eq!(record["hook"], "read");
+    // The loss is a finding that names the process that made the flood.
+    let blind = k.wait_for("a monitor-blind finding", Duration::from_secs(10), |r| {
+        r["type"] == "finding" && r["rule"] == "monitor-blind"
+    });
+    assert_eq!(blind["process"]["pid"], flooder, "{blind}");
+    assert_eq!(blind["severity"], "high");
+    assert!(blind.get("credential").is_none(), "{blind}");
     let (records, stderr) = k.stop();
     let stats = records.iter().rfind(|r| r["type"] == "stats").unwrap();
     assert!(

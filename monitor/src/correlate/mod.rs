@@ -123,6 +123,12 @@ impl Correlator {
         }
     }
 
+    /// The record of the process `pid`, when the tracker knows it.
+    pub fn describe(&mut self, pid: u32, secrets: &Secrets) -> Option<Arc<ProcessRef>> {
+        let process = self.tracker.get(pid)?.clone();
+        Some(self.process_ref(&process, secrets, false))
+    }
+
     /// Reads and connections forgotten so far to stay bounded: (reads, connections).
     pub fn evicted(&self) -> (u64, u64) {
         (self.reads.evicted, self.connections_evicted)

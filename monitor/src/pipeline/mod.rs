@@ -2,6 +2,8 @@
 //! correlator, with its process tracker and endpoint naming), records become findings (the
 //! rules). `run` feeds it decoded kernel events; `replay` feeds it recorded records, which enter
 //! after correlation. Both take their `stats` from here.
+mod flood;
+
 use std::sync::Arc;
 
 use crate::{
@@ -12,9 +14,10 @@ use crate::{
     names::NameCounts,
     policy::Policy,
     process::ProcessTracker,
-    record::{Evictions, Record},
+    record::{Evictions, Finding, Record},
+    redact::Secrets,
     rules::Engine,
-    vocab::Timestamp,
+    vocab::{RuleId, Timestamp},
 };
 
 /// What the stage before the pipeline saw: events in, and those lost on the way.
@@ -39,6 +42,8 @@ pub struct SourceCounts {
 pub struct Pipeline {
     correlator: Correlator,
     engine: Engine,
+    /// Who made the events of the current stats interval (for `monitor-blind`).
+    producers: flood::Producers,
 }
 
 impl Pipeline {
@@ -46,6 +51,7 @@ impl Pipeline {
         Self {
             correlator: Correlator::new(tracker, clock, Arc::clone(&policy)),
             engine: Engine::new(policy),
+            producers: flood::Producers::default(),
         }
     }
 
@@ -57,8 +63,43 @@ impl Pipeline {
     /// One kernel event: the records it makes, and the findings they prove, go to `out`.
     pub fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
         let first = out.len();
+        self.producers.note(event);
         self.correlator.handle(event, catalog, out);
         self.find(first, out);
+    }
+
+    /// Called at each stats interval with the kernel events `lost` in it: when some were, a
+    /// `monitor-blind` finding naming the process that made the most events. Starts a new
+    /// interval either way.
+    pub fn blind(&mut self, lost: u64, time: Timestamp, secrets: &Secrets, out: &mut Vec<Record>) {
+        let top = self.producers.top();
+        self.producers.clear();
+        if lost == 0 {
+            return;
+        }
+        let Some(process) = top.and_then(|pid| self.correlator.describe(pid, secrets)) else {
+            return;
+        };
+        let summary = format!(
+            "{lost} kernel events lost: a ring buffer was full; most events came from {} (pid {}) \
+             and its children",
+            process.comm, process.pid
+        );
+        let finding = Finding {
+            time,
+            rule: RuleId::MonitorBlind,
+            severity: RuleId::MonitorBlind.default_severity(),
+            summary,
+            user: process.originating_uid(),
+            agent: process.agent.clone(),
+            context: process.context.clone(),
+            credential: None,
+            process,
+            endpoint: None,
+            evidence: Vec::new(),
+            count: 1,
+        };
+        self.engine.report_blind(finding, out);
     }
 
     /// One record made elsewhere (a recorded stream): the findings it proves go to `out`.

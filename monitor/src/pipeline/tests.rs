@@ -267,7 +267,7 @@ fn project(record: &Record) -> Option<Value> {
             "pid": process.pid, "endpoint": endpoint(e), "host": e.host, "via": via,
             "reader": reader.pid}),
         Record::Finding(f) => json!({"type": "finding", "rule": f.rule,
-            "file": file(&f.credential.path), "pid": f.process.pid,
+            "file": f.credential.as_ref().map(|c| file(&c.path)), "pid": f.process.pid,
             "severity": f.severity, "context": f.context, "count": f.count}),
         Record::Ready { .. } | Record::Stats { .. } => return None,
     })

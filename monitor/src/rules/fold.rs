@@ -10,7 +10,7 @@ use crate::{
     vocab::{RuleId, Timestamp},
 };
 
-type Key = (RuleId, String, u32);
+type Key = (RuleId, Option<String>, u32);
 
 struct Window {
     opened: Timestamp,
@@ -37,7 +37,7 @@ impl Folder {
     pub fn fold(&mut self, mut finding: Finding) -> Option<Finding> {
         let key = (
             finding.rule,
-            finding.credential.id.clone(),
+            finding.credential.as_ref().map(|c| c.id.clone()),
             finding.process.pid,
         );
         let time = finding.time;

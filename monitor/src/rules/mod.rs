@@ -22,7 +22,7 @@ use self::{
 use crate::{
     policy::Policy,
     record::{Finding, Record},
-    vocab::{Severity, Timestamp},
+    vocab::{RuleId, Severity, Timestamp},
 };
 
 /// Every rule, in the order their findings about one record are reported.
@@ -52,6 +52,8 @@ pub struct Engine {
     accesses: Accesses,
     rule_memory_cleared: u64,
     reported: u64,
+    /// `monitor-blind`'s severity, when policy leaves it on.
+    blind: Option<Severity>,
 }
 
 impl Engine {
@@ -69,6 +71,21 @@ impl Engine {
             accesses: Accesses::default(),
             rule_memory_cleared: 0,
             reported: 0,
+            blind: policy.severity(RuleId::MonitorBlind),
+        }
+    }
+
+    /// A `monitor-blind` finding the daemon made (it is about keytrail, not about records):
+    /// folded and counted like the others, at the severity policy gives it.
+    pub fn report_blind(&mut self, finding: Finding, out: &mut Vec<Record>) {
+        if let Some(severity) = self.blind {
+            report(
+                &mut self.folder,
+                &mut self.reported,
+                vec![finding],
+                severity,
+                out,
+            );
         }
     }
 

@@ -108,7 +108,7 @@ pub fn finding(
         user: process.originating_uid(),
         agent: process.agent.clone(),
         context: process.context.clone(),
-        credential: credential.clone(),
+        credential: Some(credential.clone()),
         process: process.clone(),
         endpoint: endpoint.cloned(),
         evidence,

@@ -22,16 +22,19 @@ pub enum RuleId {
     IdentityCollapse,
     OutOfScopeUse,
     UnexpectedReader,
+    /// Not a rule over records: the daemon's, when kernel events were lost (a flood).
+    MonitorBlind,
 }
 
 impl RuleId {
     #[cfg(test)]
-    pub const ALL: [RuleId; 5] = [
+    pub const ALL: [RuleId; 6] = [
         RuleId::CrossContextReuse,
         RuleId::IdentityMesh,
         RuleId::IdentityCollapse,
         RuleId::OutOfScopeUse,
         RuleId::UnexpectedReader,
+        RuleId::MonitorBlind,
     ];
 
     pub fn default_severity(self) -> Severity {
@@ -50,6 +53,7 @@ impl fmt::Display for RuleId {
             RuleId::IdentityCollapse => "identity-collapse",
             RuleId::OutOfScopeUse => "out-of-scope-use",
             RuleId::UnexpectedReader => "unexpected-reader",
+            RuleId::MonitorBlind => "monitor-blind",
         })
     }
 }
