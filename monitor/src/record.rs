@@ -94,6 +94,10 @@ pub struct EndpointRef {
     /// How `host` was learned.
     #[serde(default)]
     pub host_source: Option<HostSource>,
+    /// The connected address came from a DNS answer for `host` (`host_source` is `dns`): the
+    /// name scopes are judged by. Written for readers; keytrail itself goes by `host_source`.
+    #[serde(default)]
+    pub host_verified: bool,
     /// The server name the connection's TLS hello gave, where it differs from the name DNS
     /// gave the address (`host`): what the process claimed, not what it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +114,7 @@ impl EndpointRef {
             _ if answered => {
                 self.host = Some(server_name.to_owned());
                 self.host_source = Some(HostSource::Dns);
+                self.host_verified = true;
                 self.host_claimed = None;
             }
             (Some(resolved), Some(HostSource::Dns)) => {

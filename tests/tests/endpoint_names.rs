@@ -123,6 +123,7 @@ fn dns_answers_name_connections_and_decide_their_scope() {
         ["10.77.0.10", "fd77::10"].contains(&used["endpoint"]["ip"].as_str().unwrap()),
         "{used}"
     );
+    assert_eq!(used["endpoint"]["host_verified"], true, "{used}");
     let finding = k.wait_for("out-of-scope-use by name", WAIT, |r| {
         r["type"] == "finding"
             && r["rule"] == "out-of-scope-use"
@@ -255,6 +256,7 @@ fn a_tls_server_name_names_a_connection_without_any_dns() {
             && r["endpoint"]["host"] == "api.github.com"
     });
     assert_eq!(claimed["endpoint"]["host_source"], "tls_sni");
+    assert_eq!(claimed["endpoint"]["host_verified"], false);
     assert!(
         claimed["summary"]
             .as_str()

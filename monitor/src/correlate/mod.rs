@@ -271,6 +271,7 @@ impl Correlator {
             port: c.port,
             protocol: c.protocol,
             host_source: host.is_some().then_some(HostSource::Dns),
+            host_verified: host.is_some(),
             host: host.map(|h| h.to_string()),
             host_claimed: None,
         };

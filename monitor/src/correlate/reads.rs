@@ -218,6 +218,7 @@ mod tests {
             protocol: Protocol::Tcp,
             host: None,
             host_source: None,
+            host_verified: false,
             host_claimed: None,
         }
     }

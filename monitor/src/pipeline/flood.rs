@@ -62,7 +62,10 @@ mod tests {
         let mut p = Producers::default();
         for i in 0..10_000u32 {
             p.note(&fork(7, 100_000 + i)); // the flooder's children
-            p.note(&KernelEvent::Exit { pid: 200_000 + i, boot_ns: 0 }); // others, each once
+            p.note(&KernelEvent::Exit {
+                pid: 200_000 + i,
+                boot_ns: 0,
+            }); // others, each once
         }
         assert_eq!(p.top(), Some(7));
         assert!(p.counts.len() <= SLOTS);
