@@ -122,16 +122,7 @@ impl Recorded {
             RecordType::A,
         ));
         let data = m.to_vec().expect("the query encodes");
-        Some(KernelEvent::Payload(Payload {
-            kind: PayloadKind::DnsQuery,
-            pid: *pid,
-            cookie: 1,
-            protocol: Protocol::Udp,
-            seq: 0,
-            total_len: data.len(),
-            data,
-            boot_ns: at_ms * MS,
-        }))
+        Some(dns_payload(PayloadKind::DnsQuery, *pid, data, *at_ms))
     }
 
     fn into_event(self, files: &BTreeMap<String, FileKey>) -> KernelEvent {
@@ -219,19 +210,24 @@ impl Recorded {
                 m.add_query(Query::query(name.clone(), RecordType::A));
                 m.add_answer(DnsRecord::from_rdata(name, 300, RData::A(A(ip))));
                 let data = m.to_vec().expect("the answer encodes");
-                KernelEvent::Payload(Payload {
-                    kind: PayloadKind::DnsAnswer,
-                    pid,
-                    cookie: 1,
-                    protocol: Protocol::Udp,
-                    seq: 0,
-                    total_len: data.len(),
-                    data,
-                    boot_ns: at_ms * MS,
-                })
+                dns_payload(PayloadKind::DnsAnswer, pid, data, at_ms)
             }
         }
     }
+}
+
+/// A DNS message over UDP on socket 1 of `pid`.
+fn dns_payload(kind: PayloadKind, pid: u32, data: Vec<u8>, at_ms: u64) -> KernelEvent {
+    KernelEvent::Payload(Payload {
+        kind,
+        pid,
+        cookie: 1,
+        protocol: Protocol::Udp,
+        seq: 0,
+        total_len: data.len(),
+        data,
+        boot_ns: at_ms * MS,
+    })
 }
 
 /// What a record is compared on.
