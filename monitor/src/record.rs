@@ -258,6 +258,9 @@ pub struct Evictions {
     /// redacted from arguments by its fingerprint again once it is seen again.
     #[serde(default)]
     pub secrets: u64,
+    /// Uses remembered to report each once, forgotten past 65,536: a use may be reported again.
+    #[serde(default)]
+    pub uses: u64,
 }
 
 /// A rule's verdict, with who, what, where and the records that prove it.

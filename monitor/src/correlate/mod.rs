@@ -39,6 +39,10 @@ use reads::{Connector, Read, ReadLog};
 const MAX_ANCESTORS: usize = 32;
 /// Connections remembered per process, newest kept.
 const CONNECTIONS_PER_PROCESS: usize = 64;
+/// Uses remembered (to report each once) across all processes: a long-lived process that
+/// connects to ever new addresses with a credential would grow them without end. Past this
+/// they are forgotten at once (counted): a use may then be reported again, never missed.
+const MAX_USES: usize = if cfg!(test) { 256 } else { 65_536 };
 /// A connection a process made: its socket cookie (0 when unknown), where it went, and whether
 /// its first bytes were seen (its name is as good as it will get).
 struct Held {
@@ -74,6 +78,8 @@ pub struct Correlator {
     /// Connections forgotten past `CONNECTIONS_PER_PROCESS`.
     connections_evicted: u64,
     uses: HashSet<UseKey>,
+    /// Uses forgotten past `MAX_USES`.
+    uses_evicted: u64,
     namer: Namer,
     pending: pending::Pending,
     /// Process records by process, with the number of known secrets they were redacted with
@@ -93,6 +99,7 @@ impl Correlator {
             connections: HashMap::default(),
             connections_evicted: 0,
             uses: HashSet::default(),
+            uses_evicted: 0,
             namer: Namer::new(),
             pending: pending::Pending::default(),
             process_refs: HashMap::default(),
@@ -130,8 +137,12 @@ impl Correlator {
     }
 
     /// Reads and connections forgotten so far to stay bounded: (reads, connections).
-    pub fn evicted(&self) -> (u64, u64) {
-        (self.reads.evicted, self.connections_evicted)
+    pub fn evicted(&self) -> (u64, u64, u64) {
+        (
+            self.reads.evicted,
+            self.connections_evicted,
+            self.uses_evicted,
+        )
     }
 
     /// What name learning saw so far.
@@ -353,6 +364,10 @@ impl Correlator {
                     endpoint.protocol,
                     endpoint.host.clone(),
                 );
+                if self.uses.len() >= MAX_USES && !self.uses.contains(&key) {
+                    self.uses_evicted += self.uses.len() as u64;
+                    self.uses.clear();
+                }
                 if !self.uses.insert(key) {
                     continue;
                 }

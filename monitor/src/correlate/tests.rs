@@ -294,3 +294,25 @@ fn one_variable_name_with_two_secrets_is_two_identities() {
     assert_ne!(identities[0], identities[1]);
     fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+#[test]
+fn remembered_uses_are_bounded_and_none_is_missed() {
+    let (mut catalog, file, path) = catalog_with_netrc("bounded_uses");
+    let policy = Arc::new(Policy::embedded());
+    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
+    let mut out = Vec::new();
+    c.handle(&exec(10, 1, "python3"), &mut catalog, &mut out);
+    c.handle(&access(10, file), &mut catalog, &mut out);
+    let connects = MAX_USES as u16 + 100;
+    for port in 1000..1000 + connects {
+        c.handle(&connect(10, port), &mut catalog, &mut out);
+    }
+    let uses = out
+        .iter()
+        .filter(|r| matches!(r, Record::CredentialUse { .. }))
+        .count();
+    assert_eq!(uses, usize::from(connects), "every use is reported");
+    assert!(c.uses.len() <= MAX_USES);
+    assert!(c.evicted().2 >= MAX_USES as u64);
+    fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}

@@ -134,7 +134,7 @@ impl Pipeline {
 
     /// The `stats` record: what came in, what was lost, what was found and forgotten.
     pub fn stats(&self, time: Timestamp, source: SourceCounts) -> Record {
-        let (reads, connections) = self.correlator.evicted();
+        let (reads, connections, uses) = self.correlator.evicted();
         let forgotten = self.engine.forgotten();
         Record::Stats {
             time,
@@ -155,6 +155,7 @@ impl Pipeline {
                 evidence: forgotten.accesses,
                 rule_memory: forgotten.rule_memory,
                 secrets: source.secrets_forgotten,
+                uses,
             },
         }
     }
