@@ -1,19 +1,19 @@
-//! `keytrail run`: load the probes, then move events from the ring buffer through the correlator
-//! to the sink until SIGINT or SIGTERM; then detach, drain what is left and print stats.
+//! `keytrail run`: load the probes, then move events from the ring buffers through the
+//! correlator to the sink (drain.rs) until SIGINT, SIGTERM or SIGQUIT; then detach, drain what
+//! is left and print stats.
+mod drain;
+
 use std::{io::Write, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
+use aya::maps::MapData;
 use monitor_common::{FileKey, counter};
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-};
+use tokio::signal::unix::{SignalKind, signal};
 
+use self::drain::{DRAIN_BUDGET, Rings, drain};
 use crate::{
     catalog::Catalog,
     clock::{self, Clock},
-    decode::{self, KernelEvent},
     kernel::{
         preflight,
         probes::{Counters, Maps, Probes, Purpose},
@@ -279,83 +279,6 @@ fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
 #[derive(Debug, thiserror::Error)]
 #[error("the output failed; keytrail stopped")]
 pub struct OutputClosed(#[source] pub std::io::Error);
-
-/// Records handed to the writer at once, at most: a backlog is written as it is worked through.
-/// A record waits for its batch to fill, so this bounds the lag a busy drain adds: 128 records
-/// are ~2 ms at 70,000 a second (512 were ~7 ms, 4,096 ~60 ms, most of the p99 lag under a
-/// storm). The writer flushes once per batch: a few hundred writes a second at that rate.
-const BATCH: usize = 128;
-
-/// Events handled in one drain at most: under a flood the loop gets back to signals, stats,
-/// catalog changes and sweeps between drains (a few milliseconds of work each).
-const DRAIN_BUDGET: usize = 4096;
-
-/// The two ring buffers (kernel/probes: `Maps`), registered with tokio.
-struct Rings {
-    bulk: AsyncFd<RingBuf<MapData>>,
-    critical: AsyncFd<RingBuf<MapData>>,
-}
-
-/// Moves pending kernel events through the correlator, oldest first across both rings, and
-/// writes the records they make; at most `budget` events. Returns whether it stopped at the
-/// budget (events may be left).
-fn drain(
-    rings: &mut Rings,
-    budget: usize,
-    pipeline: &mut Pipeline,
-    catalog: &mut Catalog,
-    counts: &mut SourceCounts,
-    writer: &mut Writer,
-) -> std::io::Result<bool> {
-    let (bulk, critical) = (rings.bulk.get_mut(), rings.critical.get_mut());
-    // The next event of each ring, decoded: each ring is in the kernel's order, and the older
-    // of the two goes first, so an exec (bulk) is handled before the read (critical) it precedes.
-    let mut heads: [Option<KernelEvent>; 2] = [None, None];
-    let mut records = Vec::new();
-    let mut handled = 0;
-    loop {
-        if handled < budget {
-            if heads[0].is_none() {
-                heads[0] = next_event(bulk, counts);
-            }
-            if heads[1].is_none() {
-                heads[1] = next_event(critical, counts);
-            }
-        }
-        let pick = match (&heads[0], &heads[1]) {
-            (None, None) => break,
-            (Some(_), None) => 0,
-            (None, Some(_)) => 1,
-            (Some(b), Some(c)) => usize::from(c.boot_ns() < b.boot_ns()),
-        };
-        let Some(event) = heads[pick].take() else {
-            break;
-        };
-        pipeline.handle(&event, catalog, &mut records);
-        handled += 1;
-        if records.len() >= BATCH {
-            writer.send(std::mem::take(&mut records))?;
-        }
-    }
-    pipeline.tick(clock::boot_ns(), &mut records);
-    writer.send(records)?;
-    Ok(handled >= budget)
-}
-
-/// The next event `ring` holds, decoded; events that do not decode are counted and skipped.
-fn next_event(ring: &mut RingBuf<MapData>, counts: &mut SourceCounts) -> Option<KernelEvent> {
-    loop {
-        let item = ring.next()?;
-        counts.events += 1;
-        match decode::decode(&item) {
-            Ok(event) => return Some(event),
-            Err(e) => {
-                counts.undecodable += 1;
-                log::warn!("dropped an event from the kernel: {e}");
-            }
-        }
-    }
-}
 
 /// Resolves the catalog again and brings the kernel's watch map, the open hook and the
 /// directory watches in line with it.
