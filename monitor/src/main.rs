@@ -160,7 +160,8 @@ fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"id": r.id, "kind": r.kind, "path": c.path, "owner_uid": owner,
                     "dev": c.file.dev, "ino": c.file.ino, "page_cache": c.page_cache,
-                    "context": r.context, "scope": r.scope, "secrets": c.fingerprints.len()})
+                    "context": r.context, "scope": r.scope, "secrets": c.fingerprints.len(),
+                    "identity": r.identity()})
             ),
             Format::Text => println!("{:<8} {:<6} {}", r.kind, owner, c.path.display()),
         }

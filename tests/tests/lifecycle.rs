@@ -194,3 +194,91 @@ fn after_load_only_the_needed_capabilities_are_kept() {
     let (records, stderr) = k.stop();
     assert_no_secret(&records, &stderr, &["kt-caps-token-5e1d0a"]);
 }
+
+/// Credential files as their own tools write them: npm (`npm config set`), kubectl (`kubectl
+/// config set-credentials` / `set-cluster`) and git (`git credential-store store`, which
+/// percent-encodes). Each is listed with its kind, the host it names as scope, and the secret
+/// in it: the same token in all three is one secret, so one identity.
+#[test]
+fn credential_files_written_by_their_own_tools_are_understood() {
+    require_root();
+    for tool in ["npm", "kubectl", "git"] {
+        if build_tool_missing(tool) {
+            panic!("{tool} is not installed: ./xtask/setup.sh installs it");
+        }
+    }
+    let user = TestUser::create("tools");
+    let token = "kt-tools-token:9f31@x";
+    let npmrc = user.home.join(".npmrc");
+    run(user.command("npm").args([
+        "config",
+        "set",
+        &format!("//127.0.0.1:4873/:_authToken={token}"),
+        "--userconfig",
+        &path_str(&npmrc),
+    ]));
+    let kubeconfig = user.home.join(".kube/config");
+    for args in [
+        vec!["set-cluster", "kt", "--server=https://127.0.0.2:6443"],
+        vec!["set-credentials", "bot", &format!("--token={token}")],
+    ] {
+        run(user
+            .command("kubectl")
+            .args(["config", "--kubeconfig", &path_str(&kubeconfig)])
+            .args(args));
+    }
+    let mut store = user
+        .command("git")
+        .args(["credential-store", "store"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        store.stdin.as_mut().unwrap(),
+        format!("protocol=https\nhost=127.0.0.3:8443\nusername=bot\npassword={token}\n\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(store.wait().unwrap().success());
+    let git = user.home.join(".git-credentials");
+
+    let out = run(Command::new(keytrail_bin()).args(["catalog", "--format", "json"]));
+    let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let entry = |path: &std::path::Path| {
+        listed
+            .iter()
+            .find(|c| c["path"] == path_str(path))
+            .unwrap_or_else(|| panic!("{} is not listed: {listed:?}", path.display()))
+    };
+    let (npm, kube, git) = (entry(&npmrc), entry(&kubeconfig), entry(&git));
+    assert_eq!(
+        (&npm["kind"], &kube["kind"], &git["kind"]),
+        (&"npm".into(), &"kube".into(), &"git".into())
+    );
+    for (credential, cidr) in [
+        (npm, "127.0.0.1/32"),
+        (kube, "127.0.0.2/32"),
+        (git, "127.0.0.3/32"),
+    ] {
+        let cidrs = credential["scope"]["cidrs"].to_string();
+        assert!(cidrs.contains(cidr), "{cidr} in {credential}");
+    }
+    // One secret in three files: one identity (the file it was first seen in).
+    for credential in [npm, kube, git] {
+        assert_eq!(credential["secrets"], 1, "{credential}");
+    }
+    assert_eq!(npm["identity"], kube["identity"], "{npm} {kube}");
+    assert_eq!(npm["identity"], git["identity"], "{npm} {git}");
+    assert!(!listed.iter().any(|c| c.to_string().contains(token)));
+}
+
+fn build_tool_missing(tool: &str) -> bool {
+    !std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .any(|dir| dir.join(tool).is_file())
+}
