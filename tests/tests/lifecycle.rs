@@ -203,7 +203,7 @@ fn after_load_only_the_needed_capabilities_are_kept() {
 fn credential_files_written_by_their_own_tools_are_understood() {
     require_root();
     for tool in ["npm", "kubectl", "git"] {
-        if build_tool_missing(tool) {
+        if tool_missing(tool) {
             panic!("{tool} is not installed: ./xtask/setup.sh installs it");
         }
     }
@@ -276,7 +276,7 @@ fn credential_files_written_by_their_own_tools_are_understood() {
     assert!(!listed.iter().any(|c| c.to_string().contains(token)));
 }
 
-fn build_tool_missing(tool: &str) -> bool {
+fn tool_missing(tool: &str) -> bool {
     !std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
