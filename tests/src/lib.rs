@@ -244,6 +244,26 @@ impl TestUser {
     }
 
     /// Writes a fixture file in the home (parents created), owned by the user.
+    /// Has git store a credential for `protocol://host` as itself (`git credential-store
+    /// store`, which percent-encodes every field) and returns ~/.git-credentials.
+    pub fn git_store(&self, protocol: &str, host: &str, username: &str, password: &str) -> PathBuf {
+        let mut store = self
+            .command("git")
+            .args(["credential-store", "store"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("git");
+        let input = format!(
+            "protocol={protocol}\nhost={host}\nusername={username}\npassword={password}\n\n"
+        );
+        std::io::Write::write_all(store.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+        assert!(
+            store.wait().unwrap().success(),
+            "git credential-store store"
+        );
+        self.home.join(".git-credentials")
+    }
+
     pub fn write(&self, relative: &str, content: &str) -> PathBuf {
         let path = self.home.join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -265,6 +285,16 @@ impl Drop for TestUser {
 }
 
 /// Runs a command to completion, failing the test if it fails.
+/// `keytrail catalog --format json`, one object per credential.
+pub fn catalog_json() -> Vec<Value> {
+    let out = run(Command::new(keytrail_bin()).args(["catalog", "--format", "json"]));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 pub fn run(command: &mut Command) -> std::process::Output {
     let output = command
         .output()

@@ -136,20 +136,7 @@ fn git_fetch_with_stored_credentials_is_a_use_by_git() {
     .unwrap();
     let port: u16 = port.trim().parse().expect("server port");
     // git writes its own credential file, percent-encoding every field (`127.0.0.1%3aPORT`).
-    let mut store = user
-        .command("git")
-        .args(["credential-store", "store"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        store.stdin.as_mut().unwrap(),
-        format!("protocol=http\nhost=127.0.0.1:{port}\nusername=kt\npassword={GIT_PASSWORD}\n\n")
-            .as_bytes(),
-    )
-    .unwrap();
-    assert!(store.wait().unwrap().success());
-    let credentials = user.home.join(".git-credentials");
+    let credentials = user.git_store("http", &format!("127.0.0.1:{port}"), "kt", GIT_PASSWORD);
     let written = fs::read_to_string(&credentials).unwrap();
     assert!(written.contains("%3a"), "git encodes the port: {written}");
 

@@ -55,12 +55,7 @@ fn catalog_lists_a_users_credentials() {
     let user = TestUser::create("cat");
     let key = user.write(".ssh/id_ed25519", "not a real key");
     user.write(".ssh/id_ed25519.pub", "public");
-    let out = run(Command::new(keytrail_bin()).args(["catalog", "--format", "json"]));
-    let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let listed = catalog_json();
     let ssh = listed
         .iter()
         .find(|c| c["path"] == path_str(&key))
@@ -227,27 +222,9 @@ fn credential_files_written_by_their_own_tools_are_understood() {
             .args(["config", "--kubeconfig", &path_str(&kubeconfig)])
             .args(args));
     }
-    let mut store = user
-        .command("git")
-        .args(["credential-store", "store"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        store.stdin.as_mut().unwrap(),
-        format!("protocol=https\nhost=127.0.0.3:8443\nusername=bot\npassword={token}\n\n")
-            .as_bytes(),
-    )
-    .unwrap();
-    assert!(store.wait().unwrap().success());
-    let git = user.home.join(".git-credentials");
+    let git = user.git_store("https", "127.0.0.3:8443", "bot", token);
 
-    let out = run(Command::new(keytrail_bin()).args(["catalog", "--format", "json"]));
-    let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let listed = catalog_json();
     let entry = |path: &std::path::Path| {
         listed
             .iter()

@@ -103,6 +103,11 @@ fn endpoints(records: &[Record]) -> Vec<(&'static str, Option<String>, Option<Ho
         .collect()
 }
 
+/// A whole ClientHello for api.github.com on pid 10's connection.
+fn hello() -> Vec<u8> {
+    encode::payload(EventKind::TlsHello, 10, COOKIE, 6, 1, HELLO)
+}
+
 /// The claimed server name of each record that has an endpoint.
 fn claimed(records: &[Record]) -> Vec<Option<&str>> {
     records
@@ -179,14 +184,7 @@ fn a_read_on_a_waiting_connection_goes_out_with_it_and_uses_are_reported_once() 
         matches!(read[..], [Record::CredentialAccess { .. }]),
         "{read:?}"
     );
-    let out = f.feed(&encode::payload(
-        EventKind::TlsHello,
-        10,
-        COOKIE,
-        6,
-        1,
-        HELLO,
-    ));
+    let out = f.feed(&hello());
     let sni = Some(HostSource::TlsSni);
     let host = Some("api.github.com".to_owned());
     assert_eq!(endpoints(&out), vec![("use", host.clone(), sni)]);
@@ -199,14 +197,7 @@ fn a_read_on_a_waiting_connection_goes_out_with_it_and_uses_are_reported_once() 
     ));
     // The same connection again: a connection record, but the use is not repeated.
     f.feed(&encode::connect4(10, [127, 0, 0, 1], 443));
-    let out = f.feed(&encode::payload(
-        EventKind::TlsHello,
-        10,
-        COOKIE,
-        6,
-        1,
-        HELLO,
-    ));
+    let out = f.feed(&hello());
     assert_eq!(endpoints(&out), vec![("connection", host, sni)]);
 }
 
@@ -223,14 +214,7 @@ fn a_server_name_dns_also_gave_for_the_address_is_verified_not_claimed() {
         f.feed(&encode::connect4(10, [127, 0, 0, 1], 443))
             .is_empty()
     );
-    let out = f.feed(&encode::payload(
-        EventKind::TlsHello,
-        10,
-        COOKIE,
-        6,
-        1,
-        HELLO,
-    ));
+    let out = f.feed(&hello());
     let dns = Some(HostSource::Dns);
     let host = Some("api.github.com".to_owned());
     assert_eq!(
