@@ -177,7 +177,8 @@ pub struct PayloadEvent {
     pub cookie: u64,
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub protocol: u16,
-    pub _pad: u16,
+    /// Of `peer`: AF_INET or AF_INET6.
+    pub family: u16,
     /// TCP sequence number of the first payload byte (0 for UDP): orders and de-duplicates
     /// segments of one stream.
     pub seq: u32,
@@ -185,6 +186,9 @@ pub struct PayloadEvent {
     pub total_len: u32,
     /// Bytes of `data` that are valid.
     pub len: u32,
+    /// The other end: the server an answer came from, or a query or hello went to. IPv4 in
+    /// the first 4 bytes, or the IPv6 address; network byte order.
+    pub peer: [u8; 16],
     pub data: [u8; PAYLOAD_LEN],
 }
 
@@ -233,8 +237,11 @@ pub struct UdpKey {
 pub struct SocketWatch {
     /// The process that sent the query or made the connection.
     pub tgid: u32,
-    /// TLS: payload segments reported so far.
+    /// TLS: payload segments reported so far. DNS over UDP: queries sent to `server` and not
+    /// yet answered (an answer to none, or from another address, is not reported).
     pub segments: u32,
+    /// DNS over UDP: the server the last query went to (as `PayloadEvent::peer`).
+    pub server: [u8; 16],
 }
 
 /// An offset the daemon did not find; the programs then report that field as unknown.
@@ -318,7 +325,10 @@ pub mod counter {
     pub const PACKET_UNPARSED: u32 = 2;
     /// Of `RINGBUF_FULL`: lost because the ring of credential accesses and connects was full.
     pub const CRITICAL_FULL: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// DNS answers over UDP to a socket with no query outstanding: not reported (a flood of
+    /// them cannot fill the ring, and could not have answered anything).
+    pub const DNS_UNSOLICITED: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// The names of the kernel programs, as the daemon finds them in the object. The kernel side

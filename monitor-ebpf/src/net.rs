@@ -50,9 +50,21 @@ fn report(ctx: &SockAddrContext, family: u16) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: a sock_addr context is a valid argument for this helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let watch = SocketWatch { tgid, segments: 0 };
+    let watch = SocketWatch {
+        tgid,
+        segments: 0,
+        server: [0; 16],
+    };
     if port == DNS_PORT {
-        let _ = DNS_SOCKETS.insert(&cookie, &watch, BPF_ANY as u64);
+        // A socket that asks again keeps the queries it has outstanding (packets.rs counts
+        // them): `sendto` runs this hook for every query.
+        match DNS_SOCKETS.get_ptr_mut(&cookie) {
+            // SAFETY: an LRU map value pointer, valid during this program.
+            Some(known) => unsafe { (*known).tgid = tgid },
+            None => {
+                let _ = DNS_SOCKETS.insert(&cookie, &watch, BPF_ANY as u64);
+            }
+        }
     } else if protocol == IPPROTO_TCP {
         let _ = TLS_WATCH.insert(&cookie, &watch, BPF_ANY as u64);
     }

@@ -23,9 +23,16 @@ const IPPROTO_UDP: u8 = 17;
 const IPV6_HEADER: u32 = 40;
 /// First byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE: u8 = 0x16;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+/// DNS queries over UDP one socket may have unanswered (resolvers ask A and AAAA at once, and
+/// retry): the answers the kernel reports for it.
+const MAX_OUTSTANDING: u32 = 16;
 
 /// Where a packet's transport payload is.
 struct Segment {
+    /// IPv6 rather than IPv4.
+    v6: bool,
     protocol: u8,
     src_port: u16,
     dst_port: u16,
@@ -39,6 +46,7 @@ struct Segment {
 #[inline(always)]
 fn segment(ctx: &SkBuffContext) -> Option<Segment> {
     let first: u8 = ctx.load(0).ok()?;
+    let v6 = first >> 4 == 6;
     let (protocol, l4) = match first >> 4 {
         4 => {
             let fragment = u16::from_be(ctx.load::<u16>(6).ok()?);
@@ -63,6 +71,7 @@ fn segment(ctx: &SkBuffContext) -> Option<Segment> {
     };
     let offset = l4 + header;
     Some(Segment {
+        v6,
         protocol,
         src_port,
         dst_port,
@@ -72,10 +81,68 @@ fn segment(ctx: &SkBuffContext) -> Option<Segment> {
     })
 }
 
-/// Copies up to `PAYLOAD_LEN` bytes of the payload to the ring buffer. Bytes of `data` past
-/// `len` are left as they were (the decoder reads only `len`).
+/// Which end of the packet is the other one: where an answer came from, or where a query or a
+/// hello goes.
+#[derive(Clone, Copy)]
+enum Peer {
+    Source,
+    Destination,
+}
+
+/// An IP address as the events carry it: family, and IPv4 in the first 4 bytes or the IPv6
+/// address, in network byte order.
+#[derive(Clone, Copy)]
+struct Address {
+    family: u16,
+    bytes: [u8; 16],
+}
+
+/// The peer's address, from the IP header `segment` was parsed from.
 #[inline(always)]
-fn report(ctx: &SkBuffContext, kind: EventKind, tgid: u32, cookie: u64, segment: &Segment) {
+fn address(ctx: &SkBuffContext, segment: &Segment, peer: Peer) -> Option<Address> {
+    let mut bytes = [0u8; 16];
+    let at = match (segment.v6, peer) {
+        (false, Peer::Source) => 12,
+        (false, Peer::Destination) => 16,
+        (true, Peer::Source) => 8,
+        (true, Peer::Destination) => 24,
+    };
+    let (len, family) = if segment.v6 {
+        (16, AF_INET6)
+    } else {
+        (4, AF_INET)
+    };
+    // SAFETY: a cgroup_skb context and a local buffer of at least `len` bytes.
+    let loaded =
+        unsafe { bpf_skb_load_bytes(ctx.as_ptr(), at, addr_of_mut!(bytes).cast(), len) } == 0;
+    loaded.then_some(Address { family, bytes })
+}
+
+/// Whether two addresses are one. (Compared as words: an array comparison may become a call to
+/// `memcmp`, which BPF programs do not have.)
+#[inline(always)]
+fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let words = |x: &[u8; 16]| {
+        let (hi, lo) = x.split_at(8);
+        (
+            u64::from_ne_bytes(hi.try_into().unwrap_or_default()),
+            u64::from_ne_bytes(lo.try_into().unwrap_or_default()),
+        )
+    };
+    words(a) == words(b)
+}
+
+/// Copies up to `PAYLOAD_LEN` bytes of the payload to the ring buffer, with the peer's
+/// address. Bytes of `data` past `len` are left as they were (the decoder reads only `len`).
+#[inline(always)]
+fn report(
+    ctx: &SkBuffContext,
+    kind: EventKind,
+    tgid: u32,
+    cookie: u64,
+    segment: &Segment,
+    peer: Option<Address>,
+) {
     let Some(mut entry) = emit::reserve::<PayloadEvent>() else {
         return;
     };
@@ -98,33 +165,54 @@ fn report(ctx: &SkBuffContext, kind: EventKind, tgid: u32, cookie: u64, segment:
                 0
             }
         };
+        let peer = peer.unwrap_or(Address {
+            family: 0,
+            bytes: [0; 16],
+        });
         (*ev).header = emit::header(kind, tgid);
         (*ev).cookie = cookie;
         (*ev).protocol = u16::from(segment.protocol);
-        (*ev)._pad = 0;
+        (*ev).family = peer.family;
         (*ev).seq = segment.seq;
         (*ev).total_len = segment.len;
         (*ev).len = copied;
+        (*ev).peer = peer.bytes;
     }
     emit::submit_batched(entry, &EVENTS);
 }
 
-/// Answers from a DNS server to a socket that asked one.
+/// Answers from a DNS server to a socket that asked one. Over UDP, where any host can send a
+/// datagram to the socket, only as many answers as it sent queries, and only from the server
+/// it last asked: the rest are counted (`DNS_UNSOLICITED`), not reported, so a flood of them
+/// costs the ring nothing.
 #[cgroup_skb(ingress)]
 pub fn keytrail_dns_answer(ctx: SkBuffContext) -> i32 {
     // SAFETY: a cgroup_skb context is a valid argument for this helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    // SAFETY: the value is copied out at once.
-    let Some(tgid) = (unsafe { DNS_SOCKETS.get(&cookie) }).map(|w| w.tgid) else {
+    let Some(watch) = DNS_SOCKETS.get_ptr_mut(&cookie) else {
         return PASS;
     };
-    match segment(&ctx) {
-        Some(s) if s.src_port == DNS_PORT && s.len > 0 => {
-            report(&ctx, EventKind::DnsAnswer, tgid, cookie, &s)
-        }
-        Some(_) => {}
-        None => count(counter::PACKET_UNPARSED),
+    // SAFETY: an LRU map value pointer, valid during this program. Races between CPUs (a
+    // query and an answer at once) cost at most an answer more or fewer, never a flood.
+    let (tgid, outstanding, server) =
+        unsafe { ((*watch).tgid, (*watch).segments, (*watch).server) };
+    let Some(s) = segment(&ctx) else {
+        count(counter::PACKET_UNPARSED);
+        return PASS;
+    };
+    if s.src_port != DNS_PORT || s.len == 0 {
+        return PASS;
     }
+    let peer = address(&ctx, &s, Peer::Source);
+    if s.protocol == IPPROTO_UDP {
+        if outstanding == 0 || !peer.is_some_and(|p| same(&p.bytes, &server)) {
+            count(counter::DNS_UNSOLICITED);
+            return PASS;
+        }
+        // SAFETY: as above.
+        unsafe { (*watch).segments = outstanding - 1 };
+    }
+    report(&ctx, EventKind::DnsAnswer, tgid, cookie, &s, peer);
     PASS
 }
 
@@ -135,18 +223,36 @@ pub fn keytrail_dns_answer(ctx: SkBuffContext) -> i32 {
 pub fn keytrail_egress(ctx: SkBuffContext) -> i32 {
     // SAFETY: a cgroup_skb context is a valid argument for this helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    // SAFETY: the value is copied out at once.
-    if let Some(tgid) = (unsafe { DNS_SOCKETS.get(&cookie) }).map(|w| w.tgid) {
-        match segment(&ctx) {
-            Some(s) if s.dst_port == DNS_PORT && s.len > 0 => {
-                report(&ctx, EventKind::DnsQuery, tgid, cookie, &s)
-            }
-            Some(_) => {}
-            None => count(counter::PACKET_UNPARSED),
-        }
+    let Some(watch) = DNS_SOCKETS.get_ptr_mut(&cookie) else {
+        tls_hello(&ctx, cookie);
+        return PASS;
+    };
+    let Some(s) = segment(&ctx) else {
+        count(counter::PACKET_UNPARSED);
+        return PASS;
+    };
+    if s.dst_port != DNS_PORT || s.len == 0 {
         return PASS;
     }
-    tls_hello(&ctx, cookie);
+    let peer = address(&ctx, &s, Peer::Destination);
+    // SAFETY: an LRU map value pointer, valid during this program.
+    let tgid = unsafe { (*watch).tgid };
+    if s.protocol == IPPROTO_UDP
+        && let Some(server) = peer
+    {
+        // SAFETY: as above. A socket that asks another server expects answers from it alone;
+        // one that asks without end earns no more than MAX_OUTSTANDING.
+        unsafe {
+            let outstanding = if same(&(*watch).server, &server.bytes) {
+                (*watch).segments
+            } else {
+                0
+            };
+            (*watch).server = server.bytes;
+            (*watch).segments = (outstanding + 1).min(MAX_OUTSTANDING);
+        }
+    }
+    report(&ctx, EventKind::DnsQuery, tgid, cookie, &s, peer);
     PASS
 }
 
@@ -169,7 +275,8 @@ fn tls_hello(ctx: &SkBuffContext, cookie: u64) {
         let _ = TLS_WATCH.remove(&cookie); // not TLS: nothing to name it by
         return;
     }
-    report(ctx, EventKind::TlsHello, tgid, cookie, &s);
+    let peer = address(ctx, &s, Peer::Destination);
+    report(ctx, EventKind::TlsHello, tgid, cookie, &s, peer);
     if seen + 1 >= TLS_SEGMENTS {
         let _ = TLS_WATCH.remove(&cookie);
     } else {

@@ -19,6 +19,13 @@ pub fn scenario_dirs(stage: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// The DNS servers tests trust: the one recorded packets come from (`encode::SERVER`).
+pub fn resolvers() -> crate::names::Resolvers {
+    crate::names::Resolvers::only(vec![
+        crate::decode::encode::SERVER.to_string().parse().unwrap(),
+    ])
+}
+
 /// An empty scratch directory of this test process, named after `what`.
 pub fn scratch_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("keytrail-{what}-{}", std::process::id()));

@@ -49,8 +49,14 @@ fn endpoint_named(r: &Value, kind: &str, pid: u32, host: &str, source: &str) -> 
         && r["endpoint"]["host_source"] == source
 }
 
-/// dnsmasq answering from `records` on 10.77.0.1 inside `ns`, and nothing else.
+/// dnsmasq answering from `records` on 10.77.0.1 (the namespace's resolver) inside `ns`, and
+/// nothing else.
 fn dnsmasq(ns: &Netns, records: &[&str]) -> KillOnDrop {
+    dnsmasq_on(ns, "10.77.0.1", records)
+}
+
+/// dnsmasq answering from `records` on `address` inside `ns`.
+fn dnsmasq_on(ns: &Netns, address: &str, records: &[&str]) -> KillOnDrop {
     KillOnDrop(
         ns.command("dnsmasq")
             .args([
@@ -58,10 +64,10 @@ fn dnsmasq(ns: &Netns, records: &[&str]) -> KillOnDrop {
                 "--no-resolv",
                 "--no-hosts",
                 "--bind-interfaces",
-                "--listen-address=10.77.0.1",
                 "--user=root",
             ])
-            .arg(format!("--pid-file=/tmp/{}.dnsmasq.pid", ns.name))
+            .arg(format!("--listen-address={address}"))
+            .arg(format!("--pid-file=/tmp/{}.{address}.dnsmasq.pid", ns.name))
             .args(records)
             .stderr(Stdio::null())
             .spawn()
@@ -402,10 +408,85 @@ except OSError:
     assert_eq!(used["endpoint"]["host"], Value::Null, "{used}");
     let (records, stderr) = k.stop();
     let stats = records.iter().find(|r| r["type"] == "stats").unwrap();
+    // The forgery came from another address than the one asked: the kernel did not report it.
     assert!(
-        stats["names"]["dns_unmatched"].as_u64() >= Some(1),
+        stats["names"]["dns_unsolicited"].as_u64() >= Some(1),
         "{stats}"
     );
     assert!(stats["names"]["dns_answers"].as_u64() >= Some(1), "{stats}");
+    assert_no_secret(&records, &stderr, &[TOKEN]);
+}
+
+/// An answer from a DNS server the process chose, not one the host set, names nothing: a user
+/// who asks a server of their own for api.github.com (as `dig @server` does) and connects where
+/// it says is out of scope, as with no DNS at all; the same name through the namespace's
+/// resolver names its address. Before, any server's answer named the address and silenced the
+/// scope.
+#[test]
+fn an_answer_from_a_server_the_process_chose_names_nothing() {
+    require_root();
+    let user = user_with_netrc("dnschosen");
+    let ns = Netns::create(
+        "dnschosen",
+        &[
+            "10.77.0.1/24",
+            "10.77.0.2/24",
+            "10.77.0.10/24",
+            "10.77.0.66/24",
+        ],
+        "10.77.0.1",
+    );
+    let mut k = Keytrail::start(&[]);
+    let _resolver = dnsmasq(&ns, &["--address=/api.github.com/10.77.0.10"]);
+    let _chosen = dnsmasq_on(&ns, "10.77.0.2", &["--address=/api.github.com/10.77.0.66"]);
+    wait_until_resolves(&ns, "api.github.com");
+    let script = r#"
+import os, socket, struct
+open(os.path.expanduser('~/.netrc')).read()
+query = struct.pack('>HHHHHH', 0x6b74, 0x0100, 1, 0, 0, 0)
+query += b''.join(bytes([len(p)]) + p for p in [b'api', b'github', b'com']) + b'\0'
+query += struct.pack('>HH', 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+for _ in range(10):
+    s.sendto(query, ('10.77.0.2', 53))
+    try:
+        answer = s.recv(512)
+        break
+    except socket.timeout:
+        pass
+for target in [socket.inet_ntoa(answer[-4:]), 'api.github.com']:
+    try:
+        socket.create_connection((target, 443), timeout=3).close()
+    except OSError:
+        pass
+"#;
+    let pid = run_pid(ns.command_as(&user, "python3").args(["-c", script]));
+    let finding = k.wait_for(
+        "out-of-scope-use at the chosen server's address",
+        WAIT,
+        |r| {
+            r["type"] == "finding"
+                && r["rule"] == "out-of-scope-use"
+                && r["process"]["pid"] == pid
+                && r["endpoint"]["ip"] == "10.77.0.66"
+        },
+    );
+    assert_eq!(finding["endpoint"]["host"], Value::Null, "{finding}");
+    k.wait_for("the use named by the namespace's resolver", WAIT, |r| {
+        endpoint_named(r, "credential_use", pid, "api.github.com", "dns")
+            && r["endpoint"]["ip"] == "10.77.0.10"
+    });
+    let (records, stderr) = k.stop();
+    let stats = records.iter().find(|r| r["type"] == "stats").unwrap();
+    assert!(
+        stats["names"]["dns_untrusted"].as_u64() >= Some(1),
+        "{stats}"
+    );
+    assert!(
+        stderr.contains("DNS answers name endpoints when they come from:")
+            && stderr.contains("10.77.0.1"),
+        "the log says which resolvers are trusted:\n{stderr}"
+    );
     assert_no_secret(&records, &stderr, &[TOKEN]);
 }

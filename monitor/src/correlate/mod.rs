@@ -26,7 +26,7 @@ use crate::{
     catalog::Catalog,
     clock::Clock,
     decode::{Connect, KernelEvent},
-    names::{NameCounts, Namer, Settled},
+    names::{NameCounts, Namer, Resolvers, Settled},
     policy::Policy,
     process::{ProcKey, Process, ProcessTracker},
     record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
@@ -89,7 +89,12 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(tracker: ProcessTracker, clock: Clock, policy: Arc<Policy>) -> Self {
+    pub fn new(
+        tracker: ProcessTracker,
+        clock: Clock,
+        policy: Arc<Policy>,
+        resolvers: Resolvers,
+    ) -> Self {
         Self {
             tracker,
             clock,
@@ -100,7 +105,7 @@ impl Correlator {
             connections_evicted: 0,
             uses: HashSet::default(),
             uses_evicted: 0,
-            namer: Namer::new(),
+            namer: Namer::new(resolvers),
             pending: pending::Pending::default(),
             process_refs: HashMap::default(),
         }
@@ -203,7 +208,7 @@ impl Correlator {
     fn on_named(&mut self, pid: u32, settled: Settled, out: &mut Vec<Record>) {
         let mut answered = false;
         if let Some(process) = self.tracker.get(pid).cloned() {
-            let resolvers: Vec<u32> = std::iter::once(pid)
+            let askers: Vec<u32> = std::iter::once(pid)
                 .chain(
                     self.tracker
                         .ancestors(process.key, MAX_ANCESTORS)
@@ -219,7 +224,7 @@ impl Correlator {
                         .endpoint
                         .ip
                         .parse()
-                        .is_ok_and(|ip| self.namer.answered(ip, name, &resolvers, h.boot_ns));
+                        .is_ok_and(|ip| self.namer.answered(ip, name, &askers, h.boot_ns));
                     h.endpoint.name_by_tls(name, answered);
                 }
             }
@@ -273,10 +278,10 @@ impl Correlator {
     fn on_connect(&mut self, c: &Connect, secrets: &Secrets, out: &mut Vec<Record>) {
         let process = self.tracker.get_or_learn(c.pid, &c.comm, c.uid).clone();
         let ancestors = self.tracker.ancestors(process.key, MAX_ANCESTORS);
-        let resolvers: Vec<u32> = std::iter::once(c.pid)
+        let askers: Vec<u32> = std::iter::once(c.pid)
             .chain(ancestors.iter().map(|k| k.pid))
             .collect();
-        let host = self.namer.lookup(c.ip, &resolvers, c.boot_ns);
+        let host = self.namer.lookup(c.ip, &askers, c.boot_ns);
         let endpoint = EndpointRef {
             ip: c.ip.to_string(),
             port: c.port,

@@ -45,7 +45,12 @@ impl Fixture {
         let mut catalog = Catalog::new(vec![source], Secrets::new(Fingerprinter::with_key(5)));
         catalog.resolve(&policy);
         let mut f = Self {
-            correlator: Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy),
+            correlator: Correlator::new(
+                ProcessTracker::new(100, None),
+                Clock::fixed(0),
+                policy,
+                crate::testing::resolvers(),
+            ),
             catalog,
             netrc: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
             dir,

@@ -86,7 +86,12 @@ fn connect(pid: u32, port: u16) -> KernelEvent {
 /// Runs a recorded stream; returns (type, pid, via) of each record.
 fn run(events: &[KernelEvent], catalog: &mut Catalog) -> Vec<(String, u32, Option<Via>)> {
     let policy = Arc::new(Policy::embedded());
-    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
+    let mut c = Correlator::new(
+        ProcessTracker::new(100, None),
+        Clock::fixed(0),
+        policy,
+        crate::testing::resolvers(),
+    );
     let mut out = Vec::new();
     for e in events {
         c.handle(e, catalog, &mut out);
@@ -226,7 +231,12 @@ fn a_secret_variable_is_read_at_exec_and_inherited_without_a_new_read() {
 fn the_same_secret_in_a_file_and_a_variable_is_one_identity() {
     let (mut catalog, _, path) = catalog_with_netrc("identity");
     let policy = Arc::new(Policy::embedded());
-    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
+    let mut c = Correlator::new(
+        ProcessTracker::new(100, None),
+        Clock::fixed(0),
+        policy,
+        crate::testing::resolvers(),
+    );
     let mut out = Vec::new();
     let env = [("NETRC_PASSWORD", "netrc-secret-1")];
     c.handle(&exec_env(80, 1, "sh", &env), &mut catalog, &mut out);
@@ -271,7 +281,12 @@ fn tasks_of_one_agent_hand_credentials_across_only_in_scope() {
 fn one_variable_name_with_two_secrets_is_two_identities() {
     let (mut catalog, _, path) = catalog_with_netrc("two-env");
     let policy = Arc::new(Policy::embedded());
-    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
+    let mut c = Correlator::new(
+        ProcessTracker::new(100, None),
+        Clock::fixed(0),
+        policy,
+        crate::testing::resolvers(),
+    );
     let mut out = Vec::new();
     c.handle(
         &exec_env(110, 1, "sh", &[("GITHUB_TOKEN", "token-value-aaaa")]),
@@ -299,7 +314,12 @@ fn one_variable_name_with_two_secrets_is_two_identities() {
 fn remembered_uses_are_bounded_and_none_is_missed() {
     let (mut catalog, file, path) = catalog_with_netrc("bounded_uses");
     let policy = Arc::new(Policy::embedded());
-    let mut c = Correlator::new(ProcessTracker::new(100, None), Clock::fixed(0), policy);
+    let mut c = Correlator::new(
+        ProcessTracker::new(100, None),
+        Clock::fixed(0),
+        policy,
+        crate::testing::resolvers(),
+    );
     let mut out = Vec::new();
     c.handle(&exec(10, 1, "python3"), &mut catalog, &mut out);
     c.handle(&access(10, file), &mut catalog, &mut out);

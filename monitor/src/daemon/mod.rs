@@ -19,6 +19,7 @@ use crate::{
         probes::{Counters, Maps, Probes, Purpose},
         readiness,
     },
+    names::Resolvers,
     pipeline::{Pipeline, SourceCounts},
     policy::Policy,
     privileges,
@@ -118,7 +119,12 @@ pub async fn run(
         catalog.credentials().count()
     );
 
-    let mut pipeline = Pipeline::new(tracker, clock, Arc::clone(&policy));
+    let resolvers = Resolvers::system(policy.names.resolvers.clone());
+    log::info!(
+        "DNS answers name endpoints when they come from: {}",
+        resolvers.describe()
+    );
+    let mut pipeline = Pipeline::new(tracker, clock, Arc::clone(&policy), resolvers);
     let mut counts = SourceCounts::default();
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
@@ -273,6 +279,7 @@ fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
     counts.ringbuf_full = counters.ringbuf_full();
     counts.critical_full = counters.critical_full();
     counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
+    counts.dns_unsolicited = counters.get(counter::DNS_UNSOLICITED);
 }
 
 /// Records could no longer be written: the stats record went to the log instead.

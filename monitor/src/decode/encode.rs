@@ -87,6 +87,9 @@ pub fn connect4(pid: u32, ip: [u8; 4], port: u16) -> Vec<u8> {
 }
 
 /// A DNS answer (`EventKind::DnsAnswer`) or TLS segment (`EventKind::TlsHello`) for `pid`.
+/// The DNS server recorded packets come from and go to.
+pub const SERVER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 53);
+
 pub fn payload(
     kind: EventKind,
     pid: u32,
@@ -102,10 +105,15 @@ pub fn payload(
         header: header(kind, pid, 2_500),
         cookie,
         protocol,
-        _pad: 0,
+        family: libc::AF_INET as u16,
         seq,
         total_len: data.len() as u32,
         len: len as u32,
+        peer: {
+            let mut peer = [0u8; 16];
+            peer[..4].copy_from_slice(&SERVER.octets());
+            peer
+        },
         data: buf,
     })
 }

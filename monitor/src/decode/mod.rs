@@ -145,6 +145,9 @@ pub struct Payload {
     /// Bytes the packet carried; more than `data.len()` when the kernel kept only the start.
     pub total_len: usize,
     pub data: Vec<u8>,
+    /// The server an answer came from, or a query or hello went to; None when the kernel could
+    /// not read it.
+    pub peer: Option<IpAddr>,
     pub boot_ns: u64,
 }
 
@@ -157,6 +160,7 @@ impl fmt::Debug for Payload {
             .field("seq", &self.seq)
             .field("total_len", &self.total_len)
             .field("len", &self.data.len())
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -277,11 +281,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         EventKind::Connect => {
             let e: ConnectEvent = read(bytes)?;
-            let ip = if e.family == libc::AF_INET6 as u16 {
-                IpAddr::V6(Ipv6Addr::from(e.addr))
-            } else {
-                IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]))
-            };
+            let ip = ip_address(e.family, e.addr).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             KernelEvent::Connect(Connect {
                 pid,
                 uid: e.uid,
@@ -308,10 +308,23 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 seq: e.seq,
                 total_len: e.total_len as usize,
                 data: e.data[..len].to_vec(),
+                peer: ip_address(e.family, e.peer),
                 boot_ns,
             })
         }
     })
+}
+
+/// An address as the kernel programs send it: `family` AF_INET (IPv4 in the first 4 bytes) or
+/// AF_INET6, in network byte order; None for another family.
+fn ip_address(family: u16, bytes: [u8; 16]) -> Option<IpAddr> {
+    match i32::from(family) {
+        libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        libc::AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(bytes))),
+        _ => None,
+    }
 }
 
 /// Encoders for tests elsewhere in the crate: the bytes the kernel programs would send.

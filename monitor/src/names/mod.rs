@@ -2,6 +2,7 @@
 //! name in TLS ClientHellos. Fed the payload events of the kernel's packet programs
 //! (monitor-ebpf/src/packets.rs); bad packets are counted and ignored, never fatal.
 mod dns;
+mod resolvers;
 mod stream;
 mod table;
 mod tls;
@@ -15,7 +16,10 @@ use std::{
 use monitor_common::{PAYLOAD_LEN, TLS_SEGMENTS};
 use serde::{Deserialize, Serialize};
 
-pub use self::tls::{Hello, server_name};
+pub use self::{
+    resolvers::Resolvers,
+    tls::{Hello, server_name},
+};
 use self::{stream::Stream, table::NameTable};
 use crate::{
     decode::{Payload, PayloadKind},
@@ -48,6 +52,14 @@ pub struct NameCounts {
     /// question): ignored, as a spoofed or stale answer would be.
     #[serde(default)]
     pub dns_unmatched: u64,
+    /// DNS responses that answered a query, from a server the host's administrator did not
+    /// set (see `Resolvers`): they name nothing.
+    #[serde(default)]
+    pub dns_untrusted: u64,
+    /// DNS answers over UDP the kernel did not report: to a socket with no query outstanding,
+    /// or from another address than the one asked.
+    #[serde(default)]
+    pub dns_unsolicited: u64,
     /// DNS packets that did not parse (malformed, or queries where answers were expected).
     pub dns_malformed: u64,
     /// DNS messages larger than the kernel keeps per packet, or with a missed TCP segment.
@@ -73,26 +85,30 @@ struct PartialHello {
     segments: u32,
 }
 
+/// A question a socket sent: its answer must come from `server`.
+struct Query {
+    question: dns::Question,
+    server: Option<IpAddr>,
+    at_ns: u64,
+}
+
 pub struct Namer {
     table: NameTable,
-    /// Questions each socket sent and has not had answered (with when), by socket cookie.
-    queries: HashMap<u64, VecDeque<(dns::Question, u64)>>,
+    resolvers: Resolvers,
+    /// Questions each socket sent and has not had answered, by socket cookie.
+    queries: HashMap<u64, VecDeque<Query>>,
     /// Unfinished DNS-over-TCP messages, with when their last segment came.
     dns_streams: HashMap<u64, (Stream, u64)>,
     hellos: HashMap<u64, PartialHello>,
     pub counts: NameCounts,
 }
 
-impl Default for Namer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Namer {
-    pub fn new() -> Self {
+    /// Answers name addresses when they come from `resolvers`.
+    pub fn new(resolvers: Resolvers) -> Self {
         Self {
             table: NameTable::new(TABLE_CAPACITY),
+            resolvers,
             queries: HashMap::new(),
             dns_streams: HashMap::new(),
             hellos: HashMap::new(),
@@ -110,7 +126,7 @@ impl Namer {
             }
             PayloadKind::DnsAnswer => {
                 let cut = p.total_len > p.data.len();
-                self.on_dns_message(&p.data, cut, p.cookie, p.pid, p.boot_ns);
+                self.on_dns_message(&p.data, cut, p, p.boot_ns);
                 None
             }
             PayloadKind::DnsQuery => {
@@ -121,15 +137,15 @@ impl Namer {
         }
     }
 
-    /// The name `addr` was given by DNS: the newest answer `resolvers` (the connecting process,
+    /// The name `addr` was given by DNS: the newest answer `askers` (the connecting process,
     /// then its ancestors) received. Another process's answer names nothing of this one's.
-    pub fn lookup(&self, addr: IpAddr, resolvers: &[u32], now_ns: u64) -> Option<Arc<str>> {
-        self.table.lookup(addr, resolvers, now_ns)
+    pub fn lookup(&self, addr: IpAddr, askers: &[u32], now_ns: u64) -> Option<Arc<str>> {
+        self.table.lookup(addr, askers, now_ns)
     }
 
-    /// Whether DNS told one of `resolvers` that `name` is at `addr` (see `NameTable::answered`).
-    pub fn answered(&self, addr: IpAddr, name: &str, resolvers: &[u32], now_ns: u64) -> bool {
-        self.table.answered(addr, name, resolvers, now_ns)
+    /// Whether DNS told one of `askers` that `name` is at `addr` (see `NameTable::answered`).
+    pub fn answered(&self, addr: IpAddr, name: &str, askers: &[u32], now_ns: u64) -> bool {
+        self.table.answered(addr, name, askers, now_ns)
     }
 
     /// Forgets expired answers, and queries and unfinished messages waited for too long.
@@ -138,7 +154,7 @@ impl Namer {
         let live = |at: u64| now_ns.saturating_sub(at) < DNS_WAIT_NS;
         self.dns_streams.retain(|_, (_, at)| live(*at));
         self.queries.retain(|_, pending| {
-            pending.retain(|(_, at)| live(*at));
+            pending.retain(|q| live(q.at_ns));
             !pending.is_empty()
         });
     }
@@ -167,7 +183,11 @@ impl Namer {
                     if pending.len() >= QUERIES_PER_SOCKET {
                         pending.pop_front();
                     }
-                    pending.push_back((question, p.boot_ns));
+                    pending.push_back(Query {
+                        question,
+                        server: p.peer,
+                        at_ns: p.boot_ns,
+                    });
                 }
                 Err(e) => {
                     self.counts.dns_malformed += 1;
@@ -177,12 +197,21 @@ impl Namer {
         }
     }
 
-    /// Takes `question` from the queries `cookie` has outstanding; false when it sent none such.
-    fn take_query(&mut self, cookie: u64, question: &dns::Question) -> bool {
+    /// Takes `question`, asked of `server`, from the queries `cookie` has outstanding; false
+    /// when it sent none such.
+    fn take_query(
+        &mut self,
+        cookie: u64,
+        question: &dns::Question,
+        server: Option<IpAddr>,
+    ) -> bool {
         let Some(pending) = self.queries.get_mut(&cookie) else {
             return false;
         };
-        let Some(at) = pending.iter().position(|(q, _)| q == question) else {
+        let Some(at) = pending
+            .iter()
+            .position(|q| q.question == *question && q.server == server)
+        else {
             return false;
         };
         pending.remove(at);
@@ -192,24 +221,37 @@ impl Namer {
         true
     }
 
-    fn on_dns_message(&mut self, bytes: &[u8], cut: bool, cookie: u64, resolver: u32, now_ns: u64) {
+    /// One DNS message that came in on the socket of `p` (for TCP, one of a segment's).
+    fn on_dns_message(&mut self, bytes: &[u8], cut: bool, p: &Payload, now_ns: u64) {
+        let asker = p.pid;
         match dns::answers(bytes) {
-            Ok(response) if !self.take_query(cookie, &response.question) => {
+            Ok(response) if !self.take_query(p.cookie, &response.question, p.peer) => {
                 self.counts.dns_unmatched += 1;
                 log::debug!(
-                    "ignored a DNS answer to pid {resolver}: it answers no query its socket sent"
+                    "ignored a DNS answer to pid {asker}: it answers no query its socket sent"
+                );
+            }
+            Ok(_)
+                if !p
+                    .peer
+                    .is_some_and(|server| self.resolvers.trusts(server, now_ns)) =>
+            {
+                self.counts.dns_untrusted += 1;
+                log::debug!(
+                    "ignored a DNS answer to pid {asker} from {:?}: not a resolver the host set",
+                    p.peer
                 );
             }
             Ok(response) => {
                 self.counts.dns_answers += 1;
                 for a in response.answers {
-                    self.table.learn(a.addr, &a.name, resolver, a.ttl, now_ns);
+                    self.table.learn(a.addr, &a.name, asker, a.ttl, now_ns);
                 }
             }
             Err(_) if cut => self.counts.dns_truncated += 1,
             Err(e) => {
                 self.counts.dns_malformed += 1;
-                log::debug!("ignored a DNS packet for pid {resolver}: {e}");
+                log::debug!("ignored a DNS packet for pid {asker}: {e}");
             }
         }
     }
@@ -249,7 +291,7 @@ impl Namer {
             self.dns_streams.remove(&p.cookie);
         }
         for message in messages {
-            self.on_dns_message(&message, false, p.cookie, p.pid, p.boot_ns);
+            self.on_dns_message(&message, false, p, p.boot_ns);
         }
     }
 

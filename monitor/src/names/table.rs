@@ -1,4 +1,4 @@
-//! Address -> host name, from DNS answers, per resolver. Bounded: entries expire with their TTL
+//! Address -> host name, from DNS answers, per asker (the process that asked). Bounded: entries expire with their TTL
 //! (with a floor, see `MIN_TTL`), and past `capacity` the oldest answers go first.
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
@@ -14,7 +14,7 @@ const NAMES_PER_ADDRESS: usize = 8;
 struct Entry {
     name: Arc<str>,
     /// The process whose socket received the answer.
-    resolver: u32,
+    asker: u32,
     seen_ns: u64,
     expires_ns: u64,
 }
@@ -39,18 +39,18 @@ impl NameTable {
         self.len
     }
 
-    /// Remembers that `resolver` was told `addr` is `name` at `now_ns`, for `ttl` seconds.
-    pub fn learn(&mut self, addr: IpAddr, name: &str, resolver: u32, ttl: u32, now_ns: u64) {
+    /// Remembers that `asker` was told `addr` is `name` at `now_ns`, for `ttl` seconds.
+    pub fn learn(&mut self, addr: IpAddr, name: &str, asker: u32, ttl: u32, now_ns: u64) {
         let ttl = Duration::from_secs(ttl.into()).clamp(MIN_TTL, MAX_TTL);
         let entries = self.by_addr.entry(addr).or_default();
         let before = entries.len();
-        entries.retain(|e| !(e.resolver == resolver && *e.name == *name));
+        entries.retain(|e| !(e.asker == asker && *e.name == *name));
         if entries.len() >= NAMES_PER_ADDRESS {
             entries.remove(0); // oldest first: entries are kept in the order they were seen
         }
         entries.push(Entry {
             name: name.into(),
-            resolver,
+            asker,
             seen_ns: now_ns,
             expires_ns: now_ns.saturating_add(ttl.as_nanos() as u64),
         });
@@ -60,31 +60,31 @@ impl NameTable {
         }
     }
 
-    /// The name `addr` had for the first of `resolvers` that was told one (the connecting
+    /// The name `addr` had for the first of `askers` that was told one (the connecting
     /// process, then its ancestors); none from other processes' answers, which another user
     /// could have asked for to name this one's address.
-    /// Whether one of `resolvers` was told, in an answer still live, that `name` is at `addr`:
+    /// Whether one of `askers` was told, in an answer still live, that `name` is at `addr`:
     /// several names may share an address (a CDN), and the newest is only the one `lookup`
     /// gives.
-    pub fn answered(&self, addr: IpAddr, name: &str, resolvers: &[u32], now_ns: u64) -> bool {
+    pub fn answered(&self, addr: IpAddr, name: &str, askers: &[u32], now_ns: u64) -> bool {
         self.by_addr.get(&addr).is_some_and(|entries| {
-            entries.iter().any(|e| {
-                e.expires_ns > now_ns && &*e.name == name && resolvers.contains(&e.resolver)
-            })
+            entries
+                .iter()
+                .any(|e| e.expires_ns > now_ns && &*e.name == name && askers.contains(&e.asker))
         })
     }
 
-    pub fn lookup(&self, addr: IpAddr, resolvers: &[u32], now_ns: u64) -> Option<Arc<str>> {
+    pub fn lookup(&self, addr: IpAddr, askers: &[u32], now_ns: u64) -> Option<Arc<str>> {
         let live: Vec<&Entry> = self
             .by_addr
             .get(&addr)?
             .iter()
             .filter(|e| e.expires_ns > now_ns)
             .collect();
-        resolvers.iter().find_map(|&r| {
+        askers.iter().find_map(|&r| {
             live.iter()
                 .rev()
-                .find(|e| e.resolver == r)
+                .find(|e| e.asker == r)
                 .map(|e| Arc::clone(&e.name))
         })
     }

@@ -38,13 +38,14 @@ fn payload(kind: PayloadKind, protocol: Protocol, seq: u32, data: &[u8]) -> Payl
         seq,
         total_len: data.len(),
         data: data.to_vec(),
+        peer: Some(crate::decode::encode::SERVER.into()),
         boot_ns: 1_000,
     }
 }
 
 #[test]
 fn udp_answers_name_addresses_and_bad_packets_are_counted() {
-    let mut n = Namer::new();
+    let mut n = Namer::new(crate::testing::resolvers());
     let udp = |data: &[u8]| payload(PayloadKind::DnsAnswer, Protocol::Udp, 0, data);
     let asked = |data: &[u8]| payload(PayloadKind::DnsQuery, Protocol::Udp, 0, data);
     n.on_payload(&asked(&query(1, "api.github.com.")));
@@ -69,9 +70,63 @@ fn udp_answers_name_addresses_and_bad_packets_are_counted() {
     );
 }
 
+/// A process can ask a server of its own choosing (`dig @203.0.113.9 api.github.com`) and get
+/// any address it likes for the name: such an answer names nothing. And an answer must come
+/// from the server the query went to.
+#[test]
+fn only_answers_from_the_server_asked_and_trusted_name_addresses() {
+    let mut n = Namer::new(crate::testing::resolvers());
+    let chosen: IpAddr = "203.0.113.9".parse().unwrap();
+    let from = |kind, server: IpAddr, data: &[u8]| Payload {
+        peer: Some(server),
+        ..payload(kind, Protocol::Udp, 0, data)
+    };
+    n.on_payload(&from(
+        PayloadKind::DnsQuery,
+        chosen,
+        &query(1, "api.github.com."),
+    ));
+    n.on_payload(&from(
+        PayloadKind::DnsAnswer,
+        chosen,
+        &answer("api.github.com.", [10, 0, 0, 66]),
+    ));
+    let trusted: IpAddr = crate::decode::encode::SERVER.into();
+    n.on_payload(&from(
+        PayloadKind::DnsQuery,
+        trusted,
+        &query(1, "api.github.com."),
+    ));
+    n.on_payload(&from(
+        PayloadKind::DnsAnswer,
+        chosen,
+        &answer("api.github.com.", [10, 0, 0, 67]),
+    ));
+    let ip = |s: &str| s.parse().unwrap();
+    assert_eq!(n.lookup(ip("10.0.0.66"), &[42], 2_000), None);
+    assert_eq!(n.lookup(ip("10.0.0.67"), &[42], 2_000), None);
+    assert_eq!(
+        n.counts,
+        NameCounts {
+            dns_untrusted: 1,
+            dns_unmatched: 1,
+            ..NameCounts::default()
+        }
+    );
+    n.on_payload(&from(
+        PayloadKind::DnsAnswer,
+        trusted,
+        &answer("api.github.com.", [10, 0, 0, 10]),
+    ));
+    assert_eq!(
+        n.lookup(ip("10.0.0.10"), &[42], 2_000).as_deref(),
+        Some("api.github.com")
+    );
+}
+
 #[test]
 fn tcp_answers_are_put_together_from_segments() {
-    let mut n = Namer::new();
+    let mut n = Namer::new(crate::testing::resolvers());
     let message = answer("registry.npmjs.org.", [10, 0, 0, 12]);
     let mut framed = (message.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&message);
@@ -105,7 +160,7 @@ fn tcp_answers_are_put_together_from_segments() {
 
 #[test]
 fn a_hello_split_in_two_segments_settles_with_its_name() {
-    let mut n = Namer::new();
+    let mut n = Namer::new(crate::testing::resolvers());
     let tls = |seq, data: &[u8]| payload(PayloadKind::TlsHello, Protocol::Tcp, seq, data);
     assert_eq!(n.on_payload(&tls(5, &HELLO[..60])), None);
     assert_eq!(
@@ -130,7 +185,7 @@ fn a_hello_split_in_two_segments_settles_with_its_name() {
 
 #[test]
 fn an_answer_counts_only_for_a_query_its_socket_sent() {
-    let mut n = Namer::new();
+    let mut n = Namer::new(crate::testing::resolvers());
     let udp = |kind, data: &[u8]| payload(kind, Protocol::Udp, 0, data);
     n.on_payload(&udp(PayloadKind::DnsQuery, &query(77, "api.github.com.")));
     // Spoofed: the wrong id, then the wrong question, then another socket.
@@ -163,7 +218,7 @@ fn an_answer_counts_only_for_a_query_its_socket_sent() {
 
 #[test]
 fn unfinished_dns_over_tcp_is_bounded_in_bytes_over_all_streams() {
-    let mut n = Namer::new();
+    let mut n = Namer::new(crate::testing::resolvers());
     // Each stream announces a 65,535-byte message and sends 1,200 bytes of it, never the rest.
     let mut start = vec![0xff, 0xff];
     start.extend_from_slice(&[0u8; 1198]);

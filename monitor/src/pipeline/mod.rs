@@ -11,7 +11,7 @@ use crate::{
     clock::Clock,
     correlate::Correlator,
     decode::KernelEvent,
-    names::NameCounts,
+    names::{NameCounts, Resolvers},
     policy::Policy,
     process::ProcessTracker,
     record::{Evictions, Finding, Record},
@@ -33,6 +33,8 @@ pub struct SourceCounts {
     pub undecodable: u64,
     /// Packets on watched sockets the kernel could not parse.
     pub packets_unparsed: u64,
+    /// DNS answers over UDP the kernel did not report (none asked for, or another sender).
+    pub dns_unsolicited: u64,
     /// Secrets from variables the catalog forgot to stay bounded.
     pub secrets_forgotten: u64,
     /// Runs of the kernel programs the kernel skipped (the program busy on that CPU).
@@ -47,9 +49,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(tracker: ProcessTracker, clock: Clock, policy: Arc<Policy>) -> Self {
+    /// DNS answers name endpoints when they come from `resolvers`.
+    pub fn new(
+        tracker: ProcessTracker,
+        clock: Clock,
+        policy: Arc<Policy>,
+        resolvers: Resolvers,
+    ) -> Self {
         Self {
-            correlator: Correlator::new(tracker, clock, Arc::clone(&policy)),
+            correlator: Correlator::new(tracker, clock, Arc::clone(&policy), resolvers),
             engine: Engine::new(policy),
             producers: flood::Producers::default(),
         }
@@ -57,7 +65,12 @@ impl Pipeline {
 
     /// For records that were correlated already (`replay`): the rules alone have work to do.
     pub fn for_records(policy: Arc<Policy>) -> Self {
-        Self::new(ProcessTracker::new(100, None), Clock::fixed(0), policy)
+        Self::new(
+            ProcessTracker::new(100, None),
+            Clock::fixed(0),
+            policy,
+            Resolvers::only(Vec::new()),
+        )
     }
 
     /// One kernel event: the records it makes, and the findings they prove, go to `out`.
@@ -147,6 +160,7 @@ impl Pipeline {
             missed_runs: source.missed_runs,
             names: NameCounts {
                 packets_unparsed: source.packets_unparsed,
+                dns_unsolicited: source.dns_unsolicited,
                 ..self.correlator.name_counts()
             },
             evicted: Evictions {

@@ -226,6 +226,7 @@ fn dns_payload(kind: PayloadKind, pid: u32, data: Vec<u8>, at_ms: u64) -> Kernel
         seq: 0,
         total_len: data.len(),
         data,
+        peer: Some(crate::decode::encode::SERVER.into()),
         boot_ns: at_ms * MS,
     })
 }
@@ -308,6 +309,7 @@ fn run(dir: &Path) -> Vec<Value> {
         ProcessTracker::new(100, None),
         Clock::fixed(0),
         Arc::clone(&policy),
+        crate::testing::resolvers(),
     );
     let mut out = Vec::new();
     let events = fs::read_to_string(dir.join("events.ndjson")).unwrap();

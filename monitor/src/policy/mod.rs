@@ -40,6 +40,18 @@ pub struct Policy {
     pub findings: FindingSettings,
     #[serde(default)]
     pub rules: BTreeMap<RuleId, RuleSettings>,
+    #[serde(default)]
+    pub names: NameSettings,
+}
+
+/// Where names for endpoints may come from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameSettings {
+    /// DNS servers whose answers name endpoints, besides those the host's resolv.conf files
+    /// name (a container runtime's, say). Answers from any other server name nothing.
+    #[serde(default)]
+    pub resolvers: Vec<Cidr>,
 }
 
 /// What policy says of one credential: decided once, when the catalog finds the credential (or
