@@ -158,6 +158,26 @@ fn credentials_that_appear_or_are_replaced_after_start_are_watched() {
     assert_no_secret(&records, &stderr, &[SECRET]);
 }
 
+/// An account added after keytrail started (useradd writes the account, then makes its
+/// home) has its home looked in too: before, homes were read once, at start.
+#[test]
+fn an_account_added_after_start_is_watched() {
+    require_root();
+    let mut k = Keytrail::start(&[]);
+    let user = TestUser::create("newacct");
+    let netrc = user.write(".netrc", &format!("machine x.test password {SECRET}\n"));
+    // The user database is looked at once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let reader = run_pid(Command::new("cat").arg(&netrc));
+    access_by(&mut k, reader, &path_str(&netrc));
+    let (records, stderr) = k.stop();
+    assert!(
+        stderr.contains("new home directories") && stderr.contains(&path_str(&user.home)),
+        "{stderr}"
+    );
+    assert_no_secret(&records, &stderr, &[SECRET]);
+}
+
 #[test]
 fn a_directory_deleted_and_made_again_is_watched_again() {
     require_root();

@@ -7,10 +7,10 @@ pub mod contents;
 mod homes;
 mod open;
 
-pub use self::homes::home_directories;
+pub use self::homes::Homes;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, btree_map::Entry},
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -97,6 +97,8 @@ pub struct Catalog {
     secrets: Secrets,
     /// Patterns that matched more files than `MAX_GLOB_MATCHES`, said once each in the log.
     capped: BTreeSet<String>,
+    /// Paths found to be another credential's file under another kind, said once each.
+    collisions: BTreeSet<PathBuf>,
 }
 
 impl Catalog {
@@ -107,7 +109,13 @@ impl Catalog {
             refused: Vec::new(),
             secrets,
             capped: Default::default(),
+            collisions: Default::default(),
         }
+    }
+
+    /// Looks for the policy's credentials in `homes` too (accounts added since start).
+    pub fn add_homes(&mut self, policy: &Policy, homes: &[PathBuf]) {
+        self.sources.extend(Self::policy_sources(policy, homes));
     }
 
     /// The policy's credential paths, `~/` taken as each of `homes`.
@@ -162,9 +170,12 @@ impl Catalog {
     }
 
     /// Looks at the filesystem again; returns which identities appeared and disappeared.
-    /// The first source to name a file gives its kind and path.
+    /// The first source to name a file gives its kind and path, except that a system path (or
+    /// `--watch`) wins over a home: a user cannot make a system credential another kind by
+    /// linking it into their home.
     pub fn resolve(&mut self, policy: &Policy) -> Changes {
-        let mut found = BTreeMap::new();
+        // Each credential found, and whether a home source found it.
+        let mut found: BTreeMap<FileKey, (Credential, bool)> = BTreeMap::new();
         self.refused.clear();
         for source in &self.sources {
             let (paths, more) = expand(&source.pattern);
@@ -178,7 +189,19 @@ impl Catalog {
             for path in paths {
                 match identify(&path, source, policy, &mut self.secrets) {
                     Ok(credential) => {
-                        found.entry(credential.file).or_insert(credential);
+                        let from_home = source.home.is_some();
+                        match found.entry(credential.file) {
+                            Entry::Vacant(slot) => {
+                                slot.insert((credential, from_home));
+                            }
+                            Entry::Occupied(mut first) if first.get().1 && !from_home => {
+                                say_collision(&mut self.collisions, &first.get().0, &credential);
+                                first.insert((credential, from_home));
+                            }
+                            Entry::Occupied(first) => {
+                                say_collision(&mut self.collisions, &credential, &first.get().0);
+                            }
+                        }
                     }
                     Err(open::Refusal::Missing) => {}
                     Err(why) => {
@@ -190,7 +213,7 @@ impl Catalog {
         }
         let before: BTreeSet<FileKey> = self.credentials.keys().copied().collect();
         let after: BTreeSet<FileKey> = found.keys().copied().collect();
-        self.credentials = found;
+        self.credentials = found.into_iter().map(|(k, (c, _))| (k, c)).collect();
         Changes {
             added: after.difference(&before).copied().collect(),
             removed: before.difference(&after).copied().collect(),
@@ -252,6 +275,21 @@ fn expand(pattern: &str) -> (Vec<PathBuf>, bool) {
 
 /// The credential at `path`, if it opens as open.rs allows. Its contents are read for hosts and
 /// fingerprints; the secret values go no further than `secrets.learn`.
+/// Says once that `lost` is the same file as `kept`, whose path and kind count, when their
+/// kinds differ.
+fn say_collision(said: &mut BTreeSet<PathBuf>, lost: &Credential, kept: &Credential) {
+    if lost.record.kind != kept.record.kind && said.insert(lost.path.clone()) {
+        log::info!(
+            "{} is the same file as {}: watched as {} ({}), not as {}",
+            lost.path.display(),
+            kept.path.display(),
+            kept.path.display(),
+            kept.record.kind,
+            lost.record.kind
+        );
+    }
+}
+
 fn identify(
     path: &Path,
     source: &Source,
@@ -411,6 +449,42 @@ mod tests {
             old.record.id
         );
         fs::remove_dir_all(home).unwrap();
+    }
+
+    /// A system credential linked into a home keeps its system kind and path, whichever
+    /// source names it first.
+    #[test]
+    fn a_system_path_wins_over_a_home_for_the_same_file() {
+        let root = scratch("collision");
+        let home = root.join("home");
+        fs::create_dir_all(home.join(".aws")).unwrap();
+        fs::write(root.join("admin.conf"), "token: kube-admin-token\n").unwrap();
+        fs::hard_link(root.join("admin.conf"), home.join(".aws/credentials")).unwrap();
+        let policy = Policy::embedded();
+        let in_home = Source {
+            home: Some(home.clone()),
+            ..Source::watched(
+                home.join(".aws/credentials").display().to_string(),
+                Kind::Aws,
+                &policy,
+            )
+        };
+        let system = Source::watched(
+            root.join("admin.conf").display().to_string(),
+            Kind::Kube,
+            &policy,
+        );
+        let mut catalog = Catalog::new(
+            vec![in_home, system],
+            Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
+        );
+        catalog.resolve(&policy);
+        let found: Vec<_> = catalog.credentials().collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].record.kind, Kind::Kube);
+        assert_eq!(found[0].path, root.join("admin.conf"));
+        assert!(catalog.collisions.contains(&home.join(".aws/credentials")));
+        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

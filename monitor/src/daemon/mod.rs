@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use self::drain::{DRAIN_BUDGET, Rings, drain};
 use crate::{
-    catalog::Catalog,
+    catalog::{Catalog, Homes},
     clock::{self, Clock},
     kernel::{
         preflight,
@@ -48,6 +48,7 @@ pub struct Settings {
 
 pub async fn run(
     mut catalog: Catalog,
+    mut homes: Homes,
     policy: Arc<Policy>,
     mut sink: Box<dyn Sink + Send>,
     settings: Settings,
@@ -222,6 +223,25 @@ pub async fn run(
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     pipeline.sweep(clock::boot_ns(), Timestamp::now());
+                    let appeared = homes.appeared();
+                    if !appeared.is_empty() {
+                        log::info!(
+                            "new home directories, looking for credentials in them: {}",
+                            appeared
+                                .iter()
+                                .map(|h| h.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        catalog.add_homes(&policy, &appeared);
+                        refresh_catalog(
+                            &mut catalog,
+                            &policy,
+                            &mut watched,
+                            &mut probes,
+                            &mut watcher,
+                        );
+                    }
                 }
             }
             Wake::Data => {}

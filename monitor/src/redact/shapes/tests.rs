@@ -1,6 +1,7 @@
 //! The shapes on the arguments the review found printed in clear, and on generated secrets in
 //! generated argument shapes.
 use super::*;
+use crate::testing::Rng;
 
 fn redacted(args: &[&str]) -> Vec<String> {
     let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -91,36 +92,20 @@ fn the_shapes_the_review_found_are_redacted() {
     );
 }
 
-/// xorshift: a small deterministic generator, so a failure names its seed and case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-
-    /// A secret: letters, digits and the punctuation tokens carry, 10-40 characters.
-    fn secret(&mut self) -> String {
-        const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+";
-        let len = 10 + (self.next() % 31) as usize;
-        (0..len)
-            .map(|_| CHARS[(self.next() % CHARS.len() as u64) as usize] as char)
-            .collect()
-    }
+/// A secret: letters, digits and the punctuation tokens carry, 10-40 characters.
+fn secret(rng: &mut Rng) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+";
+    let len = 10 + rng.below(31);
+    (0..len)
+        .map(|_| CHARS[rng.below(CHARS.len())] as char)
+        .collect()
 }
 
 #[test]
 fn generated_secrets_in_generated_shapes_never_come_out() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..5000 {
-        let secret = rng.secret();
+        let secret = secret(&mut rng);
         let key = rng.pick(&[
             "password",
             "token",

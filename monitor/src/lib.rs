@@ -1,0 +1,182 @@
+//! keytrail: an eBPF host-level credential-use monitor. See README.md for the data flow:
+//! kernel hook -> ring buffer -> decode -> process tracker -> catalog match -> correlate -> rules
+//! -> sink.
+//!
+//! A library only so that fuzz targets (`fuzz/`) can reach the parsers: [`main`] is the
+//! `keytrail` command, [`fuzzing`] the entry points; everything else is private.
+mod catalog;
+mod cli;
+mod clock;
+mod correlate;
+mod daemon;
+mod decode;
+mod fingerprint;
+pub mod fuzzing;
+mod kernel;
+mod names;
+mod pipeline;
+mod policy;
+mod privileges;
+mod process;
+mod record;
+mod redact;
+mod replay;
+mod rules;
+mod sink;
+#[cfg(test)]
+mod testing;
+mod vocab;
+mod watcher;
+
+use std::{io::IsTerminal, path::Path, process::ExitCode, sync::Arc};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::{
+    catalog::{Catalog, Homes, Source},
+    cli::{Cli, Command, WatchArgs},
+    fingerprint::Fingerprinter,
+    policy::Policy,
+    redact::Secrets,
+    sink::Format,
+    vocab::Kind,
+};
+
+/// Exit status of `run` when its output was closed under it (0: stopped by a signal; 1: another
+/// error; 2: bad usage).
+const EXIT_OUTPUT_CLOSED: u8 = 3;
+
+/// The `keytrail` command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // -v is keytrail's own detail; aya's (hundreds of relocation lines at load) only from -vv.
+    let level =
+        ["info", "info,keytrail=debug", "debug,keytrail=trace"][cli.verbose.min(2) as usize];
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Catalog(args) => print_catalog(&args.watch, args.format),
+        Command::Policy(_) => {
+            print!("{}", policy::DEFAULT_TEXT);
+            Ok(())
+        }
+        Command::CheckConfig(args) => check_config(&args.file),
+        Command::Replay(args) => load_policy(args.config.as_deref())
+            .and_then(|policy| replay::run(&args.file, Arc::new(policy), args.format)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `run` whose output went away: what it saw is in the log; say so in the status too.
+        Err(e) if e.downcast_ref::<daemon::OutputClosed>().is_some() => {
+            log::error!("{e:#}");
+            ExitCode::from(EXIT_OUTPUT_CLOSED)
+        }
+        // A reader that went away (`keytrail replay F | head`) is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--config FILE`, or the embedded default.
+fn load_policy(config: Option<&Path>) -> anyhow::Result<Policy> {
+    match config {
+        Some(path) => Ok(Policy::load(path)?),
+        None => Ok(Policy::embedded()),
+    }
+}
+
+/// The policy's credentials in `homes`, plus `--watch` entries.
+fn catalog(args: &WatchArgs, policy: &Policy, homes: &Homes) -> anyhow::Result<Catalog> {
+    let mut sources: Vec<Source> = args
+        .watch
+        .iter()
+        .map(|(path, kind)| {
+            let kind = kind.unwrap_or_else(|| Kind::guess(path));
+            Source::watched(path.clone(), kind, policy)
+        })
+        .collect();
+    sources.extend(Catalog::policy_sources(policy, homes.present()));
+    let printer = Fingerprinter::random().context("reading a fingerprint key from /dev/urandom")?;
+    Ok(Catalog::new(sources, Secrets::new(printer)))
+}
+
+fn run(args: cli::RunArgs) -> anyhow::Result<()> {
+    // No core dump (it would hold environments and secrets on their way to a fingerprint), and
+    // /proc/PID of keytrail readable by root only.
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let policy = load_policy(args.watch.config.as_deref())?;
+    let homes = Homes::read(args.watch.passwd.as_deref());
+    let catalog = catalog(&args.watch, &policy, &homes)?;
+    let colour = args.format == Format::Text && std::io::stdout().is_terminal();
+    let sink = sink::for_format(args.format, daemon::stdout(), colour);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(daemon::run(
+        catalog,
+        homes,
+        Arc::new(policy),
+        sink,
+        daemon::Settings {
+            stats_interval: args.stats_interval,
+            skip_hooks: args.skip_hooks,
+        },
+    ))
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let policy = Policy::load(path)?;
+    let paths: usize = policy
+        .credentials
+        .iter()
+        .map(|c| c.get_ref().paths.len())
+        .sum();
+    println!(
+        "{}: ok: {} credential rules ({paths} paths), {} agent rules, {} context rules, label {}",
+        path.display(),
+        policy.credentials.len(),
+        policy.agents.len(),
+        policy.contexts.len(),
+        policy.context.label
+    );
+    Ok(())
+}
+
+fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
+    let policy = load_policy(args.config.as_deref())?;
+    let homes = Homes::read(args.passwd.as_deref());
+    let mut catalog = catalog(args, &policy, &homes)?;
+    catalog.resolve(&policy);
+    for c in catalog.credentials() {
+        let r = &c.record;
+        let owner = r.owner.unwrap_or_default();
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"id": r.id, "kind": r.kind, "path": c.path, "owner_uid": owner,
+                    "dev": c.file.dev, "ino": c.file.ino, "page_cache": c.page_cache,
+                    "context": r.context, "scope": r.scope, "secrets": c.fingerprints.len(),
+                    "identity": r.identity()})
+            ),
+            Format::Text => println!("{:<8} {:<6} {}", r.kind, owner, c.path.display()),
+        }
+    }
+    let found = catalog.credentials().count();
+    let places = catalog.sources().len();
+    log::info!(
+        "{found} credentials found in {places} places watched (missing files are watched for when they appear)"
+    );
+    Ok(())
+}
