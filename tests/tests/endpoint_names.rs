@@ -279,6 +279,66 @@ fn a_tls_server_name_names_a_connection_without_any_dns() {
     assert_no_secret(&records, &stderr, &[TOKEN]);
 }
 
+/// A client that waits before its hello: the use goes out named by DNS (in scope) after a
+/// second, and the hello that comes later naming another server is still compared when it
+/// comes: the use again, claimed, and an out-of-scope finding. Before, a hello later than a
+/// second was not looked at.
+#[test]
+fn a_late_hello_naming_another_server_is_still_compared() {
+    require_root();
+    let user = user_with_netrc("latehello");
+    let dir = tempdir("latehello");
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=evil.example", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem")));
+    let ns = Netns::create("latehello", &["10.77.0.1/24", "10.77.0.10/24"], "10.77.0.1");
+    let _server = KillOnDrop(
+        ns.command("openssl")
+            .args(["s_server", "-quiet", "-accept", "10.77.0.10:443", "-cert"])
+            .arg(dir.join("cert.pem"))
+            .arg("-key")
+            .arg(dir.join("key.pem"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    let mut k = Keytrail::start(&[]);
+    let _dnsmasq = dnsmasq(&ns, &["--address=/api.github.com/10.77.0.10"]);
+    wait_until_resolves(&ns, "api.github.com");
+    let script = r#"
+import os, socket, ssl, time
+open(os.path.expanduser('~/.netrc')).read()
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+raw = socket.create_connection(('api.github.com', 443), timeout=5)
+time.sleep(2.5)
+with ctx.wrap_socket(raw, server_hostname='evil.example') as s:
+    s.do_handshake()
+"#;
+    let pid = run_pid(ns.command_as(&user, "python3").args(["-c", script]));
+    let first = k.wait_for("the use, named by DNS", WAIT, |r| {
+        endpoint_named(r, "credential_use", pid, "api.github.com", "dns")
+    });
+    assert_eq!(first["endpoint"]["host_claimed"], Value::Null, "{first}");
+    let finding = k.wait_for("out-of-scope-use for the late claim", WAIT, |r| {
+        r["type"] == "finding"
+            && r["rule"] == "out-of-scope-use"
+            && r["process"]["pid"] == pid
+            && r["endpoint"]["host_claimed"] == "evil.example"
+    });
+    assert_eq!(finding["endpoint"]["host"], "api.github.com", "{finding}");
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &[TOKEN]);
+}
+
 /// A DNS server that answers badly: garbage, an answer cut short, one too long for the kernel
 /// to keep, then a good one that names 10.77.1.5 good.example.
 const BAD_SERVER: &str = r#"

@@ -63,8 +63,17 @@ impl Held {
     }
 }
 
-/// A use is reported once per (user pid, credential id, address, port, protocol, host name).
-type UseKey = (u32, String, String, u16, Protocol, Option<String>);
+/// A use is reported once per (user pid, credential id, address, port, protocol, host name,
+/// claimed host name): a claim that differs (a late hello) is a new fact.
+type UseKey = (
+    u32,
+    String,
+    String,
+    u16,
+    Protocol,
+    Option<String>,
+    Option<String>,
+);
 
 pub struct Correlator {
     tracker: ProcessTracker,
@@ -159,7 +168,7 @@ impl Correlator {
     /// (all of them when `now_boot_ns` is `u64::MAX`, at stop).
     pub fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
         for cookie in self.pending.due(now_boot_ns) {
-            let records = self.pending.release(cookie, None, false);
+            let records = self.pending.expire(cookie, now_boot_ns);
             self.emit(records, out);
         }
     }
@@ -229,9 +238,14 @@ impl Correlator {
                 }
             }
         }
-        let records =
+        let mut records =
             self.pending
                 .release(settled.cookie, settled.server_name.as_deref(), answered);
+        if records.is_empty()
+            && let Some(name) = &settled.server_name
+        {
+            records = self.pending.late_hello(settled.cookie, name, answered);
+        }
         self.emit(records, out);
     }
 
@@ -368,6 +382,7 @@ impl Correlator {
                     endpoint.port,
                     endpoint.protocol,
                     endpoint.host.clone(),
+                    endpoint.host_claimed.clone(),
                 );
                 if self.uses.len() >= MAX_USES && !self.uses.contains(&key) {
                     self.uses_evicted += self.uses.len() as u64;

@@ -177,6 +177,32 @@ fn a_different_server_name_is_kept_as_claimed_beside_dns_and_releases_the_connec
     assert_eq!(claimed(&out), [Some("api.github.com"); 2]);
 }
 
+/// A client that waits more than `WAIT_NS` before its hello: the use went out named by DNS,
+/// and the late server name that differs goes out then, claimed beside it, as it would have
+/// in time. A late hello that agrees says nothing new.
+#[test]
+fn a_late_hello_that_differs_from_dns_is_reported_when_it_comes() {
+    let mut f = Fixture::new("late");
+    f.feed(&dns_query("cdn.example."));
+    f.feed(&dns_answer("cdn.example.", [127, 0, 0, 1]));
+    f.read_netrc();
+    assert!(
+        f.feed(&encode::connect4(10, [127, 0, 0, 1], 443))
+            .is_empty()
+    );
+    let mut out = Vec::new();
+    f.correlator.tick(3_000 + pending::WAIT_NS, &mut out);
+    assert_eq!(claimed(&out), [None, None], "released with DNS alone");
+    let out = f.feed(&hello());
+    let dns = Some(HostSource::Dns);
+    assert_eq!(
+        endpoints(&out),
+        vec![("use", Some("cdn.example".to_owned()), dns)]
+    );
+    assert_eq!(claimed(&out), [Some("api.github.com")]);
+    assert!(f.feed(&hello()).is_empty(), "compared once");
+}
+
 #[test]
 fn a_read_on_a_waiting_connection_goes_out_with_it_and_uses_are_reported_once() {
     let mut f = Fixture::new("held");

@@ -2,6 +2,10 @@
 //! connection's first bytes are seen, because a TLS ClientHello names the server better than
 //! any DNS answer can (the address may have come from /etc/hosts, a cache or DNS over HTTPS);
 //! or after `WAIT_NS` when no such bytes come (plain protocols, refused connects).
+//!
+//! A hello may come later than that (a client that waits before it speaks): the uses released
+//! without it are kept for `LATE_NS`, and a late server name that differs from the name DNS
+//! gave is reported then, as it would have been in time.
 
 use foldhash::HashMap;
 
@@ -10,6 +14,10 @@ use crate::record::Record;
 /// How long a connection's records wait for its first bytes. A ClientHello follows the TCP
 /// handshake, one round trip after connect; this covers intercontinental round trips.
 pub const WAIT_NS: u64 = 1_000_000_000;
+/// How long the uses of a connection released without its first bytes wait for a late hello.
+pub const LATE_NS: u64 = 30_000_000_000;
+/// Connections whose uses wait for a late hello at once; past it, the oldest is forgotten.
+const MAX_LATE: usize = 4096;
 
 struct Parked {
     deadline_ns: u64,
@@ -20,6 +28,9 @@ struct Parked {
 #[derive(Default)]
 pub struct Pending {
     parked: HashMap<u64, Parked>,
+    /// Uses released without a name from the connection's first bytes, by cookie, until when
+    /// a late hello is still compared.
+    late: HashMap<u64, Parked>,
 }
 
 impl Pending {
@@ -58,6 +69,57 @@ impl Pending {
             }
         }
         records
+    }
+
+    /// The records of `cookie`, whose wait is over at `now_ns` without its first bytes; its
+    /// uses are kept for a late hello (`late_hello`).
+    pub fn expire(&mut self, cookie: u64, now_ns: u64) -> Vec<Record> {
+        let records = self.release(cookie, None, false);
+        let uses: Vec<Record> = records
+            .iter()
+            .filter(|r| matches!(r, Record::CredentialUse { .. }))
+            .cloned()
+            .collect();
+        if !uses.is_empty() && now_ns != u64::MAX {
+            self.late.retain(|_, p| p.deadline_ns > now_ns);
+            if self.late.len() >= MAX_LATE
+                && let Some(oldest) = self
+                    .late
+                    .iter()
+                    .min_by_key(|(_, p)| p.deadline_ns)
+                    .map(|(cookie, _)| *cookie)
+            {
+                self.late.remove(&oldest);
+            }
+            self.late.insert(
+                cookie,
+                Parked {
+                    deadline_ns: now_ns.saturating_add(LATE_NS),
+                    records: uses,
+                },
+            );
+        }
+        records
+    }
+
+    /// A hello that came after the records of `cookie` went out: its uses again, when the
+    /// server name it gives differs from the name DNS gave them (`host_claimed`). A hello that
+    /// agrees, or names an unnamed connection, changes no verdict and gives nothing.
+    pub fn late_hello(&mut self, cookie: u64, server_name: &str, answered: bool) -> Vec<Record> {
+        let Some(parked) = self.late.remove(&cookie) else {
+            return Vec::new();
+        };
+        parked
+            .records
+            .into_iter()
+            .filter_map(|mut record| match &mut record {
+                Record::CredentialUse { endpoint, .. } if endpoint.host_verified => {
+                    endpoint.name_by_tls(server_name, answered);
+                    endpoint.host_claimed.is_some().then_some(record)
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Cookies whose wait is over at `now_ns` (all of them at `u64::MAX`), oldest first.
