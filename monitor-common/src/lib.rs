@@ -328,7 +328,10 @@ pub mod counter {
     /// DNS answers over UDP to a socket with no query outstanding: not reported (a flood of
     /// them cannot fill the ring, and could not have answered anything).
     pub const DNS_UNSOLICITED: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Credential accesses and connects sent to the bulk ring instead of the critical one:
+    /// their user had spent its budget there (a flood of connects, say).
+    pub const CRITICAL_DEMOTED: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// The names of the kernel programs, as the daemon finds them in the object. The kernel side

@@ -1,8 +1,13 @@
 //! Sending events: reserve in a ring buffer, count what does not fit, and wake the reader only
 //! when it is worth a wakeup. Two rings: credential accesses and connects, which a user could
 //! not make keytrail lose by flooding it with anything else, go to `CRITICAL`; process
-//! lifecycle and packets, which any user can make by the thousand, to `EVENTS`. A wakeup costs more than most events, and not only to the reader:
-//! on a small machine the reader's work slows the processes that made the events.
+//! lifecycle and packets, which any user can make by the thousand, to `EVENTS`. Each user but
+//! root has a budget in `CRITICAL` (`CRITICAL_PER_SECOND`, bursts of `CRITICAL_BURST`): past it, that
+//! user's accesses and connects go to `EVENTS` (counted), so one user connecting to thousands
+//! of addresses a second cannot fill `CRITICAL` for everyone else.
+//!
+//! A wakeup costs more than most events, and not only to the reader: on a small machine the
+//! reader's work slows the processes that made the events.
 //! - Bulk events (process lifecycle, connects, packets) wake the reader only when a batch is
 //!   waiting; the daemon also drains on a short tick.
 //! - A credential access is what a user waits for, and it is rare (once per process and
@@ -19,7 +24,20 @@ use monitor_common::{EventHeader, EventKind, counter};
 
 use aya_ebpf::maps::RingBuf;
 
-use crate::{CRITICAL, EVENTS, LAST_FORCED_WAKEUP, count};
+use crate::{CRITICAL, CRITICAL_BUDGETS, EVENTS, LAST_FORCED_WAKEUP, count};
+
+/// Events in `CRITICAL` one user is given a second, and the most saved up. The daemon drains
+/// some 80,000 events a second; the ring holds some 10,000 accesses or connects.
+const CRITICAL_PER_SECOND: u64 = 1024;
+const CRITICAL_BURST: u64 = 4096;
+
+/// One user's budget: events left, and when it was last filled up.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Budget {
+    tokens: u64,
+    at_ns: u64,
+}
 
 /// Unread bytes past which a bulk submit wakes the reader.
 const WAKEUP_THRESHOLD: u64 = 64 * 1024;
@@ -36,15 +54,55 @@ pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     entry
 }
 
-/// A slot in the ring of credential accesses and connects.
+/// A slot for a credential access or a connect by `uid`: in `CRITICAL` while the user's
+/// budget lasts, else in `EVENTS` (counted in `CRITICAL_DEMOTED`). Returns the ring it is in.
 #[inline(always)]
-pub fn reserve_critical<T: 'static>() -> Option<RingBufEntry<T>> {
+pub fn reserve_critical<T: 'static>(uid: u32) -> Option<(RingBufEntry<T>, &'static RingBuf)> {
+    if !within_budget(uid) {
+        count(counter::CRITICAL_DEMOTED);
+        return reserve::<T>().map(|entry| (entry, &EVENTS));
+    }
     let entry = CRITICAL.reserve::<T>(0);
     if entry.is_none() {
         count(counter::RINGBUF_FULL);
         count(counter::CRITICAL_FULL);
     }
-    entry
+    entry.map(|entry| (entry, &CRITICAL))
+}
+
+/// Takes one event from `uid`'s budget, filling it up for the time since it was last filled.
+/// CPUs race on it unlocked: at worst an event more or fewer goes to `CRITICAL`. Root has no
+/// budget: root can stop keytrail anyway, and root's services must not wait behind it.
+#[inline(always)]
+fn within_budget(uid: u32) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    // SAFETY: a helper with no arguments.
+    let now_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let Some(budget) = CRITICAL_BUDGETS.get_ptr_mut(&uid) else {
+        let fresh = Budget {
+            tokens: CRITICAL_BURST - 1,
+            at_ns: now_ns,
+        };
+        let _ = CRITICAL_BUDGETS.insert(&uid, &fresh, 0);
+        return true;
+    };
+    // SAFETY: an LRU map value pointer, valid during this program.
+    unsafe {
+        // Capped before multiplying: a budget idle for weeks must not overflow.
+        let idle_ns = now_ns.saturating_sub((*budget).at_ns).min(1_000_000_000);
+        let earned = idle_ns * CRITICAL_PER_SECOND / 1_000_000_000;
+        if earned > 0 {
+            (*budget).tokens = ((*budget).tokens + earned).min(CRITICAL_BURST);
+            (*budget).at_ns = now_ns;
+        }
+        if (*budget).tokens == 0 {
+            return false;
+        }
+        (*budget).tokens -= 1;
+    }
+    true
 }
 
 /// Submits a credential access at kernel time `now_ns`, waking the reader (see the module doc).

@@ -19,6 +19,8 @@ use aya_ebpf::{
 };
 use monitor_common::{FileKey, KernelOffsets, SeenKey, SocketWatch, UdpKey, counter};
 
+use crate::emit::Budget;
+
 /// Kernel struct offsets, set by the daemon at load time from BTF.
 #[unsafe(no_mangle)]
 static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
@@ -35,6 +37,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 /// push them out (see `emit`).
 #[map]
 static CRITICAL: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Each user's budget of events in `CRITICAL` (see `emit::reserve_critical`).
+#[map]
+static CRITICAL_BUDGETS: LruHashMap<u32, Budget> = LruHashMap::with_max_entries(4096, 0);
 
 /// Kernel time of the last wakeup a credential access forced (see `emit`).
 #[map]

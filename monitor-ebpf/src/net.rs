@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey};
 
-use crate::{CRITICAL, DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST};
+use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST};
 
 const IPPROTO_TCP: u16 = 6;
 
@@ -84,7 +84,8 @@ fn report(ctx: &SockAddrContext, family: u16) {
             return;
         }
     }
-    let Some(mut entry) = emit::reserve_critical::<ConnectEvent>() else {
+    let uid = bpf_get_current_uid_gid() as u32;
+    let Some((mut entry, ring)) = emit::reserve_critical::<ConnectEvent>(uid) else {
         return;
     };
     entry.write(ConnectEvent {
@@ -93,13 +94,13 @@ fn report(ctx: &SockAddrContext, family: u16) {
         protocol,
         port,
         _pad: 0,
-        uid: bpf_get_current_uid_gid() as u32,
+        uid,
         addr,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         _pad2: 0,
         cookie,
     });
-    emit::submit_batched(entry, &CRITICAL);
+    emit::submit_batched(entry, ring);
 }
 
 #[cgroup_sock_addr(connect4)]

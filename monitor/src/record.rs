@@ -222,6 +222,10 @@ pub enum Record {
         /// ring holds process lifecycle and packets).
         #[serde(default)]
         critical_full: u64,
+        /// Credential accesses and connects sent through the other ring because their user
+        /// had spent its budget in the critical one (not lost; a user flooding it).
+        #[serde(default)]
+        critical_demoted: u64,
         /// Of `dropped`: bytes from the kernel that did not decode.
         undecodable: u64,
         /// Runs of keytrail's kernel programs the kernel skipped because the program was

@@ -281,3 +281,40 @@ fn a_flood_of_process_events_cannot_push_out_a_credential_read() {
     assert_eq!(stats["critical_full"], 0, "{stats}");
     assert_no_secret(&records, &stderr, &[SECRET]);
 }
+
+/// One user connecting to 20,000 addresses (refused at once: nothing listens) while keytrail is
+/// stopped cannot fill the ring of accesses and connects for everyone: past their budget, the
+/// user's connects go to the other ring, and root's read made after the flood is still there.
+/// Before each user had a budget, the connects filled the critical ring (1 MiB, some 13,000
+/// connects) and the read was lost.
+#[test]
+fn a_flood_of_connects_cannot_push_out_another_users_credential_read() {
+    require_root();
+    let user = TestUser::create("connflood");
+    let token = user.write(".vault-token", SECRET);
+    let mut k = Keytrail::start(&["--stats-interval", "1s"]);
+    let pid = k.pid().to_string();
+    run(Command::new("kill").args(["-STOP", &pid]));
+    let flood = r#"
+import socket
+for i in range(20000):
+    s = socket.socket()
+    try:
+        s.connect(('127.%d.%d.1' % (1 + i // 250, i % 250), 9))
+    except OSError:
+        pass
+    s.close()
+"#;
+    run(user.command("python3").args(["-c", flood]));
+    let reader = run_pid(Command::new("cat").arg(&token));
+    run(Command::new("kill").args(["-CONT", &pid]));
+    access_by(&mut k, reader, &path_str(&token));
+    let (records, stderr) = k.stop();
+    let stats = records.iter().rfind(|r| r["type"] == "stats").unwrap();
+    assert!(
+        stats["critical_demoted"].as_u64() > Some(10_000),
+        "the user's connects past the budget went to the other ring: {stats}"
+    );
+    assert_eq!(stats["critical_full"], 0, "{stats}");
+    assert_no_secret(&records, &stderr, &[SECRET]);
+}

@@ -298,6 +298,7 @@ pub async fn run(
 fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
     counts.ringbuf_full = counters.ringbuf_full();
     counts.critical_full = counters.critical_full();
+    counts.critical_demoted = counters.get(counter::CRITICAL_DEMOTED);
     counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
     counts.dns_unsolicited = counters.get(counter::DNS_UNSOLICITED);
 }

@@ -29,6 +29,8 @@ pub struct SourceCounts {
     pub ringbuf_full: u64,
     /// Of those, from the ring of credential accesses and connects.
     pub critical_full: u64,
+    /// Accesses and connects a user's budget sent to the bulk ring.
+    pub critical_demoted: u64,
     /// Events whose bytes did not decode.
     pub undecodable: u64,
     /// Packets on watched sockets the kernel could not parse.
@@ -156,6 +158,7 @@ impl Pipeline {
             findings: self.engine.findings(),
             ringbuf_full: source.ringbuf_full,
             critical_full: source.critical_full,
+            critical_demoted: source.critical_demoted,
             undecodable: source.undecodable,
             missed_runs: source.missed_runs,
             names: NameCounts {
