@@ -50,9 +50,9 @@ const EXIT_OUTPUT_CLOSED: u8 = 3;
 /// The `keytrail` command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // -v is keytrail's own detail; aya's (hundreds of relocation lines at load) only from -vv.
-    let level =
-        ["info", "info,keytrail=debug", "debug,keytrail=trace"][cli.verbose.min(2) as usize];
+    // -v is keytrail's own detail (its code is the `monitor` crate); aya's (hundreds of
+    // relocation lines at load) only from -vv.
+    let level = ["info", "info,monitor=debug", "debug,monitor=trace"][cli.verbose.min(2) as usize];
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_target(false)
         .init();

@@ -140,6 +140,14 @@ fn no_secret_in_text_output_debug_logs_or_the_catalog() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Read apart: -vv writes more than a pipe holds (aya's relocations), and a full pipe
+    // would stop keytrail.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut all);
+        all
+    });
     let mut text = String::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !text.contains(" ready ") && Instant::now() < deadline {
@@ -156,8 +164,12 @@ fn no_secret_in_text_output_debug_logs_or_the_catalog() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     text.push_str(&rest);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    child.wait().unwrap();
+    let stderr = stderr_reader.join().unwrap();
+    assert!(
+        stderr.contains("capabilities dropped to"),
+        "-vv shows keytrail's own debug lines:\n{stderr}"
+    );
     for reader in [format!("cat[{cat}]"), format!("python3[{python}]")] {
         assert!(
             text.contains(&reader),
