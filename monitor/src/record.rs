@@ -10,7 +10,7 @@ use crate::{
     fingerprint::Fingerprint,
     names::NameCounts,
     policy::{Glob, Scope, Verdict},
-    vocab::{AgentRef, Hook, HostSource, Kind, Protocol, RuleId, Severity, Timestamp},
+    vocab::{AgentRef, Hook, HostSource, Kind, Lifetime, Protocol, RuleId, Severity, Timestamp},
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,14 @@ pub struct CredentialRef {
     /// The credential its secret was first seen in; the same for every copy of one secret.
     #[serde(default)]
     pub identity: String,
+    /// How long it lives, where its secrets' shapes say: `long` (until revoked) or `short`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Lifetime>,
+    /// An MCP configuration's tool servers, each a credential of its own (context
+    /// `tool:<server>`): a use of the configuration is the use of the one whose scope holds
+    /// the endpoint. Not printed: a use names the part it was.
+    #[serde(skip)]
+    pub parts: Vec<Arc<CredentialRef>>,
 }
 
 impl CredentialRef {

@@ -1,7 +1,12 @@
 //! What a credential file says about itself: the hosts it names (its scope) and its secret
 //! values (fingerprinted by the caller, then dropped). Parsers are deliberately small: each
 //! reads only the fields that name hosts or hold secrets, and skips what it does not know.
-use super::Kind;
+mod formats;
+pub mod mcp;
+
+use self::mcp::ToolServer;
+use super::{Kind, shape};
+use crate::vocab::Lifetime;
 
 /// Deliberately not `Debug`: it holds secret values.
 #[derive(Default)]
@@ -9,6 +14,11 @@ pub struct Contents {
     pub hosts: Vec<String>,
     /// Secret values. Never printed, logged or stored: fingerprint them and drop them.
     pub secrets: Vec<String>,
+    /// The tool servers an MCP configuration defines, with the secrets it gives each.
+    pub tools: Vec<ToolServer>,
+    /// How long the credential lives: from its secrets' shapes, or from what else the file
+    /// says (an OAuth refresh token, an AWS access key id).
+    pub lifetime: Option<Lifetime>,
 }
 
 impl Contents {
@@ -24,14 +34,31 @@ impl Contents {
             self.secrets.push(value.to_owned());
         }
     }
+
+    /// What the file says of its lifetime besides its secrets' shapes: long wins.
+    fn lives(&mut self, lifetime: Option<Lifetime>) {
+        if self.lifetime != Some(Lifetime::Long) {
+            self.lifetime = lifetime.or(self.lifetime);
+        }
+    }
 }
 
 pub fn inspect(kind: Kind, text: &str) -> Contents {
     let mut c = Contents::default();
     match kind {
-        Kind::Aws => key_values(text, &mut c, |k| {
-            matches!(k, "aws_secret_access_key" | "aws_session_token")
-        }),
+        Kind::Aws => {
+            key_values(text, &mut c, |k| {
+                matches!(k, "aws_secret_access_key" | "aws_session_token")
+            });
+            // The key id says whether the key is long-term (AKIA) or temporary (ASIA).
+            for line in text.lines() {
+                if let Some((key, id)) = line.split_once('=')
+                    && key.trim().eq_ignore_ascii_case("aws_access_key_id")
+                {
+                    c.lives(shape::of(id).map(|(_, lifetime)| lifetime));
+                }
+            }
+        }
         Kind::Netrc => netrc(text, &mut c),
         Kind::Git => {
             // git-credential-store writes `scheme://user:password@host` with every field
@@ -103,9 +130,35 @@ pub fn inspect(kind: Kind, text: &str) -> Contents {
             }
         }
         Kind::Dotenv => key_values(text, &mut c, |_| true),
+        Kind::Anthropic | Kind::Openai | Kind::Gemini => {
+            if text.trim_start().starts_with('{') {
+                formats::json_tokens(text, &mut c, &[]);
+            } else {
+                // Gemini CLI's ~/.gemini/.env (gemini-cli packages/cli/src/config/settings.ts).
+                key_values(text, &mut c, |k| {
+                    k.ends_with("api_key") || k.ends_with("_token")
+                });
+            }
+        }
+        Kind::Copilot => formats::json_tokens(text, &mut c, &[""]),
+        Kind::Terraform => formats::json_tokens(text, &mut c, &["credentials"]),
+        Kind::Aider => formats::aider(text, &mut c),
+        Kind::Mcp => mcp::mcp(text, &mut c),
+        Kind::Cargo => formats::cargo(text, &mut c),
+        Kind::Rubygems => formats::rubygems(text, &mut c),
+        Kind::Maven => formats::maven(text, &mut c),
+        Kind::Gradle => formats::properties(text, &mut c),
+        Kind::Helm => formats::helm(text, &mut c),
+        Kind::Postgres => formats::pgpass(text, &mut c),
+        Kind::Mysql | Kind::Databricks | Kind::Oci => formats::ini(text, &mut c),
+        Kind::Digitalocean => formats::doctl(text, &mut c),
+        // Hugging Face's token file is the token alone; its stored_tokens is INI.
+        Kind::Huggingface if text.contains("hf_token") => formats::ini(text, &mut c),
         // Whole-file secrets: a key, a token.
-        Kind::Ssh | Kind::Vault | Kind::Azure | Kind::Generic => c.secret(text),
+        Kind::Ssh | Kind::Vault | Kind::Azure | Kind::Huggingface | Kind::Generic => c.secret(text),
     }
+    let from_secrets = shape::lifetime_of(&c.secrets);
+    c.lives(from_secrets);
     c.hosts.sort();
     c.hosts.dedup();
     c
@@ -287,6 +340,139 @@ mod tests {
 
         let c = inspect(Kind::Generic, "tok-1234567\n");
         assert_eq!(c.secrets, ["tok-1234567"]);
+    }
+
+    /// The agents' own files, as their tools write them (see the readers' citations).
+    #[test]
+    fn agents_files_name_their_secrets_and_lifetimes() {
+        let claude = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-aaaaaaaaaaaa","refreshToken":"sk-ant-ort01-bbbbbbbbbbbb","expiresAt":1764000000000,"scopes":["user:inference"]}}"#;
+        let c = inspect(Kind::Anthropic, claude);
+        assert_eq!(
+            c.secrets,
+            ["sk-ant-oat01-aaaaaaaaaaaa", "sk-ant-ort01-bbbbbbbbbbbb"]
+        );
+        assert_eq!(c.lifetime, Some(Lifetime::Long), "a refresh token lives");
+
+        let codex = r#"{"OPENAI_API_KEY":null,"tokens":{"id_token":"eyJx.eyJ5.sig","access_token":"codex-access-123456","refresh_token":"codex-refresh-123456","account_id":"acct"},"last_refresh":"2026-11-30T00:00:00Z"}"#;
+        let c = inspect(Kind::Openai, codex);
+        assert_eq!(c.secrets.len(), 3);
+        assert_eq!(c.lifetime, Some(Lifetime::Long));
+
+        let c = inspect(
+            Kind::Gemini,
+            "GEMINI_API_KEY=AIzaSyExampleKey123\nOTHER=1\n",
+        );
+        assert_eq!(c.secrets, ["AIzaSyExampleKey123"]);
+
+        let copilot = r#"{"github.com:Iv1.b507a08c87ecfe98":{"user":"bot","oauth_token":"ghu_copilotToken1234567","githubAppId":"Iv1.b507a08c87ecfe98"}}"#;
+        let c = inspect(Kind::Copilot, copilot);
+        assert_eq!(c.hosts, ["github.com"]);
+        assert_eq!(c.secrets, ["ghu_copilotToken1234567"]);
+        assert_eq!(c.lifetime, Some(Lifetime::Short), "ghu_ tokens expire");
+
+        let c = inspect(
+            Kind::Aider,
+            "model: sonnet\nanthropic-api-key: sk-ant-api03-cccccccccccc\napi-key:\n- gemini=AIzaGeminiKey9999\n",
+        );
+        assert_eq!(
+            c.secrets,
+            ["sk-ant-api03-cccccccccccc", "AIzaGeminiKey9999"]
+        );
+    }
+
+    #[test]
+    fn developer_tools_files_name_their_hosts_and_secrets() {
+        let cases: &[(Kind, &str, &[&str], &[&str])] = &[
+            (
+                Kind::Cargo,
+                "[registry]\ntoken = \"cio_crates_token_1\"\n[registries.corp]\ntoken = \"corp-token-22\"\n",
+                &[],
+                &["cio_crates_token_1", "corp-token-22"],
+            ),
+            (
+                Kind::Rubygems,
+                "---\n:rubygems_api_key: rubygems_abcdef0123\nhttps://gems.corp.example: corp-gem-key-1\n",
+                &["gems.corp.example"],
+                &["rubygems_abcdef0123", "corp-gem-key-1"],
+            ),
+            (
+                Kind::Maven,
+                "<settings><servers><server><id>corp</id><username>u</username><password>mvn-pass-123</password></server></servers></settings>",
+                &[],
+                &["mvn-pass-123"],
+            ),
+            (
+                Kind::Gradle,
+                "org.gradle.jvmargs=-Xmx2g\nmyRepoUsername=bot\nmyRepoPassword=gradle-pw-123\n",
+                &[],
+                &["gradle-pw-123"],
+            ),
+            (
+                Kind::Helm,
+                "repositories:\n- name: corp\n  url: https://charts.corp.example/\n  username: u\n  password: helm-pass-1\n",
+                &["charts.corp.example"],
+                &["helm-pass-1"],
+            ),
+            (
+                Kind::Terraform,
+                r#"{"credentials":{"app.terraform.io":{"token":"tf-token.atlasv1.abcdef"}}}"#,
+                &["app.terraform.io"],
+                &["tf-token.atlasv1.abcdef"],
+            ),
+            (
+                Kind::Postgres,
+                "db.corp.example:5432:app:app:pg\\:pass1\n*:*:*:ro:ro-password\n",
+                &["db.corp.example"],
+                &["pg:pass1", "ro-password"],
+            ),
+            (
+                Kind::Mysql,
+                "[client]\nuser = app\npassword = mysql-pw-9\nhost = mysql.corp.example\n",
+                &["mysql.corp.example"],
+                &["mysql-pw-9"],
+            ),
+            (
+                Kind::Huggingface,
+                "hf_abcdefghijklmnopqrstu\n",
+                &[],
+                &["hf_abcdefghijklmnopqrstu"],
+            ),
+            (
+                Kind::Huggingface,
+                "[default]\nhf_token = hf_storedtoken123456789\n",
+                &[],
+                &["hf_storedtoken123456789"],
+            ),
+            (
+                Kind::Databricks,
+                "[DEFAULT]\nhost = https://adb-1.azuredatabricks.net\ntoken = dapi0123456789\n",
+                &["adb-1.azuredatabricks.net"],
+                &["dapi0123456789"],
+            ),
+            (
+                Kind::Oci,
+                "[DEFAULT]\nuser=ocid1.user.oc1..a\nkey_file=~/.oci/key.pem\npass_phrase=oci-phrase-1\n",
+                &[],
+                &["oci-phrase-1"],
+            ),
+            (
+                Kind::Digitalocean,
+                "access-token: dop_v1_aaaaaaaaaaaaaaaa\nauth-contexts:\n  work: dop_v1_bbbbbbbbbbbbbbbb\ncontext: default\n",
+                &[],
+                &["dop_v1_aaaaaaaaaaaaaaaa", "dop_v1_bbbbbbbbbbbbbbbb"],
+            ),
+        ];
+        for (kind, text, hosts, secrets) in cases {
+            let c = inspect(*kind, text);
+            assert_eq!(c.hosts, *hosts, "{kind}");
+            assert_eq!(c.secrets, *secrets, "{kind}");
+        }
+        // An AWS file's key id says whether its key is long-term.
+        let aws = |id: &str| {
+            inspect(Kind::Aws, &format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n")).lifetime
+        };
+        assert_eq!(aws("AKIAIOSFODNN7EXAMPLE"), Some(Lifetime::Long));
+        assert_eq!(aws("ASIAIOSFODNN7EXAMPLE"), Some(Lifetime::Short));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod contents;
 mod homes;
 mod open;
+pub mod shape;
 
 pub use self::homes::Homes;
 
@@ -19,6 +20,7 @@ use std::{
 
 use monitor_common::FileKey;
 
+use self::contents::mcp::{ToolCommand, ToolServer};
 use crate::{
     fingerprint::Fingerprint,
     policy::{Policy, Scope},
@@ -67,6 +69,8 @@ pub struct Credential {
     pub page_cache: bool,
     /// Fingerprints of the secrets in the file.
     pub fingerprints: Vec<Fingerprint>,
+    /// An MCP configuration's local servers, by name and command line.
+    pub tools: Vec<ToolCommand>,
     /// The credential as records show it (id `kind:path`, stable across replacements of the
     /// file; kind; owner; context and scope, with what policy says of it): made once per
     /// resolve and shared by every record about it.
@@ -99,6 +103,11 @@ pub struct Catalog {
     capped: BTreeSet<String>,
     /// Paths found to be another credential's file under another kind, said once each.
     collisions: BTreeSet<PathBuf>,
+    /// The local tool servers of every MCP configuration found, and the credential of each
+    /// server's secrets by fingerprint (a server started with its token in its environment
+    /// holds that credential): made again at each resolve.
+    tools: Vec<ToolCommand>,
+    tool_secrets: BTreeMap<Fingerprint, Arc<CredentialRef>>,
 }
 
 impl Catalog {
@@ -110,6 +119,8 @@ impl Catalog {
             secrets,
             capped: Default::default(),
             collisions: Default::default(),
+            tools: Vec::new(),
+            tool_secrets: BTreeMap::new(),
         }
     }
 
@@ -169,6 +180,16 @@ impl Catalog {
         self.credentials.get(file)
     }
 
+    /// The local tool servers of the MCP configurations found.
+    pub fn tools(&self) -> &[ToolCommand] {
+        &self.tools
+    }
+
+    /// The tool server credential whose secret has fingerprint `print`, if any.
+    pub fn tool_secret(&self, print: Fingerprint) -> Option<&Arc<CredentialRef>> {
+        self.tool_secrets.get(&print)
+    }
+
     /// Looks at the filesystem again; returns which identities appeared and disappeared.
     /// The first source to name a file gives its kind and path, except that a system path (or
     /// `--watch`) wins over a home: a user cannot make a system credential another kind by
@@ -214,6 +235,17 @@ impl Catalog {
         let before: BTreeSet<FileKey> = self.credentials.keys().copied().collect();
         let after: BTreeSet<FileKey> = found.keys().copied().collect();
         self.credentials = found.into_iter().map(|(k, (c, _))| (k, c)).collect();
+        self.tools = self
+            .credentials
+            .values()
+            .flat_map(|c| c.tools.iter().cloned())
+            .collect();
+        self.tool_secrets = self
+            .credentials
+            .values()
+            .flat_map(|c| c.record.parts.iter())
+            .flat_map(|part| part.fingerprint.map(|print| (print, Arc::clone(part))))
+            .collect();
         Changes {
             added: after.difference(&before).copied().collect(),
             removed: before.difference(&after).copied().collect(),
@@ -307,6 +339,13 @@ fn identify(
     }
     let found = contents::inspect(kind, &String::from_utf8_lossy(&bytes));
     drop(bytes);
+    // Tool servers' secrets first: the credential a secret is first seen in is its identity.
+    let parts: Vec<Arc<CredentialRef>> = found
+        .tools
+        .iter()
+        .filter(|tool| !tool.secrets.is_empty())
+        .map(|tool| tool_credential(path, tool, meta.uid(), policy, secrets))
+        .collect();
     let facts = policy.credential_facts(kind, &path.display().to_string());
     let mut scope = source.scope.clone();
     scope.extend(&facts.scope);
@@ -327,13 +366,54 @@ fn identify(
         scope,
         readers: facts.readers,
         fingerprint,
+        lifetime: found.lifetime,
+        parts,
     });
     Ok(Credential {
         path: path.to_path_buf(),
         file: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
         page_cache,
         fingerprints,
+        tools: found.tools.iter().filter_map(ToolServer::command).collect(),
         record,
+    })
+}
+
+/// The credential of one MCP server's secrets: context `tool:<name>`, the kind its token's
+/// shape says (else generic), scoped to the server's URL host and that kind's hosts.
+fn tool_credential(
+    path: &Path,
+    tool: &ToolServer,
+    owner: u32,
+    policy: &Policy,
+    secrets: &mut Secrets,
+) -> Arc<CredentialRef> {
+    let id = format!("mcp:{}#{}", path.display(), tool.name);
+    let kind = tool
+        .secrets
+        .iter()
+        .find_map(|s| shape::of(s).and_then(|(kind, _)| kind))
+        .unwrap_or(Kind::Generic);
+    let prints: Vec<Fingerprint> = tool
+        .secrets
+        .iter()
+        .map(|s| secrets.learn(s, Origin::CredentialFile, |_| id.clone()))
+        .collect();
+    let fingerprint = prints.first().copied();
+    let mut scope = policy.kind_scope(kind);
+    scope.add_hosts(tool.host.iter().map(String::as_str));
+    Arc::new(CredentialRef {
+        identity: secrets.identity(&id, fingerprint),
+        id,
+        kind,
+        path: path.display().to_string(),
+        owner: Some(owner),
+        context: Some(format!("tool:{}", tool.name)),
+        scope,
+        readers: Vec::new(),
+        fingerprint,
+        lifetime: shape::lifetime_of(&tool.secrets),
+        parts: Vec::new(),
     })
 }
 

@@ -35,9 +35,17 @@ impl Read {
         endpoint: &EndpointRef,
         via: Via,
     ) -> Record {
+        // A use of an MCP configuration is the use of the tool server's secret whose scope
+        // holds the endpoint (the agent that read the file acted with that tool's token).
+        let credential = self
+            .credential
+            .parts
+            .iter()
+            .find(|part| endpoint.verdict(&part.scope) == Verdict::Inside)
+            .unwrap_or(&self.credential);
         Record::CredentialUse {
             time,
-            credential: self.credential.clone(),
+            credential: credential.clone(),
             process: user.clone(),
             endpoint: endpoint.clone(),
             via,

@@ -5,11 +5,25 @@ use std::sync::Arc;
 
 use super::Correlator;
 use crate::{
-    catalog::{self, Catalog},
+    catalog::{self, Catalog, shape},
     decode::Exec,
     record::{CredentialRef, Record},
-    vocab::Hook,
+    vocab::{Hook, Lifetime},
 };
+
+/// How long a secret variable lives, as its shape says; for AWS's secret key, as the access
+/// key id beside it says (`AKIA` long-term, `ASIA` temporary).
+fn env_lifetime(e: &Exec, name: &str, value: &str) -> Option<Lifetime> {
+    let own = shape::of(value).map(|(_, lifetime)| lifetime);
+    let key_id = || {
+        name.starts_with("AWS_")
+            .then(|| e.env.get("AWS_ACCESS_KEY_ID"))
+            .flatten()
+            .and_then(shape::of)
+            .map(|(_, lifetime)| lifetime)
+    };
+    own.or_else(key_id)
+}
 
 impl Correlator {
     /// The new program goes to the tracker; the secret variables its parent did not hold are
@@ -31,10 +45,10 @@ impl Correlator {
             let print = catalog.learn_variable(name, value);
             secrets.push(print);
             if !inherited.contains(&print) {
-                fresh.push((name.clone(), kind, print));
+                fresh.push((name.clone(), kind, print, env_lifetime(e, name, value)));
             }
         }
-        self.tracker.on_exec(e, &policy, secrets);
+        self.tracker.on_exec(e, &policy, catalog.tools(), secrets);
         if let Some(key) = self.tracker.get(e.pid).map(|p| p.key) {
             self.process_refs.remove(&key); // a new program image, a new record
         }
@@ -43,20 +57,29 @@ impl Correlator {
         }
         let process = self.tracker.get(e.pid).expect("just added").clone();
         let process_ref = self.process_ref(&process, catalog.secrets(), false);
-        for (name, kind, print) in fresh {
+        for (name, kind, print, lifetime) in fresh {
             let id = catalog::env_credential_id(&name, print);
             let path = format!("env:{name}");
             let facts = policy.credential_facts(kind, &path);
+            // A tool server started with the token its MCP configuration gives it: the tool's
+            // credential, in the tool's context and scope.
+            let tool = catalog.tool_secret(print);
+            let mut scope = facts.scope;
+            if let Some(tool) = tool {
+                scope.extend(&tool.scope);
+            }
             let credential = Arc::new(CredentialRef {
                 identity: catalog.secrets().identity(&id, Some(print)),
                 id,
-                kind,
+                kind: tool.map_or(kind, |t| t.kind),
                 path,
                 owner: Some(process.originating_uid()),
-                context: facts.context,
-                scope: facts.scope,
+                context: tool.and_then(|t| t.context.clone()).or(facts.context),
+                scope,
                 readers: facts.readers,
                 fingerprint: Some(print),
+                lifetime,
+                parts: Vec::new(),
             });
             let hook = Hook::Environment;
             self.record_read(

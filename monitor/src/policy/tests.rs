@@ -24,7 +24,8 @@ fn the_embedded_default_is_valid_and_complete() {
     assert_eq!(aws.scope, p.kind_scope(Kind::Aws));
     assert_eq!(p.secret_variable("AWS_SECRET_ACCESS_KEY"), Some(Kind::Aws));
     assert_eq!(p.secret_variable("GITHUB_TOKEN"), Some(Kind::Github));
-    assert_eq!(p.secret_variable("OPENAI_API_KEY"), Some(Kind::Generic));
+    assert_eq!(p.secret_variable("OPENAI_API_KEY"), Some(Kind::Openai));
+    assert_eq!(p.secret_variable("SOME_API_KEY"), Some(Kind::Generic));
     assert_eq!(p.secret_variable("PATH"), None);
     assert_eq!(p.fold_window(), Duration::from_secs(60));
     for rule in RuleId::ALL {

@@ -1,15 +1,18 @@
 //! Who a process acts for: its context and its agent, decided at exec from policy
 //! (docs/records.md, `process.context` and `process.agent`).
 //!
-//! Context, first that applies: the label variable in the exec environment; the first
-//! `[[contexts]]` rule that matches; the parent's context. A process with none of these is in
-//! its originating user's login session (`uid:N/session:S`, see `Process::record`).
+//! Context, first that applies: a tool server of an MCP configuration, started under an agent
+//! (`tool:<server>`; its children stay in it unless they declare a label of their own); the
+//! label variable in the exec environment; the first `[[contexts]]` rule that matches; the
+//! parent's context. A process with none of these is in its originating user's login session
+//! (`uid:N/session:S`, see `Process::record`).
 //!
 //! Agent: an ancestor's agent is kept; else a process matching an `[[agents]]` rule is the root
 //! of its own; else a labelled task whose parent carries another label (or none) belongs to
 //! the agent that started it, its parent, so tasks started by one parent share one agent.
 use super::Process;
 use crate::{
+    catalog::contents::mcp::ToolCommand,
     policy::{Policy, ProcessFacts},
     vocab::AgentRef,
 };
@@ -31,13 +34,47 @@ pub struct Candidate<'a> {
     pub label: Option<&'a str>,
 }
 
-pub fn attribute(policy: &Policy, me: &Candidate, parent: Option<&Process>) -> Attribution {
+/// `tools`: the local servers of the MCP configurations the catalog found.
+pub fn attribute(
+    policy: &Policy,
+    tools: &[ToolCommand],
+    me: &Candidate,
+    parent: Option<&Process>,
+) -> Attribution {
     let label = me.label.filter(|l| !l.is_empty()).map(str::to_owned);
-    let context = label
-        .clone()
+    let agent = agent_of(policy, me, parent, &label);
+    // A tool's context holds for its children unless they carry a label the tool did not.
+    let in_tool = parent
+        .filter(|p| p.attribution.label == label)
+        .and_then(|p| p.attribution.context.clone())
+        .filter(|c| c.starts_with("tool:"));
+    let tool = agent
+        .as_ref()
+        .and_then(|_| {
+            tools
+                .iter()
+                .find(|t| t.matches(me.facts.exe, me.facts.argv))
+        })
+        .map(|t| format!("tool:{}", t.name));
+    let context = tool
+        .or(in_tool)
+        .or_else(|| label.clone())
         .or_else(|| context_by_rule(policy, me))
         .or_else(|| parent.and_then(|p| p.attribution.context.clone()));
-    let agent = parent
+    Attribution {
+        label,
+        context,
+        agent,
+    }
+}
+
+fn agent_of(
+    policy: &Policy,
+    me: &Candidate,
+    parent: Option<&Process>,
+    label: &Option<String>,
+) -> Option<AgentRef> {
+    parent
         .and_then(|p| p.attribution.agent.clone())
         .or_else(|| {
             policy
@@ -52,16 +89,11 @@ pub fn attribute(policy: &Policy, me: &Candidate, parent: Option<&Process>) -> A
         })
         .or_else(|| {
             let parent = parent?;
-            (label.is_some() && parent.attribution.label != label).then(|| AgentRef {
+            (label.is_some() && parent.attribution.label != *label).then(|| AgentRef {
                 name: parent.comm.clone(),
                 pid: parent.key.pid,
             })
-        });
-    Attribution {
-        label,
-        context,
-        agent,
-    }
+        })
 }
 
 fn context_by_rule(policy: &Policy, me: &Candidate) -> Option<String> {
@@ -120,6 +152,7 @@ mod tests {
         let parent = process(10, "python3", Attribution::default());
         let a = attribute(
             &policy,
+            &[],
             &candidate(11, "cat", &[], Some("task-1")),
             Some(&parent),
         );
@@ -133,10 +166,15 @@ mod tests {
         );
         // A child of the task, without the label, inherits context and agent.
         let task = process(11, "cat", a.clone());
-        let child = attribute(&policy, &candidate(12, "curl", &[], None), Some(&task));
+        let child = attribute(&policy, &[], &candidate(12, "curl", &[], None), Some(&task));
         assert_eq!(child, Attribution { label: None, ..a });
         // An unlabelled process outside any agent has neither.
-        let plain = attribute(&policy, &candidate(13, "bash", &[], None), Some(&parent));
+        let plain = attribute(
+            &policy,
+            &[],
+            &candidate(13, "bash", &[], None),
+            Some(&parent),
+        );
         assert_eq!(plain, Attribution::default());
     }
 
@@ -144,10 +182,15 @@ mod tests {
     fn matched_agents_are_roots_and_stay_roots() {
         let policy = Policy::embedded();
         let argv = vec!["node".to_owned(), "/usr/local/bin/claude".to_owned()];
-        let a = attribute(&policy, &candidate(20, "node", &argv, None), None);
+        let a = attribute(&policy, &[], &candidate(20, "node", &argv, None), None);
         assert_eq!(a.agent.as_ref().unwrap().name, "coding-agent");
         let agent = process(20, "node", a.clone());
-        let task = attribute(&policy, &candidate(21, "sh", &[], Some("t1")), Some(&agent));
+        let task = attribute(
+            &policy,
+            &[],
+            &candidate(21, "sh", &[], Some("t1")),
+            Some(&agent),
+        );
         assert_eq!(
             task.agent, a.agent,
             "the matched agent, not the task's parent"
@@ -161,12 +204,12 @@ mod tests {
             Path::new("t.toml"),
         )
         .unwrap();
-        let a = attribute(&policy, &candidate(5, "sh", &[], None), None);
+        let a = attribute(&policy, &[], &candidate(5, "sh", &[], None), None);
         assert_eq!(
             a.context.as_deref(),
             Some("cgroup:/user.slice/user-1000.slice/session-3.scope")
         );
-        let a = attribute(&policy, &candidate(5, "sh", &[], Some("t9")), None);
+        let a = attribute(&policy, &[], &candidate(5, "sh", &[], Some("t9")), None);
         assert_eq!(a.context.as_deref(), Some("t9"));
     }
 }

@@ -13,7 +13,7 @@ use self::{
     procfs::{read_procfs, read_stat},
 };
 use crate::{
-    catalog::Catalog,
+    catalog::{Catalog, contents::mcp::ToolCommand},
     decode::Exec,
     fingerprint::Fingerprint,
     policy::{Policy, ProcessFacts},
@@ -225,7 +225,7 @@ impl ProcessTracker {
                 label: me.attribution.label.as_deref(),
             };
             let parent = self.by_pid.get(&me.ppid).filter(|p| p.key != key);
-            let decided = attribution::attribute(policy, &candidate, parent);
+            let decided = attribution::attribute(policy, catalog.tools(), &candidate, parent);
             let me = self.by_pid.get_mut(&key.pid).expect("seeded");
             me.image_mut().attribution = decided;
         }
@@ -292,7 +292,15 @@ impl ProcessTracker {
 
     /// exec keeps pid and start time and replaces the program image; policy decides who the
     /// new program acts for (attribution.rs). `env_secrets`: its secret variables' fingerprints.
-    pub fn on_exec(&mut self, e: &Exec, policy: &Policy, env_secrets: Vec<Fingerprint>) {
+    /// `tools`: the MCP configurations' local servers (a process running one is in its
+    /// context).
+    pub fn on_exec(
+        &mut self,
+        e: &Exec,
+        policy: &Policy,
+        tools: &[ToolCommand],
+        env_secrets: Vec<Fingerprint>,
+    ) {
         let cgroup = policy
             .matches_cgroups()
             .then(|| self.cgroup_of(e.pid))
@@ -309,7 +317,7 @@ impl ProcessTracker {
             label: e.env.get(&policy.context.label),
         };
         let parent = self.by_pid.get(&e.ppid).filter(|p| p.key.pid != e.pid);
-        let attribution = attribution::attribute(policy, &candidate, parent);
+        let attribution = attribution::attribute(policy, tools, &candidate, parent);
         let start = self.ticks(e.start_boot_ns);
         let process = Process {
             key: ProcKey { pid: e.pid, start },

@@ -20,7 +20,7 @@ fn exec(pid: u32, ppid: u32, comm: &str, start_boot_ns: u64) -> Exec {
 
 impl ProcessTracker {
     fn on_exec_plain(&mut self, e: &Exec) {
-        self.on_exec(e, &Policy::embedded(), Vec::new());
+        self.on_exec(e, &Policy::embedded(), &[], Vec::new());
     }
 }
 

@@ -11,6 +11,7 @@ mod identity_collapse;
 mod identity_mesh;
 mod out_of_scope;
 mod rule;
+mod standing_credential;
 mod unexpected_reader;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ fn all_rules() -> Vec<Box<dyn Rule + Send>> {
         Box::new(cross_context::CrossContext),
         Box::<identity_collapse::IdentityCollapse>::default(),
         Box::<identity_mesh::IdentityMesh>::default(),
+        Box::new(standing_credential::StandingCredential),
     ]
 }
 

@@ -19,6 +19,27 @@ pub enum Kind {
     Ssh,
     Vault,
     Dotenv,
+    // The agents' own: Claude Code, Codex CLI, Gemini CLI, GitHub Copilot, aider; and the MCP
+    // configurations that hold the tokens agents hand their tools.
+    Anthropic,
+    Openai,
+    Gemini,
+    Copilot,
+    Aider,
+    Mcp,
+    // More developer tools.
+    Cargo,
+    Rubygems,
+    Maven,
+    Gradle,
+    Helm,
+    Terraform,
+    Postgres,
+    Mysql,
+    Huggingface,
+    Oci,
+    Digitalocean,
+    Databricks,
     Generic,
 }
 
@@ -36,6 +57,24 @@ pub const ALL: &[Kind] = &[
     Kind::Ssh,
     Kind::Vault,
     Kind::Dotenv,
+    Kind::Anthropic,
+    Kind::Openai,
+    Kind::Gemini,
+    Kind::Copilot,
+    Kind::Aider,
+    Kind::Mcp,
+    Kind::Cargo,
+    Kind::Rubygems,
+    Kind::Maven,
+    Kind::Gradle,
+    Kind::Helm,
+    Kind::Terraform,
+    Kind::Postgres,
+    Kind::Mysql,
+    Kind::Huggingface,
+    Kind::Oci,
+    Kind::Digitalocean,
+    Kind::Databricks,
     Kind::Generic,
 ];
 
@@ -55,6 +94,24 @@ impl Kind {
             Kind::Ssh => "ssh",
             Kind::Vault => "vault",
             Kind::Dotenv => "dotenv",
+            Kind::Anthropic => "anthropic",
+            Kind::Openai => "openai",
+            Kind::Gemini => "gemini",
+            Kind::Copilot => "copilot",
+            Kind::Aider => "aider",
+            Kind::Mcp => "mcp",
+            Kind::Cargo => "cargo",
+            Kind::Rubygems => "rubygems",
+            Kind::Maven => "maven",
+            Kind::Gradle => "gradle",
+            Kind::Helm => "helm",
+            Kind::Terraform => "terraform",
+            Kind::Postgres => "postgres",
+            Kind::Mysql => "mysql",
+            Kind::Huggingface => "huggingface",
+            Kind::Oci => "oci",
+            Kind::Digitalocean => "digitalocean",
+            Kind::Databricks => "databricks",
             Kind::Generic => "generic",
         }
     }
@@ -68,10 +125,19 @@ impl Kind {
             ".npmrc" => Kind::Npm,
             ".pypirc" => Kind::Pypi,
             ".vault-token" => Kind::Vault,
+            ".pgpass" => Kind::Postgres,
+            ".my.cnf" => Kind::Mysql,
+            ".databrickscfg" => Kind::Databricks,
+            ".mcp.json" | "mcp.json" => Kind::Mcp,
+            "credentials.tfrc.json" => Kind::Terraform,
+            "settings.xml" if path.contains("/.m2/") => Kind::Maven,
             n if n.starts_with("id_") && !n.ends_with(".pub") => Kind::Ssh,
             n if n == ".env" || n.starts_with(".env.") => Kind::Dotenv,
             _ if path.contains("/.aws/") => Kind::Aws,
             _ if path.contains("/.kube/") => Kind::Kube,
+            _ if path.contains("/.claude/") => Kind::Anthropic,
+            _ if path.contains("/.codex/") => Kind::Openai,
+            _ if path.contains("/.cargo/") => Kind::Cargo,
             _ => Kind::Generic,
         }
     }
@@ -115,5 +181,7 @@ mod tests {
         assert_eq!(Kind::guess("/home/a/.ssh/id_ed25519"), Kind::Ssh);
         assert_eq!(Kind::guess("/home/a/.ssh/id_ed25519.pub"), Kind::Generic);
         assert_eq!(Kind::guess("/srv/app/.env"), Kind::Dotenv);
+        assert_eq!(Kind::guess("/srv/app/.mcp.json"), Kind::Mcp);
+        assert_eq!(Kind::guess("/home/a/.pgpass"), Kind::Postgres);
     }
 }

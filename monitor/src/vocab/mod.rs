@@ -14,6 +14,16 @@ pub use self::{
     time::Timestamp,
 };
 
+/// How long a credential lives, as its secrets' shapes say (`credential.lifetime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifetime {
+    /// Good until revoked: a key, a personal token, an OAuth refresh token.
+    Long,
+    /// Expires by itself: a session, an installation token, an access token.
+    Short,
+}
+
 /// How a credential access was seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -22,24 +22,29 @@ pub enum RuleId {
     IdentityCollapse,
     OutOfScopeUse,
     UnexpectedReader,
+    /// An agent used a credential that lives until revoked (`credential.lifetime`).
+    StandingCredential,
     /// Not a rule over records: the daemon's, when kernel events were lost (a flood).
     MonitorBlind,
 }
 
 impl RuleId {
     #[cfg(test)]
-    pub const ALL: [RuleId; 6] = [
+    pub const ALL: [RuleId; 7] = [
         RuleId::CrossContextReuse,
         RuleId::IdentityMesh,
         RuleId::IdentityCollapse,
         RuleId::OutOfScopeUse,
         RuleId::UnexpectedReader,
+        RuleId::StandingCredential,
         RuleId::MonitorBlind,
     ];
 
     pub fn default_severity(self) -> Severity {
         match self {
-            RuleId::IdentityMesh | RuleId::UnexpectedReader => Severity::Medium,
+            RuleId::IdentityMesh | RuleId::UnexpectedReader | RuleId::StandingCredential => {
+                Severity::Medium
+            }
             _ => Severity::High,
         }
     }
@@ -53,6 +58,7 @@ impl fmt::Display for RuleId {
             RuleId::IdentityCollapse => "identity-collapse",
             RuleId::OutOfScopeUse => "out-of-scope-use",
             RuleId::UnexpectedReader => "unexpected-reader",
+            RuleId::StandingCredential => "standing-credential",
             RuleId::MonitorBlind => "monitor-blind",
         })
     }
