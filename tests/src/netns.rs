@@ -1,9 +1,14 @@
 //! A network namespace of a test's own: loopback up and holding the addresses the test serves
 //! (this kernel has no dummy interfaces; loopback takes any address), and its own resolv.conf (which `ip netns exec` mounts over /etc/resolv.conf
 //! for the programs it runs). keytrail's hooks are on the cgroup, so they see inside it.
-use std::{fs, path::PathBuf, process::Command};
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use crate::{TestUser, run};
+use crate::{KillOnDrop, TestUser, WAIT, run};
 
 pub struct Netns {
     pub name: String,
@@ -61,6 +66,55 @@ impl Netns {
             .arg(program)
             .current_dir(&user.home);
         command
+    }
+}
+
+impl Netns {
+    /// dnsmasq answering from `records` on 10.77.0.1 (the namespace's resolver, by the tests'
+    /// convention) inside the namespace, and nothing else.
+    pub fn dnsmasq(&self, records: &[&str]) -> KillOnDrop {
+        self.dnsmasq_on("10.77.0.1", records)
+    }
+
+    /// dnsmasq answering from `records` on `address` inside the namespace.
+    pub fn dnsmasq_on(&self, address: &str, records: &[&str]) -> KillOnDrop {
+        KillOnDrop(
+            self.command("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--bind-interfaces",
+                    "--user=root",
+                ])
+                .arg(format!("--listen-address={address}"))
+                .arg(format!(
+                    "--pid-file=/tmp/{}.{address}.dnsmasq.pid",
+                    self.name
+                ))
+                .args(records)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dnsmasq (apt install dnsmasq-base)"),
+        )
+    }
+
+    /// Waits until `name` resolves inside the namespace (dnsmasq has started listening).
+    pub fn wait_until_resolves(&self, name: &str) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let ok = self
+                .command("getent")
+                .args(["hosts", name])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{name} did not resolve in {} within {WAIT:?}", self.name);
     }
 }
 

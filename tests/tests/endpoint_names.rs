@@ -5,7 +5,7 @@
 use std::{
     net::TcpListener,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use keytrail_tests::*;
@@ -49,50 +49,6 @@ fn endpoint_named(r: &Value, kind: &str, pid: u32, host: &str, source: &str) -> 
         && r["endpoint"]["host_source"] == source
 }
 
-/// dnsmasq answering from `records` on 10.77.0.1 (the namespace's resolver) inside `ns`, and
-/// nothing else.
-fn dnsmasq(ns: &Netns, records: &[&str]) -> KillOnDrop {
-    dnsmasq_on(ns, "10.77.0.1", records)
-}
-
-/// dnsmasq answering from `records` on `address` inside `ns`.
-fn dnsmasq_on(ns: &Netns, address: &str, records: &[&str]) -> KillOnDrop {
-    KillOnDrop(
-        ns.command("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--user=root",
-            ])
-            .arg(format!("--listen-address={address}"))
-            .arg(format!("--pid-file=/tmp/{}.{address}.dnsmasq.pid", ns.name))
-            .args(records)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt install dnsmasq-base)"),
-    )
-}
-
-/// Waits until a name resolves inside `ns` (dnsmasq has started listening).
-fn wait_until_resolves(ns: &Netns, name: &str) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        let ok = ns
-            .command("getent")
-            .args(["hosts", name])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{name} did not resolve in {} within {WAIT:?}", ns.name);
-}
-
 #[test]
 fn dns_answers_name_connections_and_decide_their_scope() {
     require_root();
@@ -109,15 +65,12 @@ fn dns_answers_name_connections_and_decide_their_scope() {
     );
     let mut k = Keytrail::start(&[]);
     // api.github.com is an alias, as on the real internet (a CDN name behind it).
-    let _dnsmasq = dnsmasq(
-        &ns,
-        &[
-            "--host-record=edge.cdn.test,10.77.0.10,fd77::10",
-            "--cname=api.github.com,edge.cdn.test",
-            "--address=/evil.example/10.77.0.20",
-        ],
-    );
-    wait_until_resolves(&ns, "edge.cdn.test");
+    let _dnsmasq = ns.dnsmasq(&[
+        "--host-record=edge.cdn.test,10.77.0.10,fd77::10",
+        "--cname=api.github.com,edge.cdn.test",
+        "--address=/evil.example/10.77.0.20",
+    ]);
+    ns.wait_until_resolves("edge.cdn.test");
 
     let script = read_then_connect(&[("api.github.com", 443), ("evil.example", 443)]);
     let pid = run_pid(ns.command_as(&user, "python3").args(["-c", &script]));
@@ -179,8 +132,8 @@ fn answers_over_tcp_and_ipv6_name_connections_too() {
     let user = user_with_netrc("dnstcp");
     let ns = Netns::create("tcp", &["10.77.0.1/24", "fd77::10/64"], "10.77.0.1");
     let mut k = Keytrail::start(&[]);
-    let _dnsmasq = dnsmasq(&ns, &["--host-record=v6.api.test,fd77::10"]);
-    wait_until_resolves(&ns, "v6.api.test");
+    let _dnsmasq = ns.dnsmasq(&["--host-record=v6.api.test,fd77::10"]);
+    ns.wait_until_resolves("v6.api.test");
     // 28: AAAA.
     let pid =
         run_pid(
@@ -310,8 +263,8 @@ fn a_late_hello_naming_another_server_is_still_compared() {
             .expect("openssl s_server"),
     );
     let mut k = Keytrail::start(&[]);
-    let _dnsmasq = dnsmasq(&ns, &["--address=/api.github.com/10.77.0.10"]);
-    wait_until_resolves(&ns, "api.github.com");
+    let _dnsmasq = ns.dnsmasq(&["--address=/api.github.com/10.77.0.10"]);
+    ns.wait_until_resolves("api.github.com");
     let script = r#"
 import os, socket, ssl, time
 open(os.path.expanduser('~/.netrc')).read()
@@ -428,8 +381,8 @@ fn a_forged_dns_answer_names_nothing() {
         "10.77.0.1",
     );
     let mut k = Keytrail::start(&[]);
-    let _dnsmasq = dnsmasq(&ns, &["--address=/api.github.com/10.77.0.10"]);
-    wait_until_resolves(&ns, "api.github.com");
+    let _dnsmasq = ns.dnsmasq(&["--address=/api.github.com/10.77.0.10"]);
+    ns.wait_until_resolves("api.github.com");
     // The forger is an ordinary user: let users bind low ports in this namespace.
     run(ns
         .command("sysctl")
@@ -497,9 +450,9 @@ fn an_answer_from_a_server_the_process_chose_names_nothing() {
         "10.77.0.1",
     );
     let mut k = Keytrail::start(&[]);
-    let _resolver = dnsmasq(&ns, &["--address=/api.github.com/10.77.0.10"]);
-    let _chosen = dnsmasq_on(&ns, "10.77.0.2", &["--address=/api.github.com/10.77.0.66"]);
-    wait_until_resolves(&ns, "api.github.com");
+    let _resolver = ns.dnsmasq(&["--address=/api.github.com/10.77.0.10"]);
+    let _chosen = ns.dnsmasq_on("10.77.0.2", &["--address=/api.github.com/10.77.0.66"]);
+    ns.wait_until_resolves("api.github.com");
     let script = r#"
 import os, socket, struct
 open(os.path.expanduser('~/.netrc')).read()

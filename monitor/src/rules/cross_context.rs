@@ -1,7 +1,7 @@
 //! `cross-context-reuse`, in two forms:
 //! - by policy: a credential that policy gives to one context is read or used in another;
 //! - by hand-off: a use that counts, by a process that never read the credential, in another
-//!   context than the process of its lineage that read it.
+//!   context than the process of its lineage that read it (unless that context owns it).
 use super::rule::{Access, Evidence, Rule, Use, endpoint_name, finding};
 use crate::{
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
@@ -22,7 +22,10 @@ impl Rule for CrossContext {
 
     fn on_use(&mut self, u: &Use, evidence: &dyn Evidence, found: &mut Vec<Finding>) {
         owned_elsewhere(u.record, u.credential, u.process, Some(u.endpoint), found);
-        if !u.counts || u.via.by_reader() || u.reader.context == u.process.context {
+        // A hand-off to the context that owns the credential is where it belongs: an agent
+        // starting its tool server with the token its MCP configuration gives that tool.
+        let to_owner = u.credential.context.as_ref() == Some(&u.process.context);
+        if !u.counts || u.via.by_reader() || u.reader.context == u.process.context || to_owner {
             return;
         }
         let (credential, process, reader) = (u.credential, u.process, u.reader);
