@@ -6,7 +6,6 @@
 use std::{fs, os::unix::fs::PermissionsExt, path::PathBuf};
 
 use keytrail_tests::*;
-use serde_json::Value;
 
 const TOOL_TOKEN: &str = "ghp_ktAgentToolToken0123456789abc";
 const AWS_SECRET: &str = "kt-agents-aws-secret-0f3a9c";
