@@ -56,3 +56,16 @@ if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER"; then
     LLVM_PREFIX=/usr/lib/llvm-${LLVM} cargo +"$TOOLCHAIN" install bpf-linker --version "$BPF_LINKER" \
         --no-default-features --features llvm-${LLVM} --locked
 fi
+
+# Agents' own CLIs, for the tests that let them write their configuration files as they do
+# (tests/tests/agents.rs): Claude Code from npm, pinned, in a prefix of its own.
+CLAUDE_CODE=2.1.197
+TOOLS=/opt/keytrail-test-tools
+if ! "$TOOLS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "$CLAUDE_CODE"; then
+    if command -v npm >/dev/null; then
+        say "installing Claude Code ${CLAUDE_CODE} (npm) in ${TOOLS}, for the tests"
+        npm install --silent --no-audit --no-fund --prefix "$TOOLS" "@anthropic-ai/claude-code@${CLAUDE_CODE}" >/dev/null
+    else
+        say "npm is missing: the agents' tests need Claude Code from npm (apt-get install npm)"
+    fi
+fi

@@ -168,7 +168,10 @@ fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
                 serde_json::json!({"id": r.id, "kind": r.kind, "path": c.path, "owner_uid": owner,
                     "dev": c.file.dev, "ino": c.file.ino, "page_cache": c.page_cache,
                     "context": r.context, "scope": r.scope, "secrets": c.fingerprints.len(),
-                    "identity": r.identity()})
+                    "identity": r.identity(), "lifetime": r.lifetime,
+                    "tools": r.parts.iter().map(|p| serde_json::json!({"id": p.id,
+                        "kind": p.kind, "context": p.context, "scope": p.scope,
+                        "lifetime": p.lifetime})).collect::<Vec<_>>()})
             ),
             Format::Text => println!("{:<8} {:<6} {}", r.kind, owner, c.path.display()),
         }

@@ -8,6 +8,8 @@ use std::{fs, os::unix::fs::PermissionsExt, path::PathBuf};
 use keytrail_tests::*;
 
 const TOOL_TOKEN: &str = "ghp_ktAgentToolToken0123456789abc";
+/// Where `./xtask/setup.sh` installs Claude Code for these tests.
+const CLAUDE_CODE: &str = "/opt/keytrail-test-tools/node_modules/.bin/claude";
 const AWS_SECRET: &str = "kt-agents-aws-secret-0f3a9c";
 
 /// A copy of python named `claude`, where the test user can run it: the default policy's
@@ -127,4 +129,105 @@ fn an_agent_acting_with_its_tools_token_and_a_standing_key_is_reported() {
     );
     assert_no_secret(&records, &stderr, &[TOOL_TOKEN, AWS_SECRET]);
     let _ = fs::remove_dir_all(claude.parent().unwrap());
+}
+
+/// Files as the agents' and developers' own tools write them: Claude Code's `claude mcp add`
+/// (a local server with its token in `env`, a remote one with a header) and `cargo login`. The
+/// catalog lists the configuration with a credential per tool server, each in its tool's
+/// context and scoped to its kind's hosts or its URL's, and cargo's token with its kind.
+#[test]
+fn files_written_by_claude_code_and_cargo_are_understood() {
+    require_root();
+    assert!(
+        std::path::Path::new(CLAUDE_CODE).is_file(),
+        "{CLAUDE_CODE} is missing: ./xtask/setup.sh installs Claude Code for this test"
+    );
+    let user = TestUser::create("agentcli");
+    let claude = |args: &[&str]| {
+        run(user
+            .command(CLAUDE_CODE)
+            .env("DISABLE_TELEMETRY", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .args(["mcp", "add", "--scope", "user"])
+            .args(args));
+    };
+    claude(&[
+        "github",
+        "-e",
+        &format!("GITHUB_PERSONAL_ACCESS_TOKEN={TOOL_TOKEN}"),
+        "--",
+        "npx",
+        "-y",
+        "@modelcontextprotocol/server-github",
+    ]);
+    claude(&[
+        "--transport",
+        "http",
+        "linear",
+        "https://mcp.linear.app/mcp",
+        "--header",
+        "Authorization: Bearer lin_api_ktAgentLinear0123",
+    ]);
+    // cargo, as root for this user's CARGO_HOME (the toolchain is root's), then given to them.
+    let cargo_home = user.home.join(".cargo");
+    let mut login = std::process::Command::new("cargo");
+    login
+        .args(["login"])
+        .env("CARGO_HOME", &cargo_home)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = login.spawn().unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"cio_ktAgentCargoToken0123\n",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "cargo login");
+    run(std::process::Command::new("chown")
+        .args(["-R", &format!("{0}:{0}", user.name)])
+        .arg(&cargo_home));
+
+    let catalog = catalog_json();
+    let listed = |path: &str| {
+        catalog
+            .iter()
+            .find(|c| c["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in the catalog: {catalog:?}"))
+    };
+    let mcp = listed(&path_str(&user.home.join(".claude.json")));
+    assert_eq!(mcp["kind"], "mcp");
+    assert_eq!(mcp["secrets"], 2, "{mcp}");
+    let tools = mcp["tools"].as_array().unwrap();
+    let github = tools
+        .iter()
+        .find(|t| t["context"] == "tool:github")
+        .unwrap();
+    assert_eq!(github["kind"], "github");
+    assert_eq!(github["lifetime"], "long");
+    assert!(
+        github["scope"]["hosts"]
+            .as_array()
+            .unwrap()
+            .contains(&"api.github.com".into())
+            || github["scope"]["hosts"]
+                .as_array()
+                .unwrap()
+                .contains(&"*.github.com".into()),
+        "{github}"
+    );
+    let linear = tools
+        .iter()
+        .find(|t| t["context"] == "tool:linear")
+        .unwrap();
+    assert!(
+        linear["scope"]["hosts"]
+            .as_array()
+            .unwrap()
+            .contains(&"mcp.linear.app".into()),
+        "{linear}"
+    );
+    let cargo = listed(&path_str(&cargo_home.join("credentials.toml")));
+    assert_eq!(cargo["kind"], "cargo");
+    assert_eq!(cargo["secrets"], 1, "{cargo}");
 }
