@@ -6,6 +6,7 @@
 use std::{fs, os::unix::fs::PermissionsExt, path::PathBuf};
 
 use keytrail_tests::*;
+use serde_json::Value;
 
 const TOOL_TOKEN: &str = "ghp_ktAgentToolToken0123456789abc";
 /// Where `./xtask/setup.sh` installs Claude Code for these tests.
@@ -230,4 +231,60 @@ fn files_written_by_claude_code_and_cargo_are_understood() {
     let cargo = listed(&path_str(&cargo_home.join("credentials.toml")));
     assert_eq!(cargo["kind"], "cargo");
     assert_eq!(cargo["secrets"], 1, "{cargo}");
+}
+
+/// A project's secret files are watched while an agent works in it: the agent starts in the
+/// project, and its reads of the project's `.env` and of a key one directory down are
+/// credential accesses; once it exits, the project is no longer watched.
+#[test]
+fn an_agents_workspace_secrets_are_watched_while_it_works_there() {
+    require_root();
+    let user = TestUser::create("workspace");
+    let claude = agent_binary("workspace");
+    let project = user.home.join("project");
+    let dotenv = user.write(
+        "project/.env",
+        "DATABASE_URL=postgres://app:kt-ws-secret-77@db/app\n",
+    );
+    let key = user.write("project/config/deploy.pem", "kt-ws-key-bytes-0a1b2c\n");
+    let mut k = Keytrail::start(&[]);
+    // The agent waits a moment: keytrail watches the workspace once it has seen the agent
+    // start (a read in the first milliseconds would come before the watch).
+    let script =
+        "import time; time.sleep(1.5); open('.env').read(); open('config/deploy.pem').read()";
+    let agent = run_pid(
+        user.command(&path_str(&claude))
+            .args(["-c", script])
+            .current_dir(&project),
+    );
+    for file in [&dotenv, &key] {
+        k.wait_for(
+            &format!("the agent's read of {}", file.display()),
+            WAIT,
+            |r| {
+                r["type"] == "credential_access"
+                    && r["process"]["pid"] == agent
+                    && r["credential"]["path"] == path_str(file)
+            },
+        );
+    }
+    k.settle(std::time::Duration::from_millis(500));
+    let (records, stderr) = k.stop();
+    let kinds: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "credential_access" && r["process"]["pid"] == agent)
+        .map(|r| &r["credential"]["kind"])
+        .collect();
+    assert!(kinds.contains(&&Value::from("dotenv")), "{kinds:?}");
+    assert!(
+        stderr.contains(&format!("an agent works in {}", project.display()))
+            && stderr.contains(&format!("no agent works in {} any more", project.display())),
+        "{stderr}"
+    );
+    assert_no_secret(
+        &records,
+        &stderr,
+        &["kt-ws-secret-77", "kt-ws-key-bytes-0a1b2c"],
+    );
+    let _ = fs::remove_dir_all(claude.parent().unwrap());
 }

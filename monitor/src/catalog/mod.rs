@@ -7,6 +7,7 @@ pub mod contents;
 mod homes;
 mod open;
 pub mod shape;
+mod workspaces;
 
 pub use self::homes::Homes;
 
@@ -44,6 +45,8 @@ pub struct Source {
     /// The home directory the pattern was made for (`~/` in policy): files found there are
     /// opened beneath it and must be its owner's (open.rs).
     pub home: Option<PathBuf>,
+    /// The agent workspace it was made for (workspaces.rs), to be forgotten with it.
+    pub workspace: Option<PathBuf>,
 }
 
 impl Source {
@@ -55,6 +58,7 @@ impl Source {
             context: None,
             scope: policy.kind_scope(kind),
             home: None,
+            workspace: None,
         }
     }
 }
@@ -108,6 +112,9 @@ pub struct Catalog {
     /// holds that credential): made again at each resolve.
     tools: Vec<ToolCommand>,
     tool_secrets: BTreeMap<Fingerprint, Arc<CredentialRef>>,
+    workspaces: workspaces::Workspaces,
+    /// Sources were added or removed since the daemon last resolved (`take_changed`).
+    changed: bool,
 }
 
 impl Catalog {
@@ -121,12 +128,47 @@ impl Catalog {
             collisions: Default::default(),
             tools: Vec::new(),
             tool_secrets: BTreeMap::new(),
+            workspaces: Default::default(),
+            changed: false,
         }
     }
 
     /// Looks for the policy's credentials in `homes` too (accounts added since start).
     pub fn add_homes(&mut self, policy: &Policy, homes: &[PathBuf]) {
         self.sources.extend(Self::policy_sources(policy, homes));
+    }
+
+    /// Looks for a project's secret files in `dir`, where an agent works (workspaces.rs).
+    /// Returns whether it is new; the daemon resolves again (`take_changed`).
+    pub fn add_workspace(&mut self, policy: &Policy, dir: &Path) -> bool {
+        if !workspaces::eligible(dir) || !self.workspaces.add(dir) {
+            return false;
+        }
+        log::info!(
+            "an agent works in {}: watching its secret files",
+            dir.display()
+        );
+        self.sources.extend(workspaces::sources(dir, policy));
+        self.changed = true;
+        true
+    }
+
+    /// No agent works in `dir` any more: its files are no longer looked for (those that are
+    /// also another source's stay).
+    pub fn remove_workspace(&mut self, dir: &Path) {
+        if self.workspaces.remove(dir) {
+            log::info!(
+                "no agent works in {} any more: no longer watching it",
+                dir.display()
+            );
+            self.sources.retain(|s| s.workspace.as_deref() != Some(dir));
+            self.changed = true;
+        }
+    }
+
+    /// Whether sources changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// The policy's credential paths, `~/` taken as each of `homes`.
@@ -142,6 +184,7 @@ impl Catalog {
                     context: rule.context.clone(),
                     scope: scope.clone(),
                     home: home.cloned(),
+                    workspace: None,
                 });
             };
             for path in &rule.paths {
@@ -290,7 +333,7 @@ const MAX_GLOB_MATCHES: usize = 64;
 
 /// The files `pattern` names, at most `MAX_GLOB_MATCHES`, and whether it named more.
 fn expand(pattern: &str) -> (Vec<PathBuf>, bool) {
-    if !pattern.contains('*') {
+    if !pattern.contains(['*', '?', '[']) {
         return (vec![PathBuf::from(pattern)], false);
     }
     let Ok(paths) = glob::glob(pattern) else {
@@ -305,8 +348,6 @@ fn expand(pattern: &str) -> (Vec<PathBuf>, bool) {
     (paths, more)
 }
 
-/// The credential at `path`, if it opens as open.rs allows. Its contents are read for hosts and
-/// fingerprints; the secret values go no further than `secrets.learn`.
 /// Says once that `lost` is the same file as `kept`, whose path and kind count, when their
 /// kinds differ.
 fn say_collision(said: &mut BTreeSet<PathBuf>, lost: &Credential, kept: &Credential) {
@@ -322,6 +363,8 @@ fn say_collision(said: &mut BTreeSet<PathBuf>, lost: &Credential, kept: &Credent
     }
 }
 
+/// The credential at `path`, if it opens as open.rs allows. Its contents are read for hosts and
+/// fingerprints; the secret values go no further than `secrets.learn`.
 fn identify(
     path: &Path,
     source: &Source,

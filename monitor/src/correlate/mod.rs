@@ -16,6 +16,7 @@
 mod pending;
 mod reads;
 mod variables;
+mod workspaces;
 
 use std::{collections::VecDeque, sync::Arc};
 
@@ -95,6 +96,7 @@ pub struct Correlator {
     /// and whether their executable was resolved: redacting argv (fingerprints over every
     /// argument) is costly, and a process that reads many credentials would pay it for each.
     process_refs: HashMap<ProcKey, (u64, bool, Arc<ProcessRef>)>,
+    agent_dirs: workspaces::AgentDirs,
 }
 
 impl Correlator {
@@ -117,6 +119,7 @@ impl Correlator {
             namer: Namer::new(resolvers),
             pending: pending::Pending::default(),
             process_refs: HashMap::default(),
+            agent_dirs: workspaces::AgentDirs::default(),
         }
     }
 
@@ -176,14 +179,22 @@ impl Correlator {
     /// Handles one event; records it produces are appended to `out`.
     pub fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
         match event {
-            KernelEvent::Exec(exec) => self.on_exec(exec, catalog, out),
+            KernelEvent::Exec(exec) => {
+                self.on_exec(exec, catalog, out);
+                self.place_in_workspace(exec.pid, catalog);
+            }
             KernelEvent::Fork {
                 pid,
                 ppid,
                 start_boot_ns,
                 ..
             } => self.tracker.on_fork(*pid, *ppid, *start_boot_ns),
-            KernelEvent::Exit { pid, boot_ns } => self.tracker.on_exit(*pid, *boot_ns),
+            KernelEvent::Exit { pid, boot_ns } => {
+                if let Some(key) = self.tracker.get(*pid).map(|p| p.key) {
+                    self.leave_workspace(key, catalog);
+                }
+                self.tracker.on_exit(*pid, *boot_ns);
+            }
             KernelEvent::FileAccess {
                 pid,
                 file,

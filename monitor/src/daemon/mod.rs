@@ -126,6 +126,16 @@ pub async fn run(
         resolvers.describe()
     );
     let mut pipeline = Pipeline::new(tracker, clock, Arc::clone(&policy), resolvers);
+    pipeline.seed_workspaces(&mut catalog);
+    if catalog.take_changed() {
+        refresh_catalog(
+            &mut catalog,
+            &policy,
+            &mut watched,
+            &mut probes,
+            &mut watcher,
+        );
+    }
     let mut counts = SourceCounts::default();
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
@@ -178,6 +188,16 @@ pub async fn run(
                 output_error = Some(e);
                 break;
             }
+        }
+        // An agent started in a new workspace, or the last left one.
+        if catalog.take_changed() {
+            refresh_catalog(
+                &mut catalog,
+                &policy,
+                &mut watched,
+                &mut probes,
+                &mut watcher,
+            );
         }
         match wake {
             Wake::Stop => break,

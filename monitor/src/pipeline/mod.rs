@@ -65,6 +65,11 @@ impl Pipeline {
         }
     }
 
+    /// Agents already running at start: their working directories are workspaces.
+    pub fn seed_workspaces(&mut self, catalog: &mut Catalog) {
+        self.correlator.seed_workspaces(catalog);
+    }
+
     /// For records that were correlated already (`replay`): the rules alone have work to do.
     pub fn for_records(policy: Arc<Policy>) -> Self {
         Self::new(

@@ -267,6 +267,17 @@ impl ProcessTracker {
 
     /// The cgroup (v2) path of `pid`, when policy matches on cgroups. Read from procfs at exec:
     /// a process that is already gone has none.
+    /// The working directory of `pid`, from procfs (None without procfs, or once it is gone).
+    pub fn cwd_of(&self, pid: u32) -> Option<PathBuf> {
+        let link = self.procfs.as_ref()?.join(pid.to_string()).join("cwd");
+        fs::read_link(link).ok()
+    }
+
+    /// Every process known.
+    pub fn processes(&self) -> impl Iterator<Item = &Process> {
+        self.by_pid.values()
+    }
+
     pub fn cgroup_of(&self, pid: u32) -> Option<String> {
         let path = self.procfs.as_ref()?.join(pid.to_string()).join("cgroup");
         let text = fs::read_to_string(path).ok()?;
