@@ -58,16 +58,6 @@ fn an_agent_acting_with_its_tools_token_and_a_standing_key_is_reported() {
     let claude = agent_binary("agent");
     let tool = claude.with_file_name("github_server.py");
     fs::write(&tool, TOOL_SERVER).unwrap();
-    let config = serde_json::json!({
-        "numStartups": 1,
-        "mcpServers": {"github": {
-            "type": "stdio",
-            "command": "python3",
-            "args": [tool.display().to_string()],
-            "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": TOOL_TOKEN}
-        }}
-    });
-    user.write(".claude.json", &config.to_string());
     user.write(
         ".aws/credentials",
         &format!(
@@ -80,6 +70,18 @@ fn an_agent_acting_with_its_tools_token_and_a_standing_key_is_reported() {
         "10.77.0.1",
     );
     let mut k = Keytrail::start(&[]);
+    // The configuration comes while keytrail runs, as `claude mcp add` would write it: read
+    // again when it appears, its tools known without a restart.
+    let config = serde_json::json!({
+        "numStartups": 1,
+        "mcpServers": {"github": {
+            "type": "stdio",
+            "command": "python3",
+            "args": [tool.display().to_string()],
+            "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": TOOL_TOKEN}
+        }}
+    });
+    user.write(".claude.json", &config.to_string());
     let _dnsmasq = ns.dnsmasq(&[
         "--address=/api.github.com/10.77.0.10",
         "--address=/sts.amazonaws.com/10.77.0.20",
