@@ -240,7 +240,8 @@ pub struct SocketWatch {
     /// TLS: payload segments reported so far. DNS over UDP: queries sent to `server` and not
     /// yet answered (an answer to none, or from another address, is not reported).
     pub segments: u32,
-    /// DNS over UDP: the server the last query went to (as `PayloadEvent::peer`).
+    /// DNS: the server the process last sent to, as it named it (before NAT): IPv4 in the
+    /// first 4 bytes, or the IPv6 address; network byte order.
     pub server: [u8; 16],
 }
 
@@ -328,8 +329,8 @@ pub mod counter {
     /// DNS answers over UDP to a socket with no query outstanding: not reported (a flood of
     /// them cannot fill the ring, and could not have answered anything).
     pub const DNS_UNSOLICITED: u32 = 4;
-    /// Credential accesses and connects sent to the bulk ring instead of the critical one:
-    /// their user had spent its budget there (a flood of connects, say).
+    /// Connects sent to the bulk ring instead of the critical one: their user had spent its
+    /// budget there (a flood of connects).
     pub const CRITICAL_DEMOTED: u32 = 5;
     pub const COUNT: u32 = 6;
 }

@@ -2,9 +2,12 @@
 //! when it is worth a wakeup. Two rings: credential accesses and connects, which a user could
 //! not make keytrail lose by flooding it with anything else, go to `CRITICAL`; process
 //! lifecycle and packets, which any user can make by the thousand, to `EVENTS`. Each user but
-//! root has a budget in `CRITICAL` (`CRITICAL_PER_SECOND`, bursts of `CRITICAL_BURST`): past it, that
-//! user's accesses and connects go to `EVENTS` (counted), so one user connecting to thousands
-//! of addresses a second cannot fill `CRITICAL` for everyone else.
+//! root has a budget for connects in `CRITICAL` (`CRITICAL_PER_SECOND`, bursts of
+//! `CRITICAL_BURST`): past it, that user's connects go to `EVENTS` (counted), so one user
+//! connecting to thousands of addresses a second cannot fill `CRITICAL` for everyone else.
+//! Credential accesses have no budget: the kernel reports each (process, file) pair once, so a
+//! flood of them takes a process per event, and a user who spent their budget must not be able
+//! to send their own reads where a flood can lose them.
 //!
 //! A wakeup costs more than most events, and not only to the reader: on a small machine the
 //! reader's work slows the processes that made the events.
@@ -30,6 +33,7 @@ use crate::{CRITICAL, CRITICAL_BUDGETS, EVENTS, LAST_FORCED_WAKEUP, count};
 /// some 80,000 events a second; the ring holds some 10,000 accesses or connects.
 const CRITICAL_PER_SECOND: u64 = 1024;
 const CRITICAL_BURST: u64 = 4096;
+const NS_PER_EVENT: u64 = 1_000_000_000 / CRITICAL_PER_SECOND;
 
 /// One user's budget: events left, and when it was last filled up.
 #[repr(C)]
@@ -54,20 +58,26 @@ pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     entry
 }
 
-/// A slot for a credential access or a connect by `uid`: in `CRITICAL` while the user's
-/// budget lasts, else in `EVENTS` (counted in `CRITICAL_DEMOTED`). Returns the ring it is in.
+/// A slot in the ring of credential accesses and connects.
 #[inline(always)]
-pub fn reserve_critical<T: 'static>(uid: u32) -> Option<(RingBufEntry<T>, &'static RingBuf)> {
-    if !within_budget(uid) {
-        count(counter::CRITICAL_DEMOTED);
-        return reserve::<T>().map(|entry| (entry, &EVENTS));
-    }
+pub fn reserve_critical<T: 'static>() -> Option<RingBufEntry<T>> {
     let entry = CRITICAL.reserve::<T>(0);
     if entry.is_none() {
         count(counter::RINGBUF_FULL);
         count(counter::CRITICAL_FULL);
     }
-    entry.map(|entry| (entry, &CRITICAL))
+    entry
+}
+
+/// A slot for a connect by `uid`: in `CRITICAL` while the user's budget lasts, else in
+/// `EVENTS` (counted in `CRITICAL_DEMOTED`). Returns the ring it is in.
+#[inline(always)]
+pub fn reserve_connect<T: 'static>(uid: u32) -> Option<(RingBufEntry<T>, &'static RingBuf)> {
+    if !within_budget(uid) {
+        count(counter::CRITICAL_DEMOTED);
+        return reserve::<T>().map(|entry| (entry, &EVENTS));
+    }
+    reserve_critical::<T>().map(|entry| (entry, &CRITICAL))
 }
 
 /// Takes one event from `uid`'s budget, filling it up for the time since it was last filled.
@@ -90,12 +100,15 @@ fn within_budget(uid: u32) -> bool {
     };
     // SAFETY: an LRU map value pointer, valid during this program.
     unsafe {
-        // Capped before multiplying: a budget idle for weeks must not overflow.
-        let idle_ns = now_ns.saturating_sub((*budget).at_ns).min(1_000_000_000);
-        let earned = idle_ns * CRITICAL_PER_SECOND / 1_000_000_000;
+        // Capped (a budget idle for weeks earns a burst, no more) and counted in whole
+        // events: the time toward the next one is kept, not lost.
+        let idle_ns = now_ns
+            .saturating_sub((*budget).at_ns)
+            .min(CRITICAL_BURST * NS_PER_EVENT);
+        let earned = idle_ns / NS_PER_EVENT;
         if earned > 0 {
             (*budget).tokens = ((*budget).tokens + earned).min(CRITICAL_BURST);
-            (*budget).at_ns = now_ns;
+            (*budget).at_ns = now_ns - (idle_ns - earned * NS_PER_EVENT);
         }
         if (*budget).tokens == 0 {
             return false;

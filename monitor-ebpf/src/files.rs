@@ -66,8 +66,7 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
     {
         return;
     }
-    let uid = bpf_get_current_uid_gid() as u32;
-    let Some((mut entry, _)) = emit::reserve_critical::<FileAccessEvent>(uid) else {
+    let Some(mut entry) = emit::reserve_critical::<FileAccessEvent>() else {
         let _ = SEEN.remove(&seen); // not reported, so the next access tries again
         return;
     };
@@ -77,7 +76,7 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
         header,
         key,
         hook: hook as u32,
-        uid,
+        uid: bpf_get_current_uid_gid() as u32,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
     emit::submit_waking(entry, now_ns);

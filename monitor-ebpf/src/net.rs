@@ -53,14 +53,22 @@ fn report(ctx: &SockAddrContext, family: u16) {
     let watch = SocketWatch {
         tgid,
         segments: 0,
-        server: [0; 16],
+        server: addr,
     };
     if port == DNS_PORT {
-        // A socket that asks again keeps the queries it has outstanding (packets.rs counts
-        // them): `sendto` runs this hook for every query.
+        // The server as the process named it, before any NAT: answers come back from it with
+        // NAT undone (packets.rs). A socket that asks the same server again keeps the queries
+        // it has outstanding (`sendto` runs this hook for every query); another server starts
+        // afresh.
         match DNS_SOCKETS.get_ptr_mut(&cookie) {
             // SAFETY: an LRU map value pointer, valid during this program.
-            Some(known) => unsafe { (*known).tgid = tgid },
+            Some(known) => unsafe {
+                (*known).tgid = tgid;
+                if !crate::packets::same(&(*known).server, &addr) {
+                    (*known).server = addr;
+                    (*known).segments = 0;
+                }
+            },
             None => {
                 let _ = DNS_SOCKETS.insert(&cookie, &watch, BPF_ANY as u64);
             }
@@ -85,7 +93,7 @@ fn report(ctx: &SockAddrContext, family: u16) {
         }
     }
     let uid = bpf_get_current_uid_gid() as u32;
-    let Some((mut entry, ring)) = emit::reserve_critical::<ConnectEvent>(uid) else {
+    let Some((mut entry, ring)) = emit::reserve_connect::<ConnectEvent>(uid) else {
         return;
     };
     entry.write(ConnectEvent {

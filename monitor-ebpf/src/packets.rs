@@ -121,7 +121,7 @@ fn address(ctx: &SkBuffContext, segment: &Segment, peer: Peer) -> Option<Address
 /// Whether two addresses are one. (Compared as words: an array comparison may become a call to
 /// `memcmp`, which BPF programs do not have.)
 #[inline(always)]
-fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
+pub(crate) fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
     let words = |x: &[u8; 16]| {
         let (hi, lo) = x.split_at(8);
         (
@@ -237,20 +237,11 @@ pub fn keytrail_egress(ctx: SkBuffContext) -> i32 {
     let peer = address(&ctx, &s, Peer::Destination);
     // SAFETY: an LRU map value pointer, valid during this program.
     let tgid = unsafe { (*watch).tgid };
-    if s.protocol == IPPROTO_UDP
-        && let Some(server) = peer
-    {
-        // SAFETY: as above. A socket that asks another server expects answers from it alone;
-        // one that asks without end earns no more than MAX_OUTSTANDING.
-        unsafe {
-            let outstanding = if same(&(*watch).server, &server.bytes) {
-                (*watch).segments
-            } else {
-                0
-            };
-            (*watch).server = server.bytes;
-            (*watch).segments = (outstanding + 1).min(MAX_OUTSTANDING);
-        }
+    if s.protocol == IPPROTO_UDP {
+        // SAFETY: as above. One that asks without end earns no more than MAX_OUTSTANDING. (The
+        // server is the one the connect or sendmsg hook saw, before NAT: this packet's
+        // destination may have been rewritten since.)
+        unsafe { (*watch).segments = ((*watch).segments + 1).min(MAX_OUTSTANDING) };
     }
     report(&ctx, EventKind::DnsQuery, tgid, cookie, &s, peer);
     PASS

@@ -230,8 +230,8 @@ pub enum Record {
         /// ring holds process lifecycle and packets).
         #[serde(default)]
         critical_full: u64,
-        /// Credential accesses and connects sent through the other ring because their user
-        /// had spent its budget in the critical one (not lost; a user flooding it).
+        /// Connects sent through the other ring because their user had spent its budget in
+        /// the critical one (not lost; a user flooding it).
         #[serde(default)]
         critical_demoted: u64,
         /// Of `dropped`: bytes from the kernel that did not decode.

@@ -85,10 +85,10 @@ struct PartialHello {
     segments: u32,
 }
 
-/// A question a socket sent: its answer must come from `server`.
+/// A question a socket sent. (Which server it went to the kernel checks, before NAT: the
+/// query's own destination may have been rewritten, the answer's source is restored.)
 struct Query {
     question: dns::Question,
-    server: Option<IpAddr>,
     at_ns: u64,
 }
 
@@ -185,7 +185,6 @@ impl Namer {
                     }
                     pending.push_back(Query {
                         question,
-                        server: p.peer,
                         at_ns: p.boot_ns,
                     });
                 }
@@ -197,21 +196,12 @@ impl Namer {
         }
     }
 
-    /// Takes `question`, asked of `server`, from the queries `cookie` has outstanding; false
-    /// when it sent none such.
-    fn take_query(
-        &mut self,
-        cookie: u64,
-        question: &dns::Question,
-        server: Option<IpAddr>,
-    ) -> bool {
+    /// Takes `question` from the queries `cookie` has outstanding; false when it sent none such.
+    fn take_query(&mut self, cookie: u64, question: &dns::Question) -> bool {
         let Some(pending) = self.queries.get_mut(&cookie) else {
             return false;
         };
-        let Some(at) = pending
-            .iter()
-            .position(|q| q.question == *question && q.server == server)
-        else {
+        let Some(at) = pending.iter().position(|q| q.question == *question) else {
             return false;
         };
         pending.remove(at);
@@ -225,7 +215,7 @@ impl Namer {
     fn on_dns_message(&mut self, bytes: &[u8], cut: bool, p: &Payload, now_ns: u64) {
         let asker = p.pid;
         match dns::answers(bytes) {
-            Ok(response) if !self.take_query(p.cookie, &response.question, p.peer) => {
+            Ok(response) if !self.take_query(p.cookie, &response.question) => {
                 self.counts.dns_unmatched += 1;
                 log::debug!(
                     "ignored a DNS answer to pid {asker}: it answers no query its socket sent"

@@ -18,8 +18,8 @@ use std::{
 use crate::policy::Cidr;
 
 /// The least time between two reads of the resolv.conf files, so a stream of answers from a
-/// server nobody set costs a few reads a second at most.
-const RESCAN_NS: u64 = 20_000_000;
+/// server nobody set costs four reads a second at most.
+const RESCAN_NS: u64 = 250_000_000;
 /// Bytes read of one resolv.conf, and namespaces read: the files are root's, but bounded all
 /// the same.
 const MAX_FILE: u64 = 64 * 1024;
