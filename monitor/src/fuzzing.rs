@@ -65,6 +65,15 @@ pub fn tls_hello(bytes: &[u8]) {
     let _ = crate::names::server_name(bytes);
 }
 
+/// A credential file, as each kind's reader takes it (a workspace's files may come from any
+/// repository an agent cloned).
+pub fn credential_file(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for kind in crate::vocab::ALL_KINDS {
+        let _ = crate::catalog::contents::inspect(*kind, &text);
+    }
+}
+
 /// A policy file (`--config`, `check-config`).
 pub fn policy(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {

@@ -279,8 +279,8 @@ fn an_agents_workspace_secrets_are_watched_while_it_works_there() {
         .collect();
     assert!(kinds.contains(&&Value::from("dotenv")), "{kinds:?}");
     assert!(
-        stderr.contains(&format!("an agent works in {}", project.display()))
-            && stderr.contains(&format!("no agent works in {} any more", project.display())),
+        stderr.contains(&format!("an agent works in {project:?}"))
+            && stderr.contains(&format!("no agent works in {project:?} any more")),
         "{stderr}"
     );
     assert_no_secret(

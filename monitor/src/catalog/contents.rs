@@ -14,8 +14,10 @@ pub struct Contents {
     pub hosts: Vec<String>,
     /// Secret values. Never printed, logged or stored: fingerprint them and drop them.
     pub secrets: Vec<String>,
-    /// The tool servers an MCP configuration defines, with the secrets it gives each.
+    /// The tool servers an MCP configuration defines, with the secrets it gives each, and how
+    /// many more it defines than are read (`mcp::MAX_SERVERS`).
     pub tools: Vec<ToolServer>,
+    pub tools_dropped: usize,
     /// How long the credential lives: from its secrets' shapes, or from what else the file
     /// says (an OAuth refresh token, an AWS access key id).
     pub lifetime: Option<Lifetime>,

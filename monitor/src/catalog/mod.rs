@@ -47,6 +47,8 @@ pub struct Source {
     pub home: Option<PathBuf>,
     /// The agent workspace it was made for (workspaces.rs), to be forgotten with it.
     pub workspace: Option<PathBuf>,
+    /// The user `home` must belong to, when a user named it (a workspace): the agent's.
+    pub owner: Option<u32>,
 }
 
 impl Source {
@@ -59,6 +61,7 @@ impl Source {
             scope: policy.kind_scope(kind),
             home: None,
             workspace: None,
+            owner: None,
         }
     }
 }
@@ -138,17 +141,20 @@ impl Catalog {
         self.sources.extend(Self::policy_sources(policy, homes));
     }
 
-    /// Looks for a project's secret files in `dir`, where an agent works (workspaces.rs).
-    /// Returns whether it is new; the daemon resolves again (`take_changed`).
-    pub fn add_workspace(&mut self, policy: &Policy, dir: &Path) -> bool {
-        if !workspaces::eligible(dir) || !self.workspaces.add(dir) {
+    /// Whether `dir` can be a workspace of a process of `uid` (workspaces.rs).
+    pub fn can_be_workspace(dir: &Path, uid: u32) -> bool {
+        workspaces::eligible(dir, uid)
+    }
+
+    /// Looks for a project's secret files in `dir`, where an agent of `uid` works
+    /// (workspaces.rs). Returns whether it is watched now; false when all places are taken.
+    /// The daemon resolves again (`take_changed`).
+    pub fn add_workspace(&mut self, policy: &Policy, dir: &Path, uid: u32) -> bool {
+        if !self.workspaces.add(dir) {
             return false;
         }
-        log::info!(
-            "an agent works in {}: watching its secret files",
-            dir.display()
-        );
-        self.sources.extend(workspaces::sources(dir, policy));
+        log::info!("an agent works in {dir:?}: watching its secret files");
+        self.sources.extend(workspaces::sources(dir, uid, policy));
         self.changed = true;
         true
     }
@@ -157,10 +163,7 @@ impl Catalog {
     /// also another source's stay).
     pub fn remove_workspace(&mut self, dir: &Path) {
         if self.workspaces.remove(dir) {
-            log::info!(
-                "no agent works in {} any more: no longer watching it",
-                dir.display()
-            );
+            log::info!("no agent works in {dir:?} any more: no longer watching it");
             self.sources.retain(|s| s.workspace.as_deref() != Some(dir));
             self.changed = true;
         }
@@ -185,6 +188,7 @@ impl Catalog {
                     scope: scope.clone(),
                     home: home.cloned(),
                     workspace: None,
+                    owner: None,
                 });
             };
             for path in &rule.paths {
@@ -240,6 +244,8 @@ impl Catalog {
     pub fn resolve(&mut self, policy: &Policy) -> Changes {
         // Each credential found, and whether a home source found it.
         let mut found: BTreeMap<FileKey, (Credential, bool)> = BTreeMap::new();
+        // Files found in each agent workspace (bounded: workspaces.rs).
+        let mut in_workspace: BTreeMap<&Path, usize> = BTreeMap::new();
         self.refused.clear();
         for source in &self.sources {
             let (paths, more) = expand(&source.pattern);
@@ -251,8 +257,24 @@ impl Catalog {
                 );
             }
             for path in paths {
+                if let Some(dir) = source.workspace.as_deref() {
+                    let count = in_workspace.entry(dir).or_default();
+                    if *count >= workspaces::MAX_FILES {
+                        if self.capped.insert(dir.display().to_string()) {
+                            log::warn!(
+                                "agent workspace {dir:?} holds more than {} secret-looking \
+                                 files: only the first are watched",
+                                workspaces::MAX_FILES
+                            );
+                        }
+                        break;
+                    }
+                }
                 match identify(&path, source, policy, &mut self.secrets) {
                     Ok(credential) => {
+                        if let Some(dir) = source.workspace.as_deref() {
+                            *in_workspace.entry(dir).or_default() += 1;
+                        }
                         let from_home = source.home.is_some();
                         match found.entry(credential.file) {
                             Entry::Vacant(slot) => {
@@ -283,12 +305,19 @@ impl Catalog {
             .values()
             .flat_map(|c| c.tools.iter().cloned())
             .collect();
-        self.tool_secrets = self
+        // The first tool a secret is given to keeps it (the order the catalog found them).
+        self.tool_secrets.clear();
+        for part in self
             .credentials
             .values()
             .flat_map(|c| c.record.parts.iter())
-            .flat_map(|part| part.fingerprint.map(|print| (print, Arc::clone(part))))
-            .collect();
+        {
+            if let Some(print) = part.fingerprint {
+                self.tool_secrets
+                    .entry(print)
+                    .or_insert_with(|| Arc::clone(part));
+            }
+        }
         Changes {
             added: after.difference(&before).copied().collect(),
             removed: before.difference(&after).copied().collect(),
@@ -300,7 +329,11 @@ impl Catalog {
     pub fn directories_to_watch(&self) -> BTreeSet<PathBuf> {
         let mut dirs = BTreeSet::new();
         for source in &self.sources {
-            let fixed = source.pattern.split('*').next().unwrap_or_default();
+            let fixed = source
+                .pattern
+                .split(['*', '?', '['])
+                .next()
+                .unwrap_or_default();
             let mut dir = Path::new(fixed).parent();
             while let Some(d) = dir {
                 if d.is_dir() {
@@ -371,7 +404,7 @@ fn identify(
     policy: &Policy,
     secrets: &mut Secrets,
 ) -> Result<Credential, open::Refusal> {
-    let open::Opened { file, meta } = open::open(path, source.home.as_deref())?;
+    let open::Opened { file, meta } = open::open_owned(path, source.home.as_deref(), source.owner)?;
     let kind = source.kind;
     let id = format!("{kind}:{}", path.display());
     let page_cache = uses_page_cache(&file);
@@ -382,6 +415,14 @@ fn identify(
     }
     let found = contents::inspect(kind, &String::from_utf8_lossy(&bytes));
     drop(bytes);
+    if found.tools_dropped > 0 {
+        log::warn!(
+            "{path:?} names {} MCP servers more than keytrail reads ({}): their secrets are \
+             not watched as tools'",
+            found.tools_dropped,
+            contents::mcp::MAX_SERVERS
+        );
+    }
     // Tool servers' secrets first: the credential a secret is first seen in is its identity.
     let parts: Vec<Arc<CredentialRef>> = found
         .tools
@@ -417,7 +458,11 @@ fn identify(
         file: FileKey::new(kernel_dev(meta.dev()), meta.ino()),
         page_cache,
         fingerprints,
-        tools: found.tools.iter().filter_map(ToolServer::command).collect(),
+        tools: found
+            .tools
+            .iter()
+            .filter_map(|t| t.command(meta.uid()))
+            .collect(),
         record,
     })
 }

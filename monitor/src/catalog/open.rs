@@ -63,16 +63,31 @@ pub struct Opened {
 
 /// Opens `path` for reading, as the module doc says; `home` is the home directory it was found
 /// under, if any.
+#[cfg(test)]
 pub fn open(path: &Path, home: Option<&Path>) -> Result<Opened, Refusal> {
+    open_owned(path, home, None)
+}
+
+/// As `open`, and when `owner` is given, the home must be that user's: a directory a user names
+/// (an agent's workspace, from its working directory) rather than the user database, which a
+/// user could swap for a link to another user's between the look and the open.
+pub fn open_owned(path: &Path, home: Option<&Path>, owner: Option<u32>) -> Result<Opened, Refusal> {
     let (file, home_owner) = match home.and_then(|h| Some((h, path.strip_prefix(h).ok()?))) {
         Some((home, relative)) => {
-            // The home itself comes from the user database, which only root changes.
             let dir = OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_DIRECTORY)
                 .open(home)
                 .map_err(refusal)?;
             let home_owner = dir.metadata().map_err(refusal)?.uid();
+            if let Some(owner) = owner
+                && owner != home_owner
+            {
+                return Err(Refusal::NotTheOwners {
+                    owner: home_owner,
+                    home_owner: owner,
+                });
+            }
             (
                 open_beneath(&dir, relative).map_err(refusal)?,
                 Some(home_owner),

@@ -37,6 +37,8 @@ use crate::{
 const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// How often exited processes are forgotten (every second).
 const SWEEP_EVERY_TICKS: u32 = 100;
+/// The least time between two resolves for agent workspaces coming and going.
+const WORKSPACE_REFRESH: Duration = Duration::from_millis(250);
 
 /// How `run` behaves, from the command line.
 pub struct Settings {
@@ -126,6 +128,7 @@ pub async fn run(
         resolvers.describe()
     );
     let mut pipeline = Pipeline::new(tracker, clock, Arc::clone(&policy), resolvers);
+    let mut last_workspace_refresh = std::time::Instant::now();
     pipeline.seed_workspaces(&mut catalog);
     if catalog.take_changed() {
         refresh_catalog(
@@ -189,8 +192,11 @@ pub async fn run(
                 break;
             }
         }
-        // An agent started in a new workspace, or the last left one.
-        if catalog.take_changed() {
+        // An agent started in a new workspace, or the last left one. At most every
+        // WORKSPACE_REFRESH: agents that hop between directories must not make keytrail
+        // resolve its whole catalog between every two drains.
+        if last_workspace_refresh.elapsed() >= WORKSPACE_REFRESH && catalog.take_changed() {
+            last_workspace_refresh = std::time::Instant::now();
             refresh_catalog(
                 &mut catalog,
                 &policy,
@@ -243,6 +249,7 @@ pub async fn run(
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     pipeline.sweep(clock::boot_ns(), Timestamp::now());
+                    pipeline.sweep_workspaces(&mut catalog);
                     let appeared = homes.appeared();
                     if !appeared.is_empty() {
                         log::info!(

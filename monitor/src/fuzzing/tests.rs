@@ -138,6 +138,23 @@ fn packets_never_panic_name_learning() {
 }
 
 #[test]
+fn credential_files_never_panic_their_readers() {
+    let seeds: Vec<Vec<u8>> = [
+        r#"{"mcpServers":{"github":{"command":"npx","args":["-y","s"],"env":{"GITHUB_TOKEN":"ghp_aaaaaaaaaaaaaaaaaaaa"}},"r":{"url":"https://h.example/mcp","headers":{"Authorization":"Bearer tok-123456"}}},"projects":{"/p":{"mcpServers":{}}}}"#,
+        r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-x","refreshToken":"sk-ant-ort01-y"}}"#,
+        "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = abcdefgh\n",
+        "db.example:5432:app:app:pa\\:ss\n*:*:*:ro:ro-pass\n",
+        "<settings><servers><server><password>p4ssword</password></server></servers></settings>",
+        "access-token: dop_v1_aaaaaaaaaaaa\nauth-contexts:\n  w: dop_v1_bbbbbbbbbbbb\n",
+        "[mcp_servers.s]\ncommand = \"s\"\nenv = { K_TOKEN = \"tok-abcdef\" }\n",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    fuzz("credential_file", super::credential_file, &seeds, 3_000);
+}
+
+#[test]
 fn policy_files_never_panic_the_parser() {
     fuzz(
         "policy",

@@ -70,6 +70,11 @@ impl Pipeline {
         self.correlator.seed_workspaces(catalog);
     }
 
+    /// Lets go of the workspaces of agent processes whose exit was lost.
+    pub fn sweep_workspaces(&mut self, catalog: &mut Catalog) {
+        self.correlator.sweep_workspaces(catalog);
+    }
+
     /// For records that were correlated already (`replay`): the rules alone have work to do.
     pub fn for_records(policy: Arc<Policy>) -> Self {
         Self::new(

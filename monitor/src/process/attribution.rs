@@ -1,9 +1,10 @@
 //! Who a process acts for: its context and its agent, decided at exec from policy
 //! (docs/records.md, `process.context` and `process.agent`).
 //!
-//! Context, first that applies: a tool server of an MCP configuration, started under an agent
-//! (`tool:<server>`; its children stay in it unless they declare a label of their own); the
-//! label variable in the exec environment; the first `[[contexts]]` rule that matches; the
+//! Context, first that applies: a tool server of an MCP configuration, started by an agent
+//! from the command line its user's configuration gives (`tool:<server>`; its children stay
+//! in it unless they declare a label of their own); the label variable in the exec environment
+//! (a label cannot claim a tool's context: `tool:x` is taken as `label:tool:x`); the first `[[contexts]]` rule that matches; the
 //! parent's context. A process with none of these is in its originating user's login session
 //! (`uid:N/session:S`, see `Process::record`).
 //!
@@ -29,6 +30,7 @@ pub struct Attribution {
 /// What attribution is shown of the exec'ing process.
 pub struct Candidate<'a> {
     pub pid: u32,
+    pub uid: u32,
     pub originating_uid: u32,
     pub facts: ProcessFacts<'a>,
     pub label: Option<&'a str>,
@@ -41,20 +43,28 @@ pub fn attribute(
     me: &Candidate,
     parent: Option<&Process>,
 ) -> Attribution {
-    let label = me.label.filter(|l| !l.is_empty()).map(str::to_owned);
+    let label = me.label.filter(|l| !l.is_empty()).map(|l| {
+        if l.starts_with("tool:") {
+            format!("label:{l}")
+        } else {
+            l.to_owned()
+        }
+    });
     let agent = agent_of(policy, me, parent, &label);
     // A tool's context holds for its children unless they carry a label the tool did not.
     let in_tool = parent
         .filter(|p| p.attribution.label == label)
         .and_then(|p| p.attribution.context.clone())
         .filter(|c| c.starts_with("tool:"));
-    let tool = agent
+    // Started by the agent itself (the process at the root of its tree), as its user's
+    // configuration says.
+    let by_agent = agent
         .as_ref()
-        .and_then(|_| {
-            tools
-                .iter()
-                .find(|t| t.matches(me.facts.exe, me.facts.argv))
-        })
+        .is_some_and(|a| parent.is_some_and(|p| p.key.pid == a.pid));
+    let tool = tools
+        .iter()
+        .filter(|_| by_agent)
+        .find(|t| t.owner == me.uid && t.matches(me.facts.argv))
         .map(|t| format!("tool:{}", t.name));
     let context = tool
         .or(in_tool)
@@ -129,6 +139,7 @@ mod tests {
     ) -> Candidate<'a> {
         Candidate {
             pid,
+            uid: 1000,
             originating_uid: 1000,
             facts: ProcessFacts {
                 comm,
@@ -138,6 +149,78 @@ mod tests {
             },
             label,
         }
+    }
+
+    /// A tool server is in its tool's context when the agent itself starts it from its user's
+    /// configuration; its children stay there; a label cannot claim a tool's context, and a
+    /// process further down the tree, or of another user's configuration, is no tool.
+    #[test]
+    fn tool_servers_started_by_the_agent_are_in_their_tools_context() {
+        let policy = Policy::embedded();
+        let tools = [ToolCommand {
+            name: "github".into(),
+            command: vec!["python3".into(), "server.py".into()],
+            owner: 1000,
+        }];
+        let agent_argv = vec!["claude".to_owned()];
+        let a = attribute(
+            &policy,
+            &tools,
+            &candidate(20, "claude", &agent_argv, None),
+            None,
+        );
+        let agent = process(20, "claude", a);
+        let server_argv = vec!["python3".to_owned(), "server.py".to_owned()];
+        let server = attribute(
+            &policy,
+            &tools,
+            &candidate(21, "python3", &server_argv, None),
+            Some(&agent),
+        );
+        assert_eq!(server.context.as_deref(), Some("tool:github"));
+        let child = attribute(
+            &policy,
+            &tools,
+            &candidate(22, "node", &[], None),
+            Some(&process(21, "python3", server.clone())),
+        );
+        assert_eq!(
+            child.context.as_deref(),
+            Some("tool:github"),
+            "children stay"
+        );
+        let deeper = attribute(
+            &policy,
+            &tools,
+            &candidate(23, "python3", &server_argv, None),
+            Some(&process(
+                22,
+                "sh",
+                Attribution {
+                    agent: server.agent.clone(),
+                    ..Attribution::default()
+                },
+            )),
+        );
+        assert_eq!(deeper.context, None, "not started by the agent itself");
+        let claimed = attribute(
+            &policy,
+            &tools,
+            &candidate(24, "curl", &[], Some("tool:github")),
+            Some(&agent),
+        );
+        assert_eq!(claimed.context.as_deref(), Some("label:tool:github"));
+        let others = [ToolCommand {
+            owner: 1001,
+            ..tools[0].clone()
+        }];
+        let foreign = attribute(
+            &policy,
+            &others,
+            &candidate(25, "python3", &server_argv, None),
+            Some(&agent),
+        );
+        assert_eq!(foreign.context, None, "another user's configuration");
     }
 
     fn process(pid: u32, comm: &str, attribution: Attribution) -> Process {

@@ -215,6 +215,7 @@ impl ProcessTracker {
             let cgroup = needs_cgroup.then(|| self.cgroup_of(key.pid)).flatten();
             let candidate = Candidate {
                 pid: key.pid,
+                uid: me.uid,
                 originating_uid: me.originating_uid(),
                 facts: ProcessFacts {
                     comm: &me.comm,
@@ -318,6 +319,7 @@ impl ProcessTracker {
             .flatten();
         let candidate = Candidate {
             pid: e.pid,
+            uid: e.uid,
             originating_uid: e.loginuid.unwrap_or(e.uid),
             facts: ProcessFacts {
                 comm: &e.comm,

@@ -9,7 +9,7 @@ mod time;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
-    kind::Kind,
+    kind::{ALL as ALL_KINDS, Kind},
     rule::{RuleId, Severity},
     time::Timestamp,
 };

@@ -30,40 +30,62 @@ pub struct ToolServer {
     pub secrets: Vec<String>,
 }
 
-/// A tool server's name and command line, for telling its processes: no secrets.
-#[derive(Clone, Debug, PartialEq)]
+/// A tool server's name and command line, for telling its processes, and the user whose
+/// configuration names it. Its arguments may hold secrets (`--api-key ...`): not `Debug`-printed.
+#[derive(Clone, PartialEq)]
 pub struct ToolCommand {
     pub name: String,
     /// The program, then its arguments.
     pub command: Vec<String>,
+    pub owner: u32,
+}
+
+impl std::fmt::Debug for ToolCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolCommand")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ToolServer {
-    pub fn command(&self) -> Option<ToolCommand> {
+    /// Its command line, for a configuration owned by `owner`.
+    pub fn command(&self, owner: u32) -> Option<ToolCommand> {
         (!self.command.is_empty()).then(|| ToolCommand {
             name: self.name.clone(),
             command: self.command.clone(),
+            owner,
         })
     }
 }
 
 impl ToolCommand {
-    /// Whether a process with `argv` (and executable `exe`) runs this server: its program is
-    /// named in the command line (`python3`, or `node` for an `npx` script, which the kernel
-    /// sees as `node /usr/bin/npx ...`), and its arguments appear in it, in order, together.
-    pub fn matches(&self, exe: &str, argv: &[String]) -> bool {
+    /// Whether a process that exec'd with `argv` runs this server: its command line is the
+    /// server's, whole (the program by its name, as `npx` or `/usr/bin/npx`); or an
+    /// interpreter's running the server's script (`npx` is a node script: the kernel runs it
+    /// as `/usr/bin/env node /usr/bin/npx -y ...`, then env as `node /usr/bin/npx -y ...`).
+    /// The server's line must come first or second, or third after `env`: a program that only
+    /// carries it among its arguments (`python3 x.py /usr/bin/npx -y ...`) is not the server.
+    pub fn matches(&self, argv: &[String]) -> bool {
         let Some((program, args)) = self.command.split_first() else {
             return false;
         };
         let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
         let program = base(program);
-        let named = base(exe) == program || argv.iter().any(|a| base(a) == program);
-        named && (args.is_empty() || argv.windows(args.len()).any(|window| window == args))
+        let whole = |line: &[String]| {
+            line.split_first()
+                .is_some_and(|(first, rest)| base(first) == program && rest == args)
+        };
+        let after_env = argv.first().is_some_and(|first| base(first) == "env");
+        whole(argv)
+            || argv.get(1..).is_some_and(whole)
+            || (after_env && argv.get(2..).is_some_and(whole))
     }
 }
 
 /// Servers one file may define, and the longest name kept: bounded, the file is its user's.
-const MAX_SERVERS: usize = 64;
+pub const MAX_SERVERS: usize = 64;
 const MAX_NAME: usize = 64;
 
 pub fn mcp(text: &str, c: &mut Contents) {
@@ -86,7 +108,13 @@ pub fn mcp(text: &str, c: &mut Contents) {
                 .filter_map(|p| p.get("mcpServers").and_then(Value::as_object)),
         );
     }
-    for (name, server) in tables.into_iter().flatten().take(MAX_SERVERS) {
+    // Claude Code may keep an API key beside its servers.
+    if let Some(key) = value.get("primaryApiKey").and_then(Value::as_str) {
+        c.secret(key);
+    }
+    let servers: Vec<(&String, &Value)> = tables.into_iter().flatten().collect();
+    c.tools_dropped = servers.len().saturating_sub(MAX_SERVERS);
+    for (name, server) in servers.into_iter().take(MAX_SERVERS) {
         let tool = server_of(name, server);
         for secret in &tool.secrets {
             c.secret(secret);
@@ -125,15 +153,23 @@ fn server_of(name: &str, server: &Value) -> ToolServer {
             .into_iter()
             .flatten()
         {
-            let Some(value) = value.as_str().filter(|v| !v.contains("${")) else {
+            // Too short to be a secret (an empty value would match every empty variable),
+            // or a reference to one held elsewhere.
+            let Some(value) = value
+                .as_str()
+                .filter(|v| v.trim().len() >= 6 && !v.contains("${"))
+            else {
                 continue;
             };
             if secret_named(key) || secret_name(key) || crate::catalog::shape::of(value).is_some() {
                 let value = value
                     .strip_prefix("Bearer ")
                     .or_else(|| value.strip_prefix("bearer "))
-                    .unwrap_or(value);
-                secrets.push(value.trim().to_owned());
+                    .unwrap_or(value)
+                    .trim();
+                if value.len() >= 6 {
+                    secrets.push(value.to_owned());
+                }
             }
         }
     }
@@ -238,28 +274,44 @@ mod tests {
                 "-y".into(),
                 "@modelcontextprotocol/server-github".into(),
             ],
+            owner: 1000,
         };
         let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // npx is a node script: the kernel runs node with the script's path first.
-        let npx = argv(&[
+        let server = "@modelcontextprotocol/server-github";
+        // npx is a node script: the kernel runs env with it, then env runs node with it.
+        assert!(tool.matches(&argv(&[
+            "/usr/bin/env",
             "node",
             "/usr/bin/npx",
             "-y",
-            "@modelcontextprotocol/server-github",
-        ]);
-        assert!(tool.matches("/usr/bin/node", &npx));
-        let other = argv(&[
+            server
+        ])));
+        assert!(tool.matches(&argv(&["node", "/usr/bin/npx", "-y", server])));
+        assert!(tool.matches(&argv(&["npx", "-y", server])));
+        assert!(!tool.matches(&argv(&[
             "node",
             "/usr/bin/npx",
             "-y",
-            "@modelcontextprotocol/server-slack",
-        ]);
-        assert!(!tool.matches("/usr/bin/node", &other));
+            "@modelcontextprotocol/server-slack"
+        ])));
+        assert!(
+            !tool.matches(&argv(&["python3", "evil.py", "/x/npx", "-y", server])),
+            "the line among another program's arguments"
+        );
+        assert!(
+            !tool.matches(&argv(&["npx", "-y", server, "--extra"])),
+            "more arguments"
+        );
         let python = ToolCommand {
             name: "db".into(),
             command: vec!["python3".into(), "db_server.py".into()],
+            owner: 1000,
         };
-        assert!(python.matches("/usr/bin/python3.11", &argv(&["python3", "db_server.py"])));
-        assert!(!python.matches("/usr/bin/python3.11", &argv(&["python3", "other.py"])));
+        assert!(python.matches(&argv(&["python3", "db_server.py"])));
+        assert!(!python.matches(&argv(&["python3", "other.py"])));
+        assert_eq!(
+            format!("{python:?}"),
+            "ToolCommand { name: \"db\", owner: 1000, .. }"
+        );
     }
 }
