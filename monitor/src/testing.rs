@@ -54,3 +54,28 @@ impl Rng {
         from[self.below(from.len())]
     }
 }
+
+/// A DNS answer, as a server writes it: id `id`, question `name` (type A), one A record.
+pub fn dns_answer(id: u16, name: &str, ip: [u8; 4]) -> Vec<u8> {
+    use hickory_proto::{
+        op::{Message, OpCode, Query},
+        rr::{Name, RData, Record, RecordType, rdata::A},
+    };
+    let name = Name::from_ascii(name).unwrap();
+    let mut m = Message::response(id, OpCode::Query);
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.add_answer(Record::from_rdata(name, 60, RData::A(A(ip.into()))));
+    m.to_vec().unwrap()
+}
+
+/// A DNS query, as a resolver writes it: id `id`, question `name` (type A).
+pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    use hickory_proto::{
+        op::{Message, Query},
+        rr::{Name, RecordType},
+    };
+    let mut m = Message::query();
+    m.metadata.id = id;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    m.to_vec().unwrap()
+}

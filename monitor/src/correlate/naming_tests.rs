@@ -2,10 +2,6 @@
 //! connects, a ClientHello's server name wins over DNS, and a connection's records wait for it.
 use std::{fs, os::unix::fs::MetadataExt};
 
-use hickory_proto::{
-    op::{Message, OpCode, Query},
-    rr::{Name, RData, Record as DnsRecord, RecordType, rdata::A},
-};
 use monitor_common::{AccessHook, EventKind};
 
 use super::*;
@@ -80,19 +76,13 @@ impl Drop for Fixture {
 
 /// The query pid 10's socket 77 sent for `name`, which `dns_answer` then answers.
 fn dns_query(name: &str) -> Vec<u8> {
-    let mut m = Message::query();
-    m.metadata.id = 1;
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    encode::payload(EventKind::DnsQuery, 10, 77, 17, 0, &m.to_vec().unwrap())
+    let query = crate::testing::dns_query(1, name);
+    encode::payload(EventKind::DnsQuery, 10, 77, 17, 0, &query)
 }
 
 fn dns_answer(name: &str, ip: [u8; 4]) -> Vec<u8> {
-    let name = Name::from_ascii(name).unwrap();
-    let mut m = Message::response(1, OpCode::Query);
-    m.add_query(Query::query(name.clone(), RecordType::A));
-    m.add_answer(DnsRecord::from_rdata(name, 60, RData::A(A(ip.into()))));
-    let bytes = m.to_vec().unwrap();
-    encode::payload(EventKind::DnsAnswer, 10, 77, 17, 0, &bytes)
+    let answer = crate::testing::dns_answer(1, name, ip);
+    encode::payload(EventKind::DnsAnswer, 10, 77, 17, 0, &answer)
 }
 
 /// (type, host, host source) of each record that has an endpoint.

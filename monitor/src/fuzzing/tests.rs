@@ -4,13 +4,12 @@
 //! names the case; `cargo fuzz` (fuzz/) goes on from here for as long as one likes.
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use hickory_proto::{
-    op::{Message, OpCode, Query},
-    rr::{Name, RData, Record, RecordType, rdata::A},
-};
 use monitor_common::{AccessHook, EventKind};
 
-use crate::{decode::encode, testing::Rng};
+use crate::{
+    decode::encode,
+    testing::{Rng, dns_answer, dns_query},
+};
 
 /// Bytes mutations like to meet: lengths at their edges, JSON and TOML punctuation.
 const INTERESTING: &[u8] = b"\x00\xff\x7f\x80\x01\n\"{}[]=:,\\.#";
@@ -56,24 +55,6 @@ fn fuzz(name: &str, target: fn(&[u8]), seeds: &[Vec<u8>], cases: usize) {
             );
         }
     }
-}
-
-fn dns_answer(id: u16, question: &str, ip: [u8; 4]) -> Vec<u8> {
-    let name = Name::from_ascii(question).unwrap();
-    let mut m = Message::response(id, OpCode::Query);
-    m.add_query(Query::query(name.clone(), RecordType::A));
-    m.add_answer(Record::from_rdata(name, 60, RData::A(A(ip.into()))));
-    m.to_vec().unwrap()
-}
-
-fn dns_query(id: u16, question: &str) -> Vec<u8> {
-    let mut m = Message::query();
-    m.metadata.id = id;
-    m.add_query(Query::query(
-        Name::from_ascii(question).unwrap(),
-        RecordType::A,
-    ));
-    m.to_vec().unwrap()
 }
 
 /// Payloads in the framing of `super::names`.

@@ -1,32 +1,10 @@
-use hickory_proto::{
-    op::{Message, OpCode, Query},
-    rr::{Name, RData, Record, RecordType, rdata::A},
-};
-
 use super::*;
+use crate::testing::{dns_answer as answer_to, dns_query as query};
 
 const HELLO: &[u8] = include_bytes!("testdata/client_hello_openssl.bin");
 
 fn answer(question: &str, ip: [u8; 4]) -> Vec<u8> {
     answer_to(1, question, ip)
-}
-
-fn answer_to(id: u16, question: &str, ip: [u8; 4]) -> Vec<u8> {
-    let name = Name::from_ascii(question).unwrap();
-    let mut m = Message::response(id, OpCode::Query);
-    m.add_query(Query::query(name.clone(), RecordType::A));
-    m.add_answer(Record::from_rdata(name, 60, RData::A(A(ip.into()))));
-    m.to_vec().unwrap()
-}
-
-fn query(id: u16, question: &str) -> Vec<u8> {
-    let mut m = Message::query();
-    m.metadata.id = id;
-    m.add_query(Query::query(
-        Name::from_ascii(question).unwrap(),
-        RecordType::A,
-    ));
-    m.to_vec().unwrap()
 }
 
 fn payload(kind: PayloadKind, protocol: Protocol, seq: u32, data: &[u8]) -> Payload {
