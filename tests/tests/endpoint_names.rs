@@ -292,6 +292,41 @@ with ctx.wrap_socket(raw, server_hostname='evil.example') as s:
     assert_no_secret(&records, &stderr, &[TOKEN]);
 }
 
+/// A resolver asked over an IPv6 socket, as `::ffff:10.77.0.1` (dual-stack programs do): the
+/// kernel runs the IPv4 sendmsg hook for a mapped address, so the server the answer must come
+/// from is the IPv4 address its packets carry, and the answer names the connect that follows.
+#[test]
+fn an_ipv4_resolver_asked_over_an_ipv6_socket_still_names() {
+    require_root();
+    let user = user_with_netrc("dnsmapped");
+    let ns = Netns::create("dnsmapped", &["10.77.0.1/24", "10.77.0.10/24"], "10.77.0.1");
+    let mut k = Keytrail::start(&[]);
+    let _dnsmasq = ns.dnsmasq(&["--address=/api.github.com/10.77.0.10"]);
+    ns.wait_until_resolves("api.github.com");
+    let script = r#"
+import os, socket, struct
+open(os.path.expanduser('~/.netrc')).read()
+query = struct.pack('>HHHHHH', 0x6b75, 0x0100, 1, 0, 0, 0)
+query += b''.join(bytes([len(p)]) + p for p in [b'api', b'github', b'com']) + b'\0'
+query += struct.pack('>HH', 1, 1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(query, ('::ffff:10.77.0.1', 53))
+answer = s.recv(512)
+try:
+    socket.create_connection((socket.inet_ntoa(answer[-4:]), 443), timeout=3).close()
+except OSError:
+    pass
+"#;
+    let pid = run_pid(ns.command_as(&user, "python3").args(["-c", script]));
+    let used = k.wait_for("the use, named by DNS", WAIT, |r| {
+        endpoint_named(r, "credential_use", pid, "api.github.com", "dns")
+    });
+    assert_eq!(used["endpoint"]["ip"], "10.77.0.10", "{used}");
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &[TOKEN]);
+}
+
 /// A DNS server that answers badly: garbage, an answer cut short, one too long for the kernel
 /// to keep, then a good one that names 10.77.1.5 good.example.
 const BAD_SERVER: &str = r#"

@@ -3,10 +3,11 @@
 //!
 //! Context, first that applies: a tool server of an MCP configuration, started by an agent
 //! from the command line its user's configuration gives (`tool:<server>`; its children stay
-//! in it unless they declare a label of their own); the label variable in the exec environment
-//! (a label cannot claim a tool's context: `tool:x` is taken as `label:tool:x`); the first `[[contexts]]` rule that matches; the
-//! parent's context. A process with none of these is in its originating user's login session
-//! (`uid:N/session:S`, see `Process::record`).
+//! in it unless they declare a label of their own); the label variable in the exec
+//! environment (a label cannot claim a tool's context: `tool:x` is taken as `label:tool:x`);
+//! the first `[[contexts]]` rule that matches; the parent's context. A process with none of
+//! these is in its originating user's login session (`uid:N/session:S`, see
+//! `Process::record`).
 //!
 //! Agent: an ancestor's agent is kept; else a process matching an `[[agents]]` rule is the root
 //! of its own; else a labelled task whose parent carries another label (or none) belongs to
