@@ -42,6 +42,9 @@ pub enum EventKind {
     TlsHello = 32,
     /// A DNS message sent to port 53: the query an answer must match.
     DnsQuery = 33,
+    /// The first bytes a TCP connection sent, when they start a plain HTTP request: the
+    /// request head, whose credentials prove a use.
+    HttpRequest = 34,
 }
 
 impl EventKind {
@@ -55,6 +58,7 @@ impl EventKind {
             31 => Self::DnsAnswer,
             32 => Self::TlsHello,
             33 => Self::DnsQuery,
+            34 => Self::HttpRequest,
             _ => return None,
         })
     }

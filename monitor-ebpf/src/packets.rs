@@ -23,6 +23,10 @@ const IPPROTO_UDP: u8 = 17;
 const IPV6_HEADER: u32 = 40;
 /// First byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE: u8 = 0x16;
+/// How an HTTP/1 request starts: its method's first four bytes.
+const HTTP_METHODS: [[u8; 4]; 7] = [
+    *b"GET ", *b"POST", *b"PUT ", *b"HEAD", *b"DELE", *b"PATC", *b"OPTI",
+];
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 /// DNS queries over UDP one socket may have unanswered (resolvers ask A and AAAA at once, and
@@ -263,7 +267,16 @@ fn tls_hello(ctx: &SkBuffContext, cookie: u64) {
     // which the kernel sends one at a time, touch it.
     let (tgid, seen) = unsafe { ((*watch).tgid, (*watch).segments) };
     if seen == 0 && ctx.load::<u8>(s.offset as usize).ok() != Some(TLS_HANDSHAKE) {
-        let _ = TLS_WATCH.remove(&cookie); // not TLS: nothing to name it by
+        // Not TLS. A plain HTTP request's head is reported (its credentials prove a use);
+        // nothing else's: other protocols' first bytes are theirs alone.
+        if ctx
+            .load::<u32>(s.offset as usize)
+            .is_ok_and(|start| HTTP_METHODS.iter().any(|m| u32::from_ne_bytes(*m) == start))
+        {
+            let peer = address(ctx, &s, Peer::Destination);
+            report(ctx, EventKind::HttpRequest, tgid, cookie, &s, peer);
+        }
+        let _ = TLS_WATCH.remove(&cookie);
         return;
     }
     let peer = address(ctx, &s, Peer::Destination);

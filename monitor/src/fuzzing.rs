@@ -74,6 +74,16 @@ pub fn credential_file(bytes: &[u8]) {
     }
 }
 
+/// The first segment of a plain HTTP connection, as proof of use reads it.
+pub fn http_request(bytes: &[u8]) {
+    static SECRETS: LazyLock<crate::redact::Secrets> = LazyLock::new(|| {
+        crate::redact::Secrets::new(
+            crate::fingerprint::Fingerprinter::random().expect("/dev/urandom"),
+        )
+    });
+    let _ = crate::proof::inspect(bytes, &SECRETS);
+}
+
 /// A policy file (`--config`, `check-config`).
 pub fn policy(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {

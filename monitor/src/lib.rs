@@ -18,6 +18,7 @@ mod pipeline;
 mod policy;
 mod privileges;
 mod process;
+mod proof;
 mod record;
 mod redact;
 mod replay;

@@ -40,6 +40,9 @@ pub struct CredentialRef {
     /// How long it lives, where its secrets' shapes say: `long` (until revoked) or `short`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<Lifetime>,
+    /// Fingerprints of all its secrets (`fingerprint` is the first's), to tell it in a request.
+    #[serde(skip)]
+    pub fingerprints: Vec<Fingerprint>,
     /// An MCP configuration's tool servers, each a credential of its own (context
     /// `tool:<server>`): a use of the configuration is the use of the one whose scope holds
     /// the endpoint. Not printed: a use names the part it was.
@@ -56,6 +59,26 @@ impl CredentialRef {
             &self.identity
         }
     }
+}
+
+/// How a use is known (`credential_use.proof`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proof {
+    /// The credential was seen in the request the connection sent.
+    Sent,
+    /// The process read it, then connected.
+    #[default]
+    Inferred,
+}
+
+/// The request a proven use went out in: its method, `Host`, and path without the query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRef {
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub path: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -217,6 +240,13 @@ pub enum Record {
         via: Via,
         /// The process that read the credential.
         reader: Arc<ProcessRef>,
+        /// Whether the credential was seen in the request (`sent`), or only read before the
+        /// connect (`inferred`).
+        #[serde(default)]
+        proof: Proof,
+        /// For a proven use: the request that carried it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<RequestRef>,
     },
     Finding(Box<Finding>),
     Stats {

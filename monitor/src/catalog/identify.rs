@@ -75,6 +75,7 @@ pub(super) fn identify(
         scope,
         readers: facts.readers,
         fingerprint,
+        fingerprints: fingerprints.clone(),
         lifetime: found.lifetime,
         parts,
     });
@@ -113,6 +114,7 @@ fn tool_credential(
         .map(|s| secrets.learn(s, Origin::CredentialFile, |_| id.clone()))
         .collect();
     let fingerprint = prints.first().copied();
+    let fingerprints = prints;
     let mut scope = policy.kind_scope(kind);
     scope.add_hosts(tool.host.iter().map(String::as_str));
     Arc::new(CredentialRef {
@@ -125,6 +127,7 @@ fn tool_credential(
         scope,
         readers: Vec::new(),
         fingerprint,
+        fingerprints,
         lifetime: shape::lifetime_of(&tool.secrets),
         parts: Vec::new(),
     })

@@ -26,10 +26,11 @@ use monitor_common::{DNS_PORT, FileKey};
 use crate::{
     catalog::Catalog,
     clock::Clock,
-    decode::{Connect, KernelEvent},
+    decode::{Connect, KernelEvent, PayloadKind},
     names::{NameCounts, Namer, Resolvers, Settled},
     policy::Policy,
     process::{ProcKey, Process, ProcessTracker},
+    proof,
     record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
     redact::Secrets,
     vocab::{Hook, HostSource, Protocol},
@@ -217,15 +218,32 @@ impl Correlator {
             }
             KernelEvent::Connect(connect) => self.on_connect(connect, catalog.secrets(), out),
             KernelEvent::Payload(payload) => {
+                let sent = (payload.kind == PayloadKind::HttpRequest)
+                    .then(|| proof::inspect(&payload.data, catalog.secrets()))
+                    .flatten();
+                if let Some(sent) = &sent {
+                    log::debug!(
+                        "pid {} sent an HTTP request carrying {} credential values",
+                        payload.pid,
+                        sent.prints.len()
+                    );
+                }
                 if let Some(settled) = self.namer.on_payload(payload) {
-                    self.on_named(payload.pid, settled, out);
+                    self.on_named(payload.pid, settled, sent.as_ref(), out);
                 }
             }
         }
     }
 
-    /// A connection's first bytes were seen: name it, and release its records.
-    fn on_named(&mut self, pid: u32, settled: Settled, out: &mut Vec<Record>) {
+    /// A connection's first bytes were seen: name it, and release its records, proven by the
+    /// request they were (`sent`), if one was read.
+    fn on_named(
+        &mut self,
+        pid: u32,
+        settled: Settled,
+        sent: Option<&proof::Sent>,
+        out: &mut Vec<Record>,
+    ) {
         let mut answered = false;
         if let Some(process) = self.tracker.get(pid).cloned() {
             let askers: Vec<u32> = std::iter::once(pid)
@@ -256,6 +274,9 @@ impl Correlator {
             && let Some(name) = &settled.server_name
         {
             records = self.pending.late_hello(settled.cookie, name, answered);
+        }
+        if let Some(sent) = sent {
+            records = proof::apply(records, sent);
         }
         self.emit(records, out);
     }

@@ -9,7 +9,7 @@ use foldhash::HashMap;
 use crate::{
     policy::Verdict,
     process::ProcKey,
-    record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
+    record::{CredentialRef, EndpointRef, ProcessRef, Proof, Record, Via},
     vocab::{AgentRef, Timestamp},
 };
 
@@ -50,6 +50,8 @@ impl Read {
             endpoint: endpoint.clone(),
             via,
             reader: self.process.clone(),
+            proof: Proof::Inferred,
+            request: None,
         }
     }
 }

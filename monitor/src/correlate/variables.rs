@@ -78,6 +78,7 @@ impl Correlator {
                 scope,
                 readers: facts.readers,
                 fingerprint: Some(print),
+                fingerprints: vec![print],
                 lifetime,
                 parts: Vec::new(),
             });

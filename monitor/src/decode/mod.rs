@@ -129,6 +129,8 @@ pub enum PayloadKind {
     DnsQuery,
     /// The first bytes of a TCP connection, starting a TLS handshake.
     TlsHello,
+    /// The first bytes of a TCP connection, starting a plain HTTP request (its head).
+    HttpRequest,
 }
 
 /// Bytes of one packet's transport payload on a watched socket. A ClientHello may carry
@@ -293,13 +295,17 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 boot_ns,
             })
         }
-        EventKind::DnsAnswer | EventKind::DnsQuery | EventKind::TlsHello => {
+        EventKind::DnsAnswer
+        | EventKind::DnsQuery
+        | EventKind::TlsHello
+        | EventKind::HttpRequest => {
             let e: PayloadEvent = read(bytes)?;
             let len = (e.len as usize).min(e.data.len());
             KernelEvent::Payload(Payload {
                 kind: match kind {
                     EventKind::DnsAnswer => PayloadKind::DnsAnswer,
                     EventKind::DnsQuery => PayloadKind::DnsQuery,
+                    EventKind::HttpRequest => PayloadKind::HttpRequest,
                     _ => PayloadKind::TlsHello,
                 },
                 pid,

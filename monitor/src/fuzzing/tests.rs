@@ -136,6 +136,15 @@ fn credential_files_never_panic_their_readers() {
 }
 
 #[test]
+fn request_heads_never_panic_proof() {
+    let seeds = [
+        b"GET /a?token=tok-1&x=2 HTTP/1.1\r\nHost: h.example:8080\r\nAuthorization: Basic dXNlcjpwYXNz\r\nX-Api-Key: k-123456\r\n\r\n".to_vec(),
+        b"POST /v1 HTTP/1.0\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n{}".to_vec(),
+    ];
+    fuzz("http_request", super::http_request, &seeds, 10_000);
+}
+
+#[test]
 fn policy_files_never_panic_the_parser() {
     fuzz(
         "policy",

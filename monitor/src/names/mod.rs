@@ -134,6 +134,11 @@ impl Namer {
                 None
             }
             PayloadKind::TlsHello => self.on_hello_segment(p),
+            // A plain HTTP request: no TLS name will come; the connection is settled.
+            PayloadKind::HttpRequest => Some(Settled {
+                cookie: p.cookie,
+                server_name: None,
+            }),
         }
     }
 

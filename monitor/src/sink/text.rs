@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use super::{Sink, printable::printable};
 use crate::{
-    record::{EndpointRef, ProcessRef, Record},
+    record::{EndpointRef, ProcessRef, Proof, Record},
     vocab::HostSource,
 };
 
@@ -120,15 +120,26 @@ impl<W: Write> Sink for TextSink<W> {
                 endpoint: e,
                 via,
                 reader,
+                proof,
+                request,
             } => format!(
-                "{time} {} {} ({}) used by {} -> {} (read by {}[{}], {via:?})",
+                "{time} {} {} ({}) used by {} -> {}{} (read by {}[{}], {via:?}, {})",
                 self.label("use", "1;35"),
                 printable(&credential.path),
                 credential.kind,
                 process(p),
                 endpoint(e),
+                request.as_ref().map_or_else(String::new, |r| format!(
+                    " {} {}",
+                    printable(&r.method),
+                    printable(&r.path)
+                )),
                 printable(&reader.comm),
                 reader.pid,
+                match proof {
+                    Proof::Sent => "sent",
+                    Proof::Inferred => "inferred",
+                },
             ),
             Record::Finding(f) => {
                 let severity = serde_json::to_value(f.severity)
