@@ -131,9 +131,10 @@ impl Engine {
                 endpoint,
                 via,
                 reader,
+                proof,
                 ..
             } => {
-                let used = Use::new(record, credential, process, endpoint, *via, reader);
+                let used = Use::new(record, credential, process, endpoint, *via, reader, *proof);
                 for (rule, severity) in &mut self.rules {
                     let mut found = Vec::new();
                     rule.on_use(&used, &self.accesses, &mut found);
@@ -170,7 +171,9 @@ fn report(
     out: &mut Vec<Record>,
 ) {
     for mut f in found {
-        f.severity = severity;
+        // Policy's severity, or the rule's own when it says the finding is worse (a proven
+        // out-of-scope use is critical).
+        f.severity = f.severity.max(severity);
         if let Some(f) = folder.fold(f) {
             *reported += 1;
             out.push(Record::Finding(Box::new(f)));

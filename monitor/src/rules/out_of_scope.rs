@@ -3,11 +3,15 @@
 //! and a git token for another that talks to both has used each where it belongs. Also when
 //! the connection's TLS server name claims another host than the one DNS gave its address for
 //! (`curl --resolve api.github.com:443:EVIL`): the scope was judged by the resolved name.
+//!
+//! A proven use (the credential seen in the request) outside the credential's scope is
+//! reported whatever else the process holds, and is critical: the request says which
+//! credential went there.
 use super::rule::{Evidence, Rule, Use, endpoint_name, finding};
 use crate::{
     policy::Verdict,
-    record::Finding,
-    vocab::{HostSource, RuleId},
+    record::{Finding, Proof},
+    vocab::{HostSource, RuleId, Severity},
 };
 
 pub struct OutOfScope;
@@ -33,7 +37,7 @@ impl Rule for OutOfScope {
                 endpoint_name(u.endpoint)
             )
         } else if u.verdict == Verdict::Outside
-            && !evidence.holds_one_for(u.process.pid, u.endpoint)
+            && (u.proof == Proof::Sent || !evidence.holds_one_for(u.process.pid, u.endpoint))
         {
             let claimed_only = if u.endpoint.host_source == Some(HostSource::TlsSni) {
                 " (a name only its TLS hello claims: no DNS answer named the address)"
@@ -52,13 +56,17 @@ impl Rule for OutOfScope {
         } else {
             return;
         };
-        found.push(finding(
+        let mut found_one = finding(
             self.id(),
             summary,
             credential,
             process,
             Some(u.endpoint),
             evidence.of_use(credential, u.reader, u.record),
-        ));
+        );
+        if u.proof == Proof::Sent {
+            found_one.severity = Severity::Critical;
+        }
+        found.push(found_one);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     policy::Verdict,
-    record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record, Via},
+    record::{CredentialRef, EndpointRef, Finding, ProcessRef, Proof, Record, Via},
     vocab::{Hook, RuleId, Severity},
 };
 
@@ -27,6 +27,8 @@ pub struct Use<'a> {
     pub reader: &'a Arc<ProcessRef>,
     /// Where the endpoint stands with respect to the credential's scope.
     pub verdict: Verdict,
+    /// Whether the credential was seen in the request (`Proof::Sent`).
+    pub proof: Proof,
     /// Whether the use counts: a use by the process that read the credential counts unless it
     /// is outside the credential's scope; a use by a process that did not read it (inherited,
     /// handed up, handed across an agent) counts only inside its scope.
@@ -41,6 +43,7 @@ impl Use<'_> {
         endpoint: &'a EndpointRef,
         via: Via,
         reader: &'a Arc<ProcessRef>,
+        proof: Proof,
     ) -> Use<'a> {
         let verdict = endpoint.verdict(&credential.scope);
         let counts = if via.by_reader() {
@@ -55,6 +58,7 @@ impl Use<'_> {
             endpoint,
             via,
             reader,
+            proof,
             verdict,
             counts,
         }
@@ -103,7 +107,8 @@ pub fn finding(
     Finding {
         time,
         rule,
-        severity: Severity::Medium,
+        // The floor: the engine raises it to what policy gives the rule.
+        severity: Severity::Low,
         summary,
         user: process.originating_uid(),
         agent: process.agent.clone(),
