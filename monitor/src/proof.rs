@@ -121,16 +121,16 @@ pub fn inspect(head: &[u8], secrets: &Secrets) -> Option<Sent> {
 /// The records of a connection whose request carried `sent`: when it carried a credential they
 /// use, those uses are proven (`proof: sent`, with the request) and the connection's other
 /// uses are dropped, since the request says which credential went there; when it carried none
-/// they use, they stay as they were (inferred).
-pub fn apply(records: Vec<Record>, sent: &Sent) -> Vec<Record> {
+/// they use, they stay as they were (inferred). Returns whether a use was proven.
+pub fn apply(records: Vec<Record>, sent: &Sent) -> (Vec<Record>, bool) {
     let carried = |c: &CredentialRef| c.fingerprints.iter().any(|f| sent.prints.contains(f));
     let proven = records
         .iter()
         .any(|r| matches!(r, Record::CredentialUse { credential, .. } if carried(credential)));
     if !proven {
-        return records;
+        return (records, false);
     }
-    records
+    let records = records
         .into_iter()
         .filter_map(|mut record| {
             if let Record::CredentialUse {
@@ -148,7 +148,8 @@ pub fn apply(records: Vec<Record>, sent: &Sent) -> Vec<Record> {
             }
             Some(record)
         })
-        .collect()
+        .collect();
+    (records, true)
 }
 
 /// Standard base64 (Basic credentials); None on anything else.

@@ -187,12 +187,16 @@ pub enum Via {
     /// Another process of the same agent read it (one task reads, the agent hands it to the
     /// next). Reported only against endpoints inside the credential's scope.
     Agent,
+    /// Nobody of its lineage read it through a watched path, yet the process sent it: a copy
+    /// (a file in /tmp, a pipe, a clipboard). Only a proven use can say so.
+    #[serde(rename = "untracked-copy")]
+    UntrackedCopy,
 }
 
 impl Via {
-    /// Whether the using process read the credential itself.
+    /// Whether the using process held the credential itself (read it, or had a copy).
     pub fn by_reader(self) -> bool {
-        matches!(self, Via::Read | Via::HeldConnection)
+        matches!(self, Via::Read | Via::HeldConnection | Via::UntrackedCopy)
     }
 }
 

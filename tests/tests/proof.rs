@@ -106,3 +106,41 @@ fn credentials_seen_in_plain_http_requests_are_proven_uses() {
     assert_eq!(used[0]["request"]["path"], "/v1/secret/data/app");
     assert_no_secret(&records, &stderr, &[NETRC_PASSWORD, VAULT_TOKEN]);
 }
+
+/// A token copied out of its file and sent by a process that never read it: the request proves
+/// the use, `via: untracked-copy`. Before, no record named it (nobody of the sender's lineage
+/// read a watched file).
+#[test]
+fn a_copied_token_sent_by_another_process_is_a_proven_untracked_copy() {
+    require_root();
+    let user = TestUser::create("proofcopy");
+    user.write(".vault-token", VAULT_TOKEN);
+    let copy = std::env::temp_dir().join(format!("kt-proof-copy-{}", std::process::id()));
+    let (_server, port) = http_server();
+    let mut k = Keytrail::start(&[]);
+    run(user
+        .command("sh")
+        .arg("-c")
+        .arg(format!("cat ~/.vault-token > {}", copy.display())));
+    let script = format!(
+        "import urllib.request\n\
+         token = open({copy:?}).read().strip()\n\
+         request = urllib.request.Request('http://127.0.0.1:{port}/v1/sys/health', headers={{'X-Vault-Token': token}})\n\
+         try:\n\
+         \x20   urllib.request.urlopen(request, timeout=3).read()\n\
+         except Exception:\n\
+         \x20   pass\n",
+        copy = path_str(&copy)
+    );
+    let sender = run_pid(Command::new("python3").args(["-c", &script]));
+    let used = k.wait_for("the copy's proven use", WAIT, |r| {
+        r["type"] == "credential_use" && r["process"]["pid"] == sender
+    });
+    assert_eq!(used["via"], "untracked-copy", "{used}");
+    assert_eq!(used["proof"], "sent");
+    assert_eq!(used["credential"]["kind"], "vault");
+    assert_eq!(used["request"]["path"], "/v1/sys/health");
+    let (records, stderr) = k.stop();
+    let _ = std::fs::remove_file(&copy);
+    assert_no_secret(&records, &stderr, &[VAULT_TOKEN]);
+}

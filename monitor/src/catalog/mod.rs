@@ -113,6 +113,9 @@ pub struct Catalog {
     /// holds that credential): made again at each resolve.
     tools: Vec<ToolCommand>,
     tool_secrets: BTreeMap<Fingerprint, Arc<CredentialRef>>,
+    /// Every file credential's and tool credential's secrets, by fingerprint: a request that
+    /// carries one names it (proof of use).
+    by_print: BTreeMap<Fingerprint, Arc<CredentialRef>>,
     workspaces: workspaces::Workspaces,
     /// Sources were added or removed since the daemon last resolved (`take_changed`).
     changed: bool,
@@ -129,6 +132,7 @@ impl Catalog {
             collisions: Default::default(),
             tools: Vec::new(),
             tool_secrets: BTreeMap::new(),
+            by_print: BTreeMap::new(),
             workspaces: Default::default(),
             changed: false,
         }
@@ -230,6 +234,12 @@ impl Catalog {
         &self.tools
     }
 
+    /// The credential (a file's, or an MCP server's) a secret with fingerprint `print` is in,
+    /// the first found.
+    pub fn credential_by_print(&self, print: Fingerprint) -> Option<&Arc<CredentialRef>> {
+        self.by_print.get(&print)
+    }
+
     /// The tool server credential whose secret has fingerprint `print`, if any.
     pub fn tool_secret(&self, print: Fingerprint) -> Option<&Arc<CredentialRef>> {
         self.tool_secrets.get(&print)
@@ -303,6 +313,17 @@ impl Catalog {
             .values()
             .flat_map(|c| c.tools.iter().cloned())
             .collect();
+        // A tool's own credential first (a server's token in an MCP configuration is the
+        // tool's), then the files'.
+        self.by_print.clear();
+        let records = self.credentials.values().map(|c| &c.record);
+        for record in records.clone().flat_map(|r| r.parts.iter()).chain(records) {
+            for print in &record.fingerprints {
+                self.by_print
+                    .entry(*print)
+                    .or_insert_with(|| Arc::clone(record));
+            }
+        }
         // The first tool a secret is given to keeps it (the order the catalog found them).
         self.tool_secrets.clear();
         for part in self

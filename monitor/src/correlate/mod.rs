@@ -31,7 +31,7 @@ use crate::{
     policy::Policy,
     process::{ProcKey, Process, ProcessTracker},
     proof,
-    record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
+    record::{CredentialRef, EndpointRef, ProcessRef, Proof, Record, Via},
     redact::Secrets,
     vocab::{Hook, HostSource, Protocol},
 };
@@ -229,7 +229,7 @@ impl Correlator {
                     );
                 }
                 if let Some(settled) = self.namer.on_payload(payload) {
-                    self.on_named(payload.pid, settled, sent.as_ref(), out);
+                    self.on_named(payload.pid, settled, sent.as_ref(), catalog, out);
                 }
             }
         }
@@ -242,6 +242,7 @@ impl Correlator {
         pid: u32,
         settled: Settled,
         sent: Option<&proof::Sent>,
+        catalog: &Catalog,
         out: &mut Vec<Record>,
     ) {
         let mut answered = false;
@@ -276,9 +277,61 @@ impl Correlator {
             records = self.pending.late_hello(settled.cookie, name, answered);
         }
         if let Some(sent) = sent {
-            records = proof::apply(records, sent);
+            let (proven, any) = proof::apply(records, sent);
+            records = proven;
+            if !any {
+                records.extend(self.untracked_copies(pid, settled.cookie, sent, catalog));
+            }
         }
         self.emit(records, out);
+    }
+
+    /// A request that carried a known credential its process holds by no read keytrail saw:
+    /// a copy. Each such credential is a proven use `via: untracked-copy` (the process is its
+    /// own reader: who made the copy is not known).
+    fn untracked_copies(
+        &mut self,
+        pid: u32,
+        cookie: u64,
+        sent: &proof::Sent,
+        catalog: &Catalog,
+    ) -> Vec<Record> {
+        let credentials: Vec<Arc<CredentialRef>> = sent
+            .prints
+            .iter()
+            .filter_map(|print| catalog.credential_by_print(*print))
+            .cloned()
+            .collect();
+        if credentials.is_empty() {
+            return Vec::new();
+        }
+        let Some(process) = self.tracker.get(pid).cloned() else {
+            return Vec::new();
+        };
+        let Some(endpoint) = self
+            .connections
+            .get(&process.key)
+            .into_iter()
+            .flatten()
+            .find(|h| h.cookie == cookie)
+            .map(|h| (h.endpoint.clone(), h.boot_ns))
+        else {
+            return Vec::new();
+        };
+        let process_ref = self.process_ref(&process, catalog.secrets(), false);
+        credentials
+            .into_iter()
+            .map(|credential| Record::CredentialUse {
+                time: self.clock.at(endpoint.1),
+                credential,
+                process: process_ref.clone(),
+                endpoint: endpoint.0.clone(),
+                via: Via::UntrackedCopy,
+                reader: process_ref.clone(),
+                proof: Proof::Sent,
+                request: Some(sent.request.clone()),
+            })
+            .collect()
     }
 
     /// A credential read: its access record, its uses of connections the reader already
