@@ -108,11 +108,17 @@ pub fn inspect(head: &[u8], secrets: &Secrets) -> Option<Sent> {
             prints.push(secrets.fingerprint(password));
         }
     }
+    // A path can hold a secret too (`/bot<token>/sendMessage`): what the record keeps of it is
+    // redacted as a command line is, known secrets and secret shapes alike.
+    let path = secrets
+        .redact_argv(&[path.to_owned()], false)
+        .pop()
+        .unwrap_or_default();
     Some(Sent {
         request: RequestRef {
             method: method.to_owned(),
             host,
-            path: path.to_owned(),
+            path,
         },
         prints,
     })
@@ -202,6 +208,23 @@ mod tests {
             assert!(sent.prints.contains(&secrets.fingerprint(value)), "{value}");
         }
         assert!(inspect(b"SSH-2.0-OpenSSH_9.2\r\n", &secrets).is_none());
+        // A known secret in the path is not kept.
+        let mut secrets = secrets;
+        secrets.learn(
+            "bot-secret-123456789",
+            crate::redact::Origin::CredentialFile,
+            |_| "f".into(),
+        );
+        let sent = inspect(
+            b"POST /botbot-secret-123456789/send HTTP/1.1\r\n\r\n",
+            &secrets,
+        )
+        .unwrap();
+        assert!(
+            !sent.request.path.contains("bot-secret-123456789"),
+            "{}",
+            sent.request.path
+        );
         assert!(inspect(b"GET / HTTP/2\r\n", &secrets).is_none());
         // Cut by the kernel inside a character: what came is still read.
         let mut cut = b"POST /x HTTP/1.1\r\nAuthorization: token tok-5\xe2\x82".to_vec();

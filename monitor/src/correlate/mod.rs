@@ -27,6 +27,7 @@ use crate::{
     catalog::Catalog,
     clock::Clock,
     decode::{Connect, KernelEvent, PayloadKind},
+    fingerprint::Fingerprint,
     names::{NameCounts, Namer, Resolvers, Settled},
     policy::Policy,
     process::{ProcKey, Process, ProcessTracker},
@@ -98,7 +99,15 @@ pub struct Correlator {
     /// argument) is costly, and a process that reads many credentials would pay it for each.
     process_refs: HashMap<ProcKey, (u64, bool, Arc<ProcessRef>)>,
     agent_dirs: workspaces::AgentDirs,
+    /// The credentials of secret variables seen at exec, by fingerprint, newest last: a copy
+    /// of one sent by another process is known by it (proof of use). Bounded as the secrets
+    /// learned from variables are.
+    env_credentials: HashMap<Fingerprint, Arc<CredentialRef>>,
+    env_order: VecDeque<Fingerprint>,
 }
+
+/// Variable credentials remembered for proof of use.
+const MAX_ENV_CREDENTIALS: usize = 4096;
 
 impl Correlator {
     pub fn new(
@@ -121,6 +130,8 @@ impl Correlator {
             pending: pending::Pending::default(),
             process_refs: HashMap::default(),
             agent_dirs: workspaces::AgentDirs::default(),
+            env_credentials: HashMap::default(),
+            env_order: VecDeque::new(),
         }
     }
 
@@ -299,7 +310,11 @@ impl Correlator {
         let credentials: Vec<Arc<CredentialRef>> = sent
             .prints
             .iter()
-            .filter_map(|print| catalog.credential_by_print(*print))
+            .filter_map(|print| {
+                catalog
+                    .credential_by_print(*print)
+                    .or_else(|| self.env_credentials.get(print))
+            })
             .cloned()
             .collect();
         if credentials.is_empty() {

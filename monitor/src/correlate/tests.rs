@@ -336,3 +336,35 @@ fn remembered_uses_are_bounded_and_none_is_missed() {
     assert!(c.evicted().2 >= MAX_USES as u64);
     fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+/// A secret variable's value copied out (a file in /tmp, a pipe) and sent by an unrelated
+/// process: the request proves the use, of the variable's credential, `via: untracked-copy`.
+#[test]
+fn a_copied_variable_sent_by_an_unrelated_process_is_an_untracked_copy() {
+    let (mut catalog, _, netrc) = catalog_with_netrc("envcopy");
+    let token = "kt-env-copy-token-4d2f";
+    let request = format!("GET /v1 HTTP/1.1\r\nHost: h\r\nX-Api-Key: {token}\r\n\r\n");
+    let send = KernelEvent::Payload(crate::decode::Payload {
+        kind: PayloadKind::HttpRequest,
+        pid: 30,
+        cookie: 0,
+        protocol: Protocol::Tcp,
+        seq: 0,
+        total_len: request.len(),
+        data: request.into_bytes(),
+        peer: None,
+        boot_ns: 3,
+    });
+    let events = [
+        exec_env(20, 1, "agent", &[("SERVICE_TOKEN", token)]),
+        exec(30, 1, "python3"),
+        connect(30, 8080),
+        send,
+    ];
+    let records = run(&events, &mut catalog);
+    assert!(
+        records.contains(&("use".into(), 30, Some(Via::UntrackedCopy))),
+        "{records:?}"
+    );
+    fs::remove_dir_all(netrc.parent().unwrap()).unwrap();
+}

@@ -6,7 +6,7 @@ use tokio::io::unix::AsyncFd;
 use crate::{
     catalog::Catalog,
     clock,
-    decode::{self, KernelEvent},
+    decode::{self, KernelEvent, PayloadKind},
     pipeline::{Pipeline, SourceCounts},
     sink::Writer,
 };
@@ -63,6 +63,7 @@ pub fn drain(
             break;
         };
         pipeline.handle(&event, catalog, &mut records);
+        wipe(event);
         handled += 1;
         if records.len() >= BATCH {
             writer.send(std::mem::take(&mut records))?;
@@ -84,6 +85,20 @@ fn next_event(ring: &mut RingBuf<MapData>, counts: &mut SourceCounts) -> Option<
                 counts.undecodable += 1;
                 log::warn!("dropped an event from the kernel: {e}");
             }
+        }
+    }
+}
+
+/// A request head's bytes may hold secrets (proof of use reads them): they are overwritten
+/// before the memory goes back to the allocator. Volatile, so the writes are not optimized away
+/// as dead stores to memory about to be freed.
+fn wipe(event: KernelEvent) {
+    if let KernelEvent::Payload(mut payload) = event
+        && payload.kind == PayloadKind::HttpRequest
+    {
+        for byte in payload.data.iter_mut() {
+            // SAFETY: a valid, exclusively borrowed byte of the Vec.
+            unsafe { std::ptr::write_volatile(byte, 0) };
         }
     }
 }
