@@ -64,7 +64,13 @@ TOOLS=/opt/keytrail-test-tools
 if ! "$TOOLS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "$CLAUDE_CODE"; then
     if command -v npm >/dev/null; then
         say "installing Claude Code ${CLAUDE_CODE} (npm) in ${TOOLS}, for the tests"
-        npm install --silent --no-audit --no-fund --prefix "$TOOLS" "@anthropic-ai/claude-code@${CLAUDE_CODE}" >/dev/null
+        # Once more on failure: a registry hiccup should not fail a whole CI run.
+        for attempt in 1 2; do
+            npm install --silent --no-audit --no-fund --prefix "$TOOLS" \
+                "@anthropic-ai/claude-code@${CLAUDE_CODE}" >/dev/null && break
+            [ "$attempt" = 2 ] && exit 1
+            say "npm install failed; trying once more"
+        done
     else
         say "npm is missing: the agents' tests need Claude Code from npm (apt-get install npm)"
     fi
