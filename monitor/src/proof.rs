@@ -6,6 +6,7 @@
 //! The plaintext never leaves this module: no log, no record, no `Debug`. What comes out is the
 //! request line's method and path (the query dropped), the `Host` header, and fingerprints.
 use crate::{
+    catalog::shape,
     fingerprint::Fingerprint,
     record::{CredentialRef, Proof, Record, RequestRef},
     redact::Secrets,
@@ -86,7 +87,7 @@ pub fn inspect(head: &[u8], secrets: &Secrets) -> Option<Sent> {
         } else if name == "authorization" || name == "proxy-authorization" {
             match value.split_once(' ') {
                 Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => {
-                    basic.extend(base64(credentials.trim()));
+                    basic.extend(shape::base64(credentials.trim()));
                 }
                 Some((_, credentials)) => values.push(credentials.trim()),
                 None => values.push(value),
@@ -156,31 +157,6 @@ pub fn apply(records: Vec<Record>, sent: &Sent) -> (Vec<Record>, bool) {
         })
         .collect();
     (records, true)
-}
-
-/// Standard base64 (Basic credentials); None on anything else.
-fn base64(text: &str) -> Option<Vec<u8>> {
-    let mut bits = 0u32;
-    let mut held = 0;
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for byte in text.bytes().take_while(|b| *b != b'=') {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(value);
-        held += 6;
-        if held >= 8 {
-            held -= 8;
-            out.push((bits >> held) as u8);
-            bits &= (1 << held) - 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

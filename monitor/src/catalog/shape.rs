@@ -57,7 +57,7 @@ fn jwt_lifetime(secret: &str) -> Option<Lifetime> {
     if !header.starts_with("eyJ") || payload.len() > 8192 {
         return None;
     }
-    let claims: serde_json::Value = serde_json::from_slice(&base64url(payload)?).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&base64(payload)?).ok()?;
     let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
     Some(match (claim("exp"), claim("iat")) {
         (Some(exp), Some(iat)) if exp - iat > WEEK_S => Lifetime::Long,
@@ -66,8 +66,9 @@ fn jwt_lifetime(secret: &str) -> Option<Lifetime> {
     })
 }
 
-/// Base64url without padding, as JWTs use; None on any other byte.
-fn base64url(text: &str) -> Option<Vec<u8>> {
+/// Base64 in either alphabet (standard, as Basic credentials use, or URL-safe, as JWTs do),
+/// padding ignored; None on any other byte.
+pub fn base64(text: &str) -> Option<Vec<u8>> {
     let mut bits = 0u32;
     let mut held = 0;
     let mut out = Vec::with_capacity(text.len() * 3 / 4);

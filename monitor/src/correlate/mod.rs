@@ -13,6 +13,7 @@
 //! Endpoints are named by the DNS answers the host received (names/), and a TCP connection of a
 //! credential holder waits for its first bytes, whose TLS server name is the better name
 //! (pending.rs).
+mod copies;
 mod pending;
 mod reads;
 mod variables;
@@ -32,7 +33,7 @@ use crate::{
     policy::Policy,
     process::{ProcKey, Process, ProcessTracker},
     proof,
-    record::{CredentialRef, EndpointRef, ProcessRef, Proof, Record, Via},
+    record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
     redact::Secrets,
     vocab::{Hook, HostSource, Protocol},
 };
@@ -105,9 +106,6 @@ pub struct Correlator {
     env_credentials: HashMap<Fingerprint, Arc<CredentialRef>>,
     env_order: VecDeque<Fingerprint>,
 }
-
-/// Variable credentials remembered for proof of use.
-const MAX_ENV_CREDENTIALS: usize = 4096;
 
 impl Correlator {
     pub fn new(
@@ -295,58 +293,6 @@ impl Correlator {
             }
         }
         self.emit(records, out);
-    }
-
-    /// A request that carried a known credential its process holds by no read keytrail saw:
-    /// a copy. Each such credential is a proven use `via: untracked-copy` (the process is its
-    /// own reader: who made the copy is not known).
-    fn untracked_copies(
-        &mut self,
-        pid: u32,
-        cookie: u64,
-        sent: &proof::Sent,
-        catalog: &Catalog,
-    ) -> Vec<Record> {
-        let credentials: Vec<Arc<CredentialRef>> = sent
-            .prints
-            .iter()
-            .filter_map(|print| {
-                catalog
-                    .credential_by_print(*print)
-                    .or_else(|| self.env_credentials.get(print))
-            })
-            .cloned()
-            .collect();
-        if credentials.is_empty() {
-            return Vec::new();
-        }
-        let Some(process) = self.tracker.get(pid).cloned() else {
-            return Vec::new();
-        };
-        let Some(endpoint) = self
-            .connections
-            .get(&process.key)
-            .into_iter()
-            .flatten()
-            .find(|h| h.cookie == cookie)
-            .map(|h| (h.endpoint.clone(), h.boot_ns))
-        else {
-            return Vec::new();
-        };
-        let process_ref = self.process_ref(&process, catalog.secrets(), false);
-        credentials
-            .into_iter()
-            .map(|credential| Record::CredentialUse {
-                time: self.clock.at(endpoint.1),
-                credential,
-                process: process_ref.clone(),
-                endpoint: endpoint.0.clone(),
-                via: Via::UntrackedCopy,
-                reader: process_ref.clone(),
-                proof: Proof::Sent,
-                request: Some(sent.request.clone()),
-            })
-            .collect()
     }
 
     /// A credential read: its access record, its uses of connections the reader already

@@ -3,11 +3,10 @@
 //! was started; its children simply inherit them.)
 use std::sync::Arc;
 
-use super::{Correlator, MAX_ENV_CREDENTIALS};
+use super::Correlator;
 use crate::{
     catalog::{self, Catalog, shape},
     decode::Exec,
-    fingerprint::Fingerprint,
     record::{CredentialRef, Record},
     vocab::{Hook, Lifetime},
 };
@@ -27,20 +26,6 @@ fn env_lifetime(e: &Exec, name: &str, value: &str) -> Option<Lifetime> {
 }
 
 impl Correlator {
-    /// Remembers a variable's credential by its secret's fingerprint (the first seen keeps it).
-    fn remember_env_credential(&mut self, print: Fingerprint, credential: &Arc<CredentialRef>) {
-        if self.env_credentials.contains_key(&print) {
-            return;
-        }
-        if self.env_order.len() >= MAX_ENV_CREDENTIALS
-            && let Some(oldest) = self.env_order.pop_front()
-        {
-            self.env_credentials.remove(&oldest);
-        }
-        self.env_credentials.insert(print, Arc::clone(credential));
-        self.env_order.push_back(print);
-    }
-
     /// The new program goes to the tracker; the secret variables its parent did not hold are
     /// its reads.
     pub(super) fn on_exec(&mut self, e: &Exec, catalog: &mut Catalog, out: &mut Vec<Record>) {
