@@ -23,6 +23,10 @@ pub const PAYLOAD_LEN: usize = 2048;
 /// TCP segments of a connection's first bytes the kernel reports (a ClientHello with large key
 /// shares spans two on a 1500-byte MTU).
 pub const TLS_SEGMENTS: u32 = 2;
+/// Writes into one TLS connection reported, at most: a request head may come in two (HTTP/2's
+/// connection preface and settings, then the request's headers; an HTTP/1 client that retries
+/// with credentials after a 401 on the same connection).
+pub const TLS_WRITES: u32 = 4;
 /// Port of DNS servers: sockets that send to it are watched for answers.
 pub const DNS_PORT: u16 = 53;
 
@@ -45,6 +49,9 @@ pub enum EventKind {
     /// The first bytes a TCP connection sent, when they start a plain HTTP request: the
     /// request head, whose credentials prove a use.
     HttpRequest = 34,
+    /// The first bytes a process wrote into a TLS connection, before encryption (proof of use
+    /// over TLS): one event per write, up to `TLS_WRITES` per connection.
+    TlsPlaintext = 35,
 }
 
 impl EventKind {
@@ -59,6 +66,7 @@ impl EventKind {
             32 => Self::TlsHello,
             33 => Self::DnsQuery,
             34 => Self::HttpRequest,
+            35 => Self::TlsPlaintext,
             _ => return None,
         })
     }
@@ -173,7 +181,9 @@ pub struct ConnectEvent {
 /// Transport payload of one packet on a watched socket: a DNS answer (`EventKind::DnsAnswer`,
 /// `header.tgid` the process that asked, 0 when unknown), a DNS query (`EventKind::DnsQuery`,
 /// likewise) or the start of a TLS handshake (`EventKind::TlsHello`, `header.tgid` the process
-/// that connected).
+/// that connected). Also one write into a TLS connection before encryption
+/// (`EventKind::TlsPlaintext`, `header.tgid` the writer, `seq` the write's index in the
+/// connection, no `peer`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PayloadEvent {
@@ -282,6 +292,10 @@ pub struct KernelOffsets {
     pub inode_sb: u32,
     pub sb_dev: u32,
     pub mapping_host: u32,
+    /// `struct sock_common`: the socket's cookie (set once a BPF program asked for it; the
+    /// connect hooks do) and its address family.
+    pub sock_cookie: u32,
+    pub sock_family: u32,
     /// Offsets of `i_ino` and `s_dev` in the filemap:* tracepoint records (from tracefs format).
     pub filemap_ino: u32,
     pub filemap_dev: u32,
@@ -314,6 +328,8 @@ impl KernelOffsets {
         inode_sb: UNKNOWN_OFFSET,
         sb_dev: UNKNOWN_OFFSET,
         mapping_host: UNKNOWN_OFFSET,
+        sock_cookie: UNKNOWN_OFFSET,
+        sock_family: UNKNOWN_OFFSET,
         filemap_ino: UNKNOWN_OFFSET,
         filemap_dev: UNKNOWN_OFFSET,
     };
@@ -366,6 +382,9 @@ pub mod program {
     pub const FILE_OPEN_KPROBE: &str = "keytrail_file_open_kprobe";
     pub const FILE_READ_KPROBE: &str = "keytrail_file_read_kprobe";
     pub const FILE_MMAP_KPROBE: &str = "keytrail_file_mmap_kprobe";
+    pub const TLS_WRITE: &str = "keytrail_tls_write";
+    pub const TLS_SEND_BTF: &str = "keytrail_tls_send_btf";
+    pub const TLS_SEND_KPROBE: &str = "keytrail_tls_send_kprobe";
 }
 
 /// The names of the maps and load-time globals the daemon uses; the kernel side declares them

@@ -1,7 +1,8 @@
 //! keytrail's kernel programs. They do as little as they can: process lifecycle events for the
 //! tracker, one report per process for each watched credential file (matched by device and inode in
 //! a hash map the daemon fills), outbound connects, and the bytes that name an endpoint (DNS
-//! answers, TLS ClientHellos). Everything else is userspace's job.
+//! answers, TLS ClientHellos), and the first bytes a process writes into a TLS connection
+//! (proof of use). Everything else is userspace's job.
 #![no_std]
 #![no_main]
 
@@ -11,6 +12,7 @@ mod kernel;
 mod net;
 mod packets;
 mod process;
+mod tls;
 
 use aya_ebpf::{
     Global,

@@ -222,6 +222,9 @@ pub enum Record {
         time: Timestamp,
         version: String,
         hooks: Vec<HookReport>,
+        /// The TLS libraries whose writes keytrail reads (proof of use), as found at start;
+        /// those found later are named in the log.
+        tls_libraries: Vec<String>,
         credentials: usize,
         processes: usize,
     },

@@ -14,6 +14,9 @@ pub struct Contents {
     pub hosts: Vec<String>,
     /// Secret values. Never printed, logged or stored: fingerprint them and drop them.
     pub secrets: Vec<String>,
+    /// Values that are not secret but name the credential where it is used: an AWS access key
+    /// id, which a SigV4 signature carries in the clear instead of the secret (proof of use).
+    pub identifiers: Vec<String>,
     /// The tool servers an MCP configuration defines, with the secrets it gives each, and how
     /// many more it defines than are read (`mcp::MAX_SERVERS`).
     pub tools: Vec<ToolServer>,
@@ -58,6 +61,10 @@ pub fn inspect(kind: Kind, text: &str) -> Contents {
                     && key.trim().eq_ignore_ascii_case("aws_access_key_id")
                 {
                     c.lives(shape::of(id).map(|(_, lifetime)| lifetime));
+                    let id = id.trim();
+                    if !id.is_empty() {
+                        c.identifiers.push(id.to_owned());
+                    }
                 }
             }
         }
@@ -168,7 +175,7 @@ pub fn inspect(kind: Kind, text: &str) -> Contents {
 
 /// `%XX` escapes decoded (bytes that are not UTF-8 afterwards are replaced); a `%` not followed
 /// by two hex digits stays as it is.
-fn percent_decoded(text: &str) -> String {
+pub(crate) fn percent_decoded(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -59,11 +59,14 @@ pub(super) fn identify(
     let mut scope = source.scope.clone();
     scope.extend(&facts.scope);
     scope.add_hosts(found.hosts.iter().map(String::as_str));
-    let fingerprints: Vec<Fingerprint> = found
+    // The secrets first: the first is the credential's identity. Identifiers (an AWS access
+    // key id) are known by fingerprint too, for proof of use, but not learned as secrets.
+    let mut fingerprints: Vec<Fingerprint> = found
         .secrets
         .iter()
         .map(|s| secrets.learn(s, Origin::CredentialFile, |_| id.clone()))
         .collect();
+    fingerprints.extend(found.identifiers.iter().map(|i| secrets.fingerprint(i)));
     let fingerprint = fingerprints.first().copied();
     let record = Arc::new(CredentialRef {
         identity: secrets.identity(&id, fingerprint),

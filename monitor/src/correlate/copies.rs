@@ -1,10 +1,12 @@
-//! Proof of use beyond what a process read: a request that carries a known credential its
-//! process never read through a watched path (a copy in /tmp, a pipe) is a proven use
-//! `via: untracked-copy`. Known are the catalog's file and tool credentials, and the secret
-//! variables seen at exec, remembered here by fingerprint.
+//! Proof of use for a request that no waiting record was proven by: the credentials it carried
+//! that its process's lineage read (a credential helper's read after the connect, handed up)
+//! are proven uses as the read says; a known credential its process never read through a
+//! watched path (a copy in /tmp, a pipe) is a proven use `via: untracked-copy`. Known are the
+//! catalog's file and tool credentials, and the secret variables seen at exec, remembered here
+//! by fingerprint.
 use std::sync::Arc;
 
-use super::Correlator;
+use super::{Correlator, MAX_ANCESTORS, reads::Connector};
 use crate::{
     catalog::Catalog,
     fingerprint::Fingerprint,
@@ -34,17 +36,18 @@ impl Correlator {
         self.env_order.push_back(print);
     }
 
-    /// A request that carried a known credential its process holds by no read keytrail saw:
-    /// a copy. Each such credential is a proven use `via: untracked-copy` (the process is its
-    /// own reader: who made the copy is not known).
-    pub(super) fn untracked_copies(
+    /// The proven uses of the request `sent` on connection `cookie` of `pid`: the reads of its
+    /// lineage it carried, then copies. A request from a process whose TLS writes keytrail
+    /// reads comes after its connection was named, so a read made in between (git's credential
+    /// helper, asked after a 401) is found here rather than among the waiting records.
+    pub(super) fn sent_uses(
         &mut self,
         pid: u32,
         cookie: u64,
         sent: &proof::Sent,
         catalog: &Catalog,
     ) -> Vec<Record> {
-        let credentials: Vec<Arc<CredentialRef>> = sent
+        let mut credentials: Vec<Arc<CredentialRef>> = sent
             .prints
             .iter()
             .filter_map(|print| {
@@ -57,6 +60,7 @@ impl Correlator {
         if credentials.is_empty() {
             return Vec::new();
         }
+        credentials.dedup_by(|a, b| a.id == b.id);
         let Some(process) = self.tracker.get(pid).cloned() else {
             return Vec::new();
         };
@@ -71,18 +75,53 @@ impl Correlator {
             return Vec::new();
         };
         let process_ref = self.process_ref(&process, catalog.secrets(), false);
-        credentials
+        let time = self.clock.at(endpoint.1);
+        let ancestors = self.tracker.ancestors(process.key, MAX_ANCESTORS);
+        let connector = Connector {
+            key: process.key,
+            ancestors: &ancestors,
+            sessionid: process.sessionid,
+            agent: process.attribution.agent.as_ref(),
+        };
+        let read_uses: Vec<Record> = self
+            .reads
+            .used_by(&connector, &endpoint.0)
             .into_iter()
-            .map(|credential| Record::CredentialUse {
-                time: self.clock.at(endpoint.1),
-                credential,
-                process: process_ref.clone(),
-                endpoint: endpoint.0.clone(),
-                via: Via::UntrackedCopy,
-                reader: process_ref.clone(),
-                proof: Proof::Sent,
-                request: Some(sent.request.clone()),
+            .map(|(seq, via)| {
+                self.reads
+                    .get(seq)
+                    .use_by(time, &process_ref, &endpoint.0, via)
             })
-            .collect()
+            .collect();
+        let (mut records, _) = proof::apply(read_uses, sent);
+        records.retain(|r| {
+            matches!(
+                r,
+                Record::CredentialUse {
+                    proof: Proof::Sent,
+                    ..
+                }
+            )
+        });
+        credentials.retain(|c| {
+            !records.iter().any(
+                |r| matches!(r, Record::CredentialUse { credential, .. } if credential.id == c.id),
+            )
+        });
+        records.extend(
+            credentials
+                .into_iter()
+                .map(|credential| Record::CredentialUse {
+                    time,
+                    credential,
+                    process: process_ref.clone(),
+                    endpoint: endpoint.0.clone(),
+                    via: Via::UntrackedCopy,
+                    reader: process_ref.clone(),
+                    proof: Proof::Sent,
+                    request: Some(sent.request.clone()),
+                }),
+        );
+        records
     }
 }

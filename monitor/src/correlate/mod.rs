@@ -27,7 +27,7 @@ use monitor_common::{DNS_PORT, FileKey};
 use crate::{
     catalog::Catalog,
     clock::Clock,
-    decode::{Connect, KernelEvent, PayloadKind},
+    decode::{Connect, KernelEvent, Payload, PayloadKind},
     fingerprint::Fingerprint,
     names::{NameCounts, Namer, Resolvers, Settled},
     policy::Policy,
@@ -47,13 +47,15 @@ const CONNECTIONS_PER_PROCESS: usize = 64;
 /// connects to ever new addresses with a credential would grow them without end. Past this
 /// they are forgotten at once (counted): a use may then be reported again, never missed.
 const MAX_USES: usize = if cfg!(test) { 256 } else { 65_536 };
-/// A connection a process made: its socket cookie (0 when unknown), where it went, and whether
-/// its first bytes were seen (its name is as good as it will get).
+/// A connection a process made: its socket cookie (0 when unknown), where it went, whether
+/// its first bytes were seen (its name is as good as it will get), and until when its records
+/// wait for its first request (0: they do not).
 struct Held {
     cookie: u64,
     endpoint: EndpointRef,
     boot_ns: u64,
     settled: bool,
+    request_deadline_ns: u64,
 }
 
 impl Held {
@@ -64,6 +66,11 @@ impl Held {
             && self.endpoint.protocol == Protocol::Tcp
             && !self.settled
             && now_ns < self.boot_ns.saturating_add(pending::WAIT_NS)
+    }
+
+    /// Whether records about it should wait for its first request (see `pending`).
+    fn awaits_request(&self, now_ns: u64) -> bool {
+        now_ns < self.request_deadline_ns
     }
 }
 
@@ -105,6 +112,10 @@ pub struct Correlator {
     /// learned from variables are.
     env_credentials: HashMap<Fingerprint, Arc<CredentialRef>>,
     env_order: VecDeque<Fingerprint>,
+    /// Processes whose TLS writes keytrail reads (a hooked TLS library is in their mappings):
+    /// their named TLS connections wait for the first request.
+    tls_writers: HashSet<u32>,
+    tls_writes: proof::TlsWrites,
 }
 
 impl Correlator {
@@ -130,7 +141,15 @@ impl Correlator {
             agent_dirs: workspaces::AgentDirs::default(),
             env_credentials: HashMap::default(),
             env_order: VecDeque::new(),
+            tls_writers: HashSet::default(),
+            tls_writes: proof::TlsWrites::default(),
         }
+    }
+
+    /// Process `pid` writes into TLS connections through a library keytrail hooked: its first
+    /// request in each says which credential went there.
+    pub fn writes_tls(&mut self, pid: u32) {
+        self.tls_writers.insert(pid);
     }
 
     /// The record of `process`, redacted with every secret known now. With `resolve_exe` (for
@@ -204,6 +223,7 @@ impl Correlator {
                     self.leave_workspace(key, catalog);
                 }
                 self.tracker.on_exit(*pid, *boot_ns);
+                self.tls_writers.remove(pid);
             }
             KernelEvent::FileAccess {
                 pid,
@@ -226,6 +246,9 @@ impl Correlator {
                 self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
             }
             KernelEvent::Connect(connect) => self.on_connect(connect, catalog.secrets(), out),
+            KernelEvent::Payload(payload) if payload.kind == PayloadKind::TlsPlaintext => {
+                self.on_tls_write(payload, catalog, out);
+            }
             KernelEvent::Payload(payload) => {
                 let sent = (payload.kind == PayloadKind::HttpRequest)
                     .then(|| proof::inspect(&payload.data, catalog.secrets()))
@@ -238,7 +261,7 @@ impl Correlator {
                     );
                 }
                 if let Some(settled) = self.namer.on_payload(payload) {
-                    self.on_named(payload.pid, settled, sent.as_ref(), catalog, out);
+                    self.on_named(payload, settled, sent.as_ref(), catalog, out);
                 }
             }
         }
@@ -248,13 +271,22 @@ impl Correlator {
     /// request they were (`sent`), if one was read.
     fn on_named(
         &mut self,
-        pid: u32,
+        payload: &Payload,
         settled: Settled,
         sent: Option<&proof::Sent>,
         catalog: &Catalog,
         out: &mut Vec<Record>,
     ) {
+        let pid = payload.pid;
         let mut answered = false;
+        // A TLS connection of a process whose writes keytrail reads: its records wait for the
+        // request, which says which credential went there.
+        let request_deadline_ns =
+            if payload.kind == PayloadKind::TlsHello && self.tls_writers.contains(&pid) {
+                payload.boot_ns.saturating_add(pending::REQUEST_WAIT_NS)
+            } else {
+                0
+            };
         if let Some(process) = self.tracker.get(pid).cloned() {
             let askers: Vec<u32> = std::iter::once(pid)
                 .chain(
@@ -267,6 +299,7 @@ impl Correlator {
             let held = self.connections.get_mut(&process.key).into_iter().flatten();
             for h in held.filter(|h| h.cookie == settled.cookie) {
                 h.settled = true;
+                h.request_deadline_ns = request_deadline_ns;
                 if let Some(name) = &settled.server_name {
                     answered = h
                         .endpoint
@@ -286,12 +319,66 @@ impl Correlator {
             records = self.pending.late_hello(settled.cookie, name, answered);
         }
         if let Some(sent) = sent {
-            let (proven, any) = proof::apply(records, sent);
-            records = proven;
-            if !any {
-                records.extend(self.untracked_copies(pid, settled.cookie, sent, catalog));
+            records = self.prove(pid, settled.cookie, records, sent, catalog);
+        } else if request_deadline_ns != 0
+            && records
+                .iter()
+                .any(|r| matches!(r, Record::CredentialUse { .. }))
+        {
+            self.pending
+                .await_request(settled.cookie, request_deadline_ns, records);
+            return;
+        }
+        self.emit(records, out);
+    }
+
+    /// The records of a connection whose request carried `sent`: those it proves, else the
+    /// uses it proves beyond them (copies.rs).
+    fn prove(
+        &mut self,
+        pid: u32,
+        cookie: u64,
+        records: Vec<Record>,
+        sent: &proof::Sent,
+        catalog: &Catalog,
+    ) -> Vec<Record> {
+        let (mut records, any) = proof::apply(records, sent);
+        if !any {
+            records.extend(self.sent_uses(pid, cookie, sent, catalog));
+        }
+        records
+    }
+
+    /// A write into a TLS connection, before encryption: once it makes a request that carries
+    /// credential values, the connection's waiting records are proven by it. A request that
+    /// carries none leaves them waiting: a client retries with credentials after a 401.
+    fn on_tls_write(&mut self, payload: &Payload, catalog: &Catalog, out: &mut Vec<Record>) {
+        let Some(sent) = self.tls_writes.on_write(
+            payload.cookie,
+            payload.seq,
+            &payload.data,
+            payload.boot_ns,
+            catalog.secrets(),
+        ) else {
+            return;
+        };
+        log::debug!(
+            "pid {} wrote a request over TLS carrying {} credential values",
+            payload.pid,
+            sent.prints.len()
+        );
+        if sent.prints.is_empty() {
+            return;
+        }
+        if let Some(process) = self.tracker.get(payload.pid).map(|p| p.key)
+            && let Some(held) = self.connections.get_mut(&process)
+        {
+            for h in held.iter_mut().filter(|h| h.cookie == payload.cookie) {
+                h.request_deadline_ns = 0;
             }
         }
+        let waiting = self.pending.request(payload.cookie);
+        let records = self.prove(payload.pid, payload.cookie, waiting, &sent, catalog);
         self.emit(records, out);
     }
 
@@ -327,6 +414,9 @@ impl Correlator {
             if held.awaits_name(boot_ns) {
                 // Goes out with its connection, once that is named.
                 self.pending.park(held.cookie, held.boot_ns, vec![record]);
+            } else if held.awaits_request(boot_ns) {
+                self.pending
+                    .await_request(held.cookie, held.request_deadline_ns, vec![record]);
             } else {
                 now.push(record);
             }
@@ -359,6 +449,7 @@ impl Correlator {
             endpoint: endpoint.clone(),
             boot_ns: c.boot_ns,
             settled: false,
+            request_deadline_ns: 0,
         };
         let awaits_name = connection.awaits_name(c.boot_ns);
         if !lookup {
@@ -445,6 +536,7 @@ impl Correlator {
     /// Forgets exited processes past their time, and what only they held.
     pub fn sweep(&mut self, now_boot_ns: u64) {
         self.namer.sweep(now_boot_ns);
+        self.tls_writes.sweep(now_boot_ns);
         let gone: HashSet<ProcKey> = self.tracker.sweep(now_boot_ns).into_iter().collect();
         if gone.is_empty() {
             return;

@@ -3,6 +3,10 @@
 //! any DNS answer can (the address may have come from /etc/hosts, a cache or DNS over HTTPS);
 //! or after `WAIT_NS` when no such bytes come (plain protocols, refused connects).
 //!
+//! A named TLS connection of a process whose TLS writes keytrail reads (proof of use) waits
+//! once more, for its first request, up to `REQUEST_WAIT_NS`: the request says which of the
+//! credentials the process holds went there.
+//!
 //! A hello may come later than that (a client that waits before it speaks): the uses released
 //! without it are kept for `LATE_NS`, and a late server name that differs from the name DNS
 //! gave is reported then, as it would have been in time.
@@ -14,6 +18,8 @@ use crate::record::Record;
 /// How long a connection's records wait for its first bytes. A ClientHello follows the TCP
 /// handshake, one round trip after connect; this covers intercontinental round trips.
 pub const WAIT_NS: u64 = 1_000_000_000;
+/// How long a named TLS connection's records wait for its first request.
+pub const REQUEST_WAIT_NS: u64 = 1_000_000_000;
 /// How long the uses of a connection released without its first bytes wait for a late hello.
 pub const LATE_NS: u64 = 30_000_000_000;
 /// Connections whose uses wait for a late hello at once; past it, the oldest is forgotten.
@@ -31,6 +37,8 @@ pub struct Pending {
     /// Uses released without a name from the connection's first bytes, by cookie, until when
     /// a late hello is still compared.
     late: HashMap<u64, Parked>,
+    /// Named TLS connections waiting for their first request, by cookie.
+    awaiting_request: HashMap<u64, Parked>,
 }
 
 impl Pending {
@@ -45,6 +53,27 @@ impl Pending {
             })
             .records
             .extend(records);
+    }
+
+    /// Holds `records` about the named TLS connection `cookie` until its request comes or
+    /// `deadline_ns`.
+    pub fn await_request(&mut self, cookie: u64, deadline_ns: u64, records: Vec<Record>) {
+        self.awaiting_request
+            .entry(cookie)
+            .or_insert_with(|| Parked {
+                deadline_ns,
+                records: Vec::new(),
+            })
+            .records
+            .extend(records);
+    }
+
+    /// The records of `cookie` that waited for its request.
+    pub fn request(&mut self, cookie: u64) -> Vec<Record> {
+        self.awaiting_request
+            .remove(&cookie)
+            .map(|p| p.records)
+            .unwrap_or_default()
     }
 
     /// The records of `cookie`, with the endpoint named `server_name` when there is one
@@ -71,9 +100,12 @@ impl Pending {
         records
     }
 
-    /// The records of `cookie`, whose wait is over at `now_ns` without its first bytes; its
-    /// uses are kept for a late hello (`late_hello`).
+    /// The records of `cookie`, whose wait is over at `now_ns` without its first bytes (its
+    /// uses are kept for a late hello, `late_hello`) or without its first request.
     pub fn expire(&mut self, cookie: u64, now_ns: u64) -> Vec<Record> {
+        if let Some(parked) = self.awaiting_request.remove(&cookie) {
+            return parked.records; // named already: no hello is to come
+        }
         let records = self.release(cookie, None, false);
         let uses: Vec<Record> = records
             .iter()
@@ -127,6 +159,7 @@ impl Pending {
         let mut due: Vec<(u64, u64)> = self
             .parked
             .iter()
+            .chain(&self.awaiting_request)
             .filter(|(_, p)| p.deadline_ns <= now_ns)
             .map(|(cookie, p)| (p.deadline_ns, *cookie))
             .collect();

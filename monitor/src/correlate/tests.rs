@@ -344,7 +344,7 @@ fn a_copied_variable_sent_by_an_unrelated_process_is_an_untracked_copy() {
     let (mut catalog, _, netrc) = catalog_with_netrc("envcopy");
     let token = "kt-env-copy-token-4d2f";
     let request = format!("GET /v1 HTTP/1.1\r\nHost: h\r\nX-Api-Key: {token}\r\n\r\n");
-    let send = KernelEvent::Payload(crate::decode::Payload {
+    let send = KernelEvent::Payload(Payload {
         kind: PayloadKind::HttpRequest,
         pid: 30,
         cookie: 0,

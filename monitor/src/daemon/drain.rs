@@ -7,9 +7,16 @@ use crate::{
     catalog::Catalog,
     clock,
     decode::{self, KernelEvent, PayloadKind},
+    kernel::{probes::Probes, tls_libraries::TlsLibraries},
     pipeline::{Pipeline, SourceCounts},
+    proof,
     sink::Writer,
+    vocab::Protocol,
 };
+
+/// The TLS libraries found so far, and the probes that hook new ones (None at stop, when the
+/// probes are gone).
+pub type Discovery<'a> = Option<(&'a mut TlsLibraries, &'a mut Probes)>;
 
 /// Records handed to the writer at once, at most: a backlog is written as it is worked through.
 /// A record waits for its batch to fill, so this bounds the lag a busy drain adds: 128 records
@@ -37,6 +44,7 @@ pub fn drain(
     catalog: &mut Catalog,
     counts: &mut SourceCounts,
     writer: &mut Writer,
+    mut discovery: Discovery,
 ) -> std::io::Result<bool> {
     let (bulk, critical) = (rings.bulk.get_mut(), rings.critical.get_mut());
     // The next event of each ring, decoded: each ring is in the kernel's order, and the older
@@ -62,6 +70,9 @@ pub fn drain(
         let Some(event) = heads[pick].take() else {
             break;
         };
+        if let Some((libraries, probes)) = discovery.as_mut() {
+            discover(&event, libraries, probes, pipeline);
+        }
         pipeline.handle(&event, catalog, &mut records);
         wipe(event);
         handled += 1;
@@ -72,6 +83,27 @@ pub fn drain(
     pipeline.tick(clock::boot_ns(), &mut records);
     writer.send(records)?;
     Ok(handled >= budget)
+}
+
+/// Finds TLS libraries as processes show them (tls_libraries.rs), and tells the pipeline
+/// whose TLS writes are read.
+fn discover(
+    event: &KernelEvent,
+    libraries: &mut TlsLibraries,
+    probes: &mut Probes,
+    pipeline: &mut Pipeline,
+) {
+    match event {
+        KernelEvent::Exec(exec) => libraries.on_exec(exec.pid, probes),
+        KernelEvent::Connect(c) if c.protocol == Protocol::Tcp => {
+            if libraries.on_connect(c.pid, probes) {
+                pipeline.writes_tls(c.pid);
+            }
+        }
+        KernelEvent::Payload(p) if p.kind == PayloadKind::TlsHello => libraries.on_hello(p.pid),
+        KernelEvent::Exit { pid, .. } => libraries.on_exit(*pid),
+        _ => {}
+    }
 }
 
 /// The next event `ring` holds, decoded; events that do not decode are counted and skipped.
@@ -89,16 +121,12 @@ fn next_event(ring: &mut RingBuf<MapData>, counts: &mut SourceCounts) -> Option<
     }
 }
 
-/// A request head's bytes may hold secrets (proof of use reads them): they are overwritten
-/// before the memory goes back to the allocator. Volatile, so the writes are not optimized away
-/// as dead stores to memory about to be freed.
+/// A request's bytes may hold secrets (proof of use reads them): they are overwritten before
+/// the memory goes back to the allocator.
 fn wipe(event: KernelEvent) {
     if let KernelEvent::Payload(mut payload) = event
-        && payload.kind == PayloadKind::HttpRequest
+        && payload.kind.is_request()
     {
-        for byte in payload.data.iter_mut() {
-            // SAFETY: a valid, exclusively borrowed byte of the Vec.
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
+        proof::wipe(&mut payload.data);
     }
 }

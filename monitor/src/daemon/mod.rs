@@ -18,6 +18,7 @@ use crate::{
         preflight,
         probes::{Counters, Maps, Probes, Purpose},
         readiness,
+        tls_libraries::TlsLibraries,
     },
     names::Resolvers,
     pipeline::{Pipeline, SourceCounts},
@@ -66,6 +67,8 @@ pub async fn run(
     // exec between the seed and the attach was seen by neither, and the process kept the
     // command line it had before (the kernel matrix caught it).
     let (mut probes, maps) = Probes::load(&env, &skip_hooks)?;
+    let mut tls_libraries = TlsLibraries::default();
+    tls_libraries.discover(&mut probes);
     let mut tracker = ProcessTracker::new(ticks_per_second(), Some("/proc".into()));
     tracker
         .seed_from_procfs(&policy, &mut catalog)
@@ -112,6 +115,7 @@ pub async fn run(
         time: clock.current(),
         version: env!("CARGO_PKG_VERSION").into(),
         hooks: probes.hooks.clone(),
+        tls_libraries: tls_libraries.hooked(),
         credentials: catalog.credentials().count(),
         processes: tracker.len(),
     })?;
@@ -185,6 +189,7 @@ pub async fn run(
             &mut catalog,
             &mut counts,
             &mut writer,
+            Some((&mut tls_libraries, &mut probes)),
         ) {
             Ok(more) => backlog = more,
             Err(e) => {
@@ -287,6 +292,7 @@ pub async fn run(
             &mut catalog,
             &mut counts,
             &mut writer,
+            None,
         )
     {
         output_error = Some(e);

@@ -131,6 +131,17 @@ pub enum PayloadKind {
     TlsHello,
     /// The first bytes of a TCP connection, starting a plain HTTP request (its head).
     HttpRequest,
+    /// One of the first writes of a process into a TLS connection, before encryption: `seq` is
+    /// the write's index in the connection, `peer` is None.
+    TlsPlaintext,
+}
+
+impl PayloadKind {
+    /// What a request carries, credentials included: proof of use reads it, and its bytes are
+    /// wiped once handled.
+    pub fn is_request(self) -> bool {
+        matches!(self, PayloadKind::HttpRequest | PayloadKind::TlsPlaintext)
+    }
 }
 
 /// Bytes of one packet's transport payload on a watched socket. A ClientHello may carry
@@ -298,7 +309,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         EventKind::DnsAnswer
         | EventKind::DnsQuery
         | EventKind::TlsHello
-        | EventKind::HttpRequest => {
+        | EventKind::HttpRequest
+        | EventKind::TlsPlaintext => {
             let e: PayloadEvent = read(bytes)?;
             let len = (e.len as usize).min(e.data.len());
             KernelEvent::Payload(Payload {
@@ -306,6 +318,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                     EventKind::DnsAnswer => PayloadKind::DnsAnswer,
                     EventKind::DnsQuery => PayloadKind::DnsQuery,
                     EventKind::HttpRequest => PayloadKind::HttpRequest,
+                    EventKind::TlsPlaintext => PayloadKind::TlsPlaintext,
                     _ => PayloadKind::TlsHello,
                 },
                 pid,

@@ -38,6 +38,8 @@ const MEMBERS: &[(&str, &str, Setter)] = &[
     ("inode", "i_sb", |o, v| o.inode_sb = v),
     ("super_block", "s_dev", |o, v| o.sb_dev = v),
     ("address_space", "host", |o, v| o.mapping_host = v),
+    ("sock_common", "skc_cookie", |o, v| o.sock_cookie = v),
+    ("sock_common", "skc_family", |o, v| o.sock_family = v),
 ];
 
 /// Offsets from BTF, and the names of members that were not found (said in the log).

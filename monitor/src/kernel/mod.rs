@@ -1,9 +1,10 @@
 //! Everything that faces the kernel: checks before loading (preflight), the kernel's types
 //! (BTF) and the offsets the programs need (layout), the probe table and its loader (probes),
-//! and registering kernel descriptors with the runtime (readiness). The stages after decode
+//! the TLS libraries hooked for proof of use (tls_libraries), and registering kernel descriptors with the runtime (readiness). The stages after decode
 //! never reach in here.
 pub mod btf;
 pub mod layout;
 pub mod preflight;
 pub mod probes;
 pub mod readiness;
+pub mod tls_libraries;

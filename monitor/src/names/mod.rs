@@ -139,6 +139,8 @@ impl Namer {
                 cookie: p.cookie,
                 server_name: None,
             }),
+            // Written into a TLS connection its hello named already.
+            PayloadKind::TlsPlaintext => None,
         }
     }
 

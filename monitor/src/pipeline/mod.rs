@@ -133,6 +133,12 @@ impl Pipeline {
     }
 
     /// Time passing: connections that waited long enough for their name are reported.
+    /// Process `pid` writes into TLS connections through a hooked library (see
+    /// `Correlator::writes_tls`).
+    pub fn writes_tls(&mut self, pid: u32) {
+        self.correlator.writes_tls(pid);
+    }
+
     pub fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
         let first = out.len();
         self.correlator.tick(now_boot_ns, out);

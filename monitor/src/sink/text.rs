@@ -78,13 +78,20 @@ impl<W: Write> Sink for TextSink<W> {
             Record::Ready {
                 time,
                 hooks,
+                tls_libraries,
                 credentials,
                 processes,
                 ..
             } => {
                 let hooks: Vec<&str> = hooks.iter().map(|h| h.hook.as_str()).collect();
+                let tls = if tls_libraries.is_empty() {
+                    "none".to_owned()
+                } else {
+                    printable(&tls_libraries.join(", ")).into_owned()
+                };
                 format!(
-                    "{time} {} watching {credentials} credentials, {processes} processes; hooks: {}",
+                    "{time} {} watching {credentials} credentials, {processes} processes; hooks: \
+                     {}; TLS libraries read: {tls}",
                     self.label("ready", "1;32"),
                     hooks.join(", ")
                 )

@@ -14,10 +14,10 @@ use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, KProbe, Lsm,
-        ProgramError, RawTracePoint, TracePoint,
+        ProgramError, RawTracePoint, TracePoint, UProbe, uprobe::UProbeScope,
     },
 };
-use monitor_common::{FileKey, counter, map};
+use monitor_common::{FileKey, counter, map, program};
 use thiserror::Error;
 
 pub use self::table::{Attach, Purpose};
@@ -158,6 +158,14 @@ impl Probes {
             probes.attach_or_fall_back(probe, None)?;
         }
         probes.machine.btf = None;
+        if probes
+            .hooks
+            .iter()
+            .any(|h| h.purpose == Purpose::Proof.name())
+            && let Err(e) = probes.load_tls_write()
+        {
+            log::warn!("proof of use over TLS unavailable: loading its uprobe failed: {e}");
+        }
         if !probes
             .hooks
             .iter()
@@ -188,6 +196,42 @@ impl Probes {
                 }
             }
         }
+    }
+
+    /// Loads the uprobe on TLS write functions, attached per library later (`hook_tls_writes`).
+    fn load_tls_write(&mut self) -> Result<(), ProgramError> {
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(program::TLS_WRITE)
+            .ok_or(ProgramError::NotLoaded)?
+            .try_into()?;
+        program.load()
+    }
+
+    /// Hooks `functions` in the ELF file at `path`, for every process that maps it. Fails
+    /// when the send hook that gives the writes their connection is missing.
+    pub fn hook_tls_writes(
+        &mut self,
+        path: &Path,
+        functions: &[&'static str],
+    ) -> Result<(), ProgramError> {
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(program::TLS_WRITE)
+            .ok_or(ProgramError::NotLoaded)?
+            .try_into()?;
+        if program.fd().is_err() {
+            return Err(refusal("no send hook: requests sent over TLS are not read"));
+        }
+        program.attach(functions.iter().copied(), path, UProbeScope::AllProcesses)?;
+        if !self
+            .attached
+            .iter()
+            .any(|p| p.program == program::TLS_WRITE)
+        {
+            self.attached.push(&TLS_WRITE_PROBE);
+        }
+        Ok(())
     }
 
     /// Runs of the attached programs the kernel skipped so far, because the program was
@@ -395,6 +439,7 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe, machine: &Machine) -> Result<(), Progr
             p.load()?;
             p.attach(cgroup_root(machine)?, attach_type, CgroupAttachMode::Single)?;
         }
+        Attach::UProbe => return Err(refusal("uprobes are set per file as files are found")),
     }
     Ok(())
 }
@@ -408,6 +453,19 @@ fn report(probe: &Probe, chain: Option<&Chain>) -> HookReport {
         note: chain.map(|c| c.refusals.clone()),
     }
 }
+
+/// The uprobe on TLS write functions, as the statistics name it: attached to files as they are
+/// found, not from the table.
+static TLS_WRITE_PROBE: Probe = Probe {
+    purpose: Purpose::Proof,
+    program: program::TLS_WRITE,
+    attach: Attach::UProbe,
+    since: "5.10",
+    needs: Needs::Nothing,
+    required: false,
+    fallback: Fallback::None,
+    without: "requests sent over TLS are not read",
+};
 
 fn refusal(why: impl Into<String>) -> ProgramError {
     ProgramError::IOError(std::io::Error::other(why.into()))

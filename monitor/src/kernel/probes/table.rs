@@ -11,6 +11,8 @@ pub enum Purpose {
     EndpointNames,
     CredentialRead,
     CredentialOpen,
+    /// The send that follows a TLS write: says which connection the write's bytes go to.
+    Proof,
 }
 
 impl Purpose {
@@ -21,6 +23,7 @@ impl Purpose {
             Purpose::EndpointNames => "endpoint-names",
             Purpose::CredentialRead => "credential-read",
             Purpose::CredentialOpen => "credential-open",
+            Purpose::Proof => "proof",
         }
     }
 }
@@ -47,6 +50,9 @@ pub enum Attach {
     CgroupSockAddr(&'static str),
     /// A cgroup skb hook on the cgroup2 root.
     CgroupSkb(CgroupSkbAttachType),
+    /// Uprobes on user-space functions, set per file as files are found (never from the
+    /// table: `Probes::hook_tls_writes`).
+    UProbe,
 }
 
 impl Attach {
@@ -60,6 +66,7 @@ impl Attach {
         "kprobe",
         "cgroup_sock_addr",
         "cgroup_skb",
+        "uprobe",
     ];
 
     /// The kind of hook: the part of its name before the slash.
@@ -73,6 +80,7 @@ impl Attach {
             Attach::KProbe(_) => "kprobe",
             Attach::CgroupSockAddr(_) => "cgroup_sock_addr",
             Attach::CgroupSkb(_) => "cgroup_skb",
+            Attach::UProbe => "uprobe",
         }
     }
 
@@ -88,6 +96,7 @@ impl Attach {
             Attach::Tracepoint { category, name } => format!("{category}/{name}"),
             Attach::CgroupSkb(CgroupSkbAttachType::Ingress) => "ingress".into(),
             Attach::CgroupSkb(CgroupSkbAttachType::Egress) => "egress".into(),
+            Attach::UProbe => "tls-writes".into(),
         };
         format!("{}/{name}", self.kind())
     }
@@ -245,7 +254,28 @@ pub static TABLE: &[Probe] = &[
             Attach::Lsm("file_open"),
         )
     },
+    // Proof of use over TLS: the TLS libraries' write functions are hooked as they are found
+    // (uprobes, tls_libraries.rs); this says which connection each write went to. It runs on
+    // every socket send on the machine: a tp_btf tracepoint after the send where the kernel
+    // has one, else a kprobe on TCP's send.
+    Probe {
+        since: "6.3",
+        fallback: Fallback::Now(&SEND_KPROBE),
+        without: "requests sent over TLS are not read: their uses are inferred",
+        ..probe(
+            Purpose::Proof,
+            program::TLS_SEND_BTF,
+            Attach::BtfTracepoint("sock_send_length"),
+        )
+    },
 ];
+
+static SEND_KPROBE: [Probe; 1] = [kprobe(
+    Purpose::Proof,
+    program::TLS_SEND_KPROBE,
+    "tcp_sendmsg",
+    Fallback::None,
+)];
 
 const fn probe(purpose: Purpose, program: &'static str, attach: Attach) -> Probe {
     Probe {

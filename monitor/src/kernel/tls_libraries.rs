@@ -1,0 +1,359 @@
+//! Which TLS libraries keytrail hooks for proof of use, found per process from its mappings.
+//!
+//! A uprobe is set on a file (an inode), for every process that maps it: a library needs
+//! hooking once, whichever process brought it. They are found
+//! - at start: the system library directories, and the mappings of every running process;
+//! - as a process execs: its executable (node carries its own OpenSSL);
+//! - as a process makes its first TCP connection: its mappings, where a library it loaded
+//!   since exec is (python loads libssl with `import ssl`; a virtualenv or a container brings
+//!   its own copy). The first request of a process that brought a new library may come before
+//!   the hook is set; the next ones are read.
+//!
+//! A file is examined once (by device and inode): its dynamic symbols say whether it has a
+//! write function keytrail hooks. A process that speaks TLS through none (Go's crypto/tls,
+//! rustls, a statically linked and stripped binary) is named in the log once per executable,
+//! so users know where uses stay inferred.
+use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use object::{Object, ObjectSymbol, read::ReadCache};
+
+use super::probes::Probes;
+
+/// The write functions hooked: each takes (session, buffer, length) first.
+pub const WRITE_FUNCTIONS: &[&str] = &["SSL_write", "SSL_write_ex", "gnutls_record_send"];
+
+/// Where the system's shared libraries are.
+const LIBRARY_DIRS: &[&str] = &[
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+];
+
+/// Files examined, at most; past it the record starts afresh (a file is then examined again).
+const MAX_EXAMINED: usize = 65_536;
+
+/// A file as the kernel knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+/// What a file turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Examined {
+    /// It has a hooked write function, and the hook is set.
+    Hooked,
+    /// It has one, and the kernel refused the hook.
+    Refused,
+    /// A Go program: crypto/tls has no symbol to hook.
+    Go,
+    /// No hooked write function (or not an ELF file keytrail can read).
+    Without,
+}
+
+#[derive(Default)]
+pub struct TlsLibraries {
+    examined: HashMap<FileId, Examined>,
+    /// The hooked files, as first found.
+    hooked: Vec<PathBuf>,
+    /// Processes already looked at (by pid; forgotten at exit), and whether their TLS writes
+    /// are read.
+    processes: HashMap<u32, bool>,
+    /// Executables named in the log as speaking TLS through nothing hooked.
+    said: HashSet<FileId>,
+}
+
+impl TlsLibraries {
+    /// The hooked files, for `ready`.
+    pub fn hooked(&self) -> Vec<String> {
+        self.hooked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    /// At start: the libraries in the system directories, and those running processes map.
+    pub fn discover(&mut self, probes: &mut Probes) {
+        for dir in LIBRARY_DIRS {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if is_tls_library_name(&name.to_string_lossy()) {
+                    self.examine(&entry.path(), probes);
+                }
+            }
+        }
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in procs.flatten() {
+            if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+                self.look_at(pid, probes);
+            }
+        }
+        self.processes.clear();
+    }
+
+    /// Process `pid` exec'd: its executable, when it carries a TLS library of its own.
+    pub fn on_exec(&mut self, pid: u32, probes: &mut Probes) {
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        if let Ok(meta) = std::fs::metadata(&exe) {
+            let id = FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            if !self.examined.contains_key(&id) {
+                self.examine(&exe, probes);
+            }
+        }
+    }
+
+    /// Process `pid` made a TCP connection: whether its TLS writes are read (the libraries in
+    /// its mappings examined first, the first time).
+    pub fn on_connect(&mut self, pid: u32, probes: &mut Probes) -> bool {
+        if let Some(read) = self.processes.get(&pid) {
+            return *read;
+        }
+        self.look_at(pid, probes)
+    }
+
+    /// Process `pid` sent a TLS ClientHello: when its writes are not read, say so, once per
+    /// executable.
+    pub fn on_hello(&mut self, pid: u32) {
+        if self.processes.get(&pid) != Some(&false) {
+            return;
+        }
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let Ok(meta) = std::fs::metadata(&exe) else {
+            return;
+        };
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        if !self.said.insert(id) {
+            return;
+        }
+        let path = std::fs::read_link(&exe).unwrap_or(exe);
+        let why = match self.examined.get(&id) {
+            Some(Examined::Go) => "a Go program: crypto/tls has no function to hook",
+            Some(Examined::Refused) => "the kernel refused the hook on its TLS library",
+            _ => {
+                "no hooked TLS library (OpenSSL or GnuTLS) in its mappings: rustls, a static \
+                  or stripped build, or another library"
+            }
+        };
+        // Debug-quoted: a path is the program's to choose, control characters included.
+        log::info!("proof of use unavailable for {path:?}: {why}; its uses are inferred");
+    }
+
+    pub fn on_exit(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    /// Examines the TLS libraries and the executable `pid` maps; whether one is hooked.
+    fn look_at(&mut self, pid: u32, probes: &mut Probes) -> bool {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return false;
+        };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let mut read = false;
+        let mut seen = HashSet::new();
+        for mapping in maps.lines().filter_map(Mapping::parse) {
+            if !seen.insert(mapping.id) {
+                continue;
+            }
+            let file_name = mapping.path.rsplit('/').next().unwrap_or_default();
+            let is_exe = exe.as_deref() == Some(Path::new(mapping.path));
+            if !is_exe && !is_tls_library_name(file_name) {
+                continue;
+            }
+            let verdict = match self.examined.get(&mapping.id) {
+                Some(v) => *v,
+                None => {
+                    // In the process's own view of the filesystem (a container's).
+                    let path = PathBuf::from(format!("/proc/{pid}/root{}", mapping.path));
+                    self.examine(&path, probes)
+                }
+            };
+            read |= verdict == Examined::Hooked;
+        }
+        self.processes.insert(pid, read);
+        read
+    }
+
+    /// Reads `path`'s symbols, hooks its write functions if it has any, and remembers what it
+    /// is.
+    fn examine(&mut self, path: &Path, probes: &mut Probes) -> Examined {
+        let Ok(file) = File::open(path) else {
+            return Examined::Without;
+        };
+        let Ok(meta) = file.metadata() else {
+            return Examined::Without;
+        };
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        if let Some(v) = self.examined.get(&id) {
+            return *v;
+        }
+        let (functions, go) = write_functions(&file);
+        let verdict = if !functions.is_empty() {
+            match probes.hook_tls_writes(path, &functions) {
+                Ok(()) => {
+                    let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+                    log::info!("proof of use: hooked {} in {shown:?}", functions.join(", "));
+                    self.hooked.push(shown);
+                    Examined::Hooked
+                }
+                Err(e) => {
+                    log::warn!(
+                        "proof of use: hooking {} in {path:?} failed: {e}; requests through it \
+                         are not read",
+                        functions.join(", ")
+                    );
+                    Examined::Refused
+                }
+            }
+        } else if go {
+            Examined::Go
+        } else {
+            Examined::Without
+        };
+        if self.examined.len() >= MAX_EXAMINED {
+            self.examined.clear();
+        }
+        self.examined.insert(id, verdict);
+        verdict
+    }
+}
+
+/// `libssl.so.3`, `libgnutls.so.30`, a wheel's `libssl-1b2c3d.so.3`.
+fn is_tls_library_name(name: &str) -> bool {
+    (name.starts_with("libssl") || name.starts_with("libgnutls")) && name.contains(".so")
+}
+
+/// The hooked write functions `file` defines, and whether it is a Go program.
+fn write_functions(file: &File) -> (Vec<&'static str>, bool) {
+    let cache = ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return (Vec::new(), false);
+    };
+    let mut found: Vec<&'static str> = elf
+        .dynamic_symbols()
+        .filter(|s| s.is_definition())
+        .filter_map(|s| {
+            let name = s.name().ok()?;
+            WRITE_FUNCTIONS.iter().find(|f| **f == name).copied()
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    let go = elf.section_by_name(".go.buildinfo").is_some();
+    (found, go)
+}
+
+/// One line of /proc/PID/maps that maps a file executable.
+struct Mapping<'a> {
+    id: FileId,
+    path: &'a str,
+}
+
+impl<'a> Mapping<'a> {
+    /// `start-end perms offset major:minor inode path`; None for lines that are not an
+    /// executable mapping of a file.
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut fields = line.splitn(6, ' ');
+        let (_, perms, _, dev, inode) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        let path = fields.next()?.trim_start();
+        if !perms.contains('x') || !path.starts_with('/') || path.ends_with(" (deleted)") {
+            return None;
+        }
+        let (major, minor) = dev.split_once(':')?;
+        let (major, minor) = (
+            u64::from_str_radix(major, 16).ok()?,
+            u64::from_str_radix(minor, 16).ok()?,
+        );
+        let ino: u64 = inode.parse().ok()?;
+        if ino == 0 {
+            return None;
+        }
+        Some(Self {
+            id: FileId {
+                dev: libc::makedev(major as u32, minor as u32),
+                ino,
+            },
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_executable_file_mappings() {
+        let m = Mapping::parse(
+            "7f2b4e600000-7f2b4e69a000 r-xp 00022000 fe:01 1835029                    \
+             /usr/lib/x86_64-linux-gnu/libssl.so.3",
+        )
+        .unwrap();
+        assert_eq!(m.path, "/usr/lib/x86_64-linux-gnu/libssl.so.3");
+        assert_eq!(m.id.ino, 1835029);
+        assert_eq!(m.id.dev, libc::makedev(0xfe, 1));
+        for line in [
+            "7f2b4e600000-7f2b4e69a000 r--p 00000000 fe:01 1835029 /usr/lib/libssl.so.3",
+            "7ffd1e5f0000-7ffd1e612000 rw-p 00000000 00:00 0                          [stack]",
+            "7f2b4e600000-7f2b4e69a000 r-xp 00000000 00:00 0 ",
+            "7f2b4e600000-7f2b4e69a000 r-xp 00000000 fe:01 77 /tmp/libssl.so.3 (deleted)",
+        ] {
+            assert!(Mapping::parse(line).is_none(), "{line}");
+        }
+        assert!(is_tls_library_name("libssl.so.3"));
+        assert!(is_tls_library_name("libssl-1b2c3d4e.so.3"));
+        assert!(is_tls_library_name("libgnutls.so.30"));
+        assert!(!is_tls_library_name("libcrypto.so.3"));
+        assert!(!is_tls_library_name("libssl_helper.a"));
+    }
+
+    /// The host's OpenSSL, when it has one: its write functions are found by symbol.
+    #[test]
+    fn finds_the_write_functions_of_the_system_openssl() {
+        let Some(path) = [
+            "/lib/x86_64-linux-gnu/libssl.so.3",
+            "/usr/lib64/libssl.so.3",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists()) else {
+            eprintln!("SKIPPED: no libssl.so.3 on this machine");
+            return;
+        };
+        let (functions, go) = write_functions(&File::open(path).unwrap());
+        assert_eq!(functions, ["SSL_write", "SSL_write_ex"]);
+        assert!(!go);
+        let (functions, _) = write_functions(&File::open("/bin/sh").unwrap());
+        assert!(functions.is_empty());
+    }
+}
