@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey};
 
-use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST};
+use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST, tls::TLS_CONNECTIONS};
 
 const IPPROTO_TCP: u16 = 6;
 
@@ -75,6 +75,13 @@ fn report(ctx: &SockAddrContext, family: u16) {
         }
     } else if protocol == IPPROTO_TCP {
         let _ = TLS_WATCH.insert(&cookie, &watch, BPF_ANY as u64);
+        // A zero on the stack, by a volatile store: a `&0` may point into .rodata at a load-time
+        // global that is 0 when compiled (SELF_TGID, then set to keytrail's pid), which LLVM
+        // may share with the constant (seen: the count started at keytrail's pid).
+        let mut none_reported = 1u32;
+        // SAFETY: a write to a local.
+        unsafe { core::ptr::write_volatile(&mut none_reported, 0) };
+        let _ = TLS_CONNECTIONS.insert(&cookie, &none_reported, BPF_ANY as u64);
     }
 
     if protocol == IPPROTO_UDP {

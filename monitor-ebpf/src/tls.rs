@@ -47,9 +47,11 @@ pub struct PendingWrite {
 #[map]
 static TLS_WRITING: LruHashMap<u32, PendingWrite> = LruHashMap::with_max_entries(8192, 0);
 
-/// Writes reported per connection, by socket cookie.
+/// Outbound TCP connections (the connect hooks add them, by socket cookie), with the writes
+/// reported so far. A server's writes into the connections it accepted are not reported:
+/// their sockets are not here.
 #[map]
-static TLS_REPORTED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+pub static TLS_CONNECTIONS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// `SSL_write(ssl, buf, num)`, `SSL_write_ex(ssl, buf, num, written)` and
 /// `gnutls_record_send(session, data, size)`: notes the buffer for the send that follows.
@@ -125,24 +127,18 @@ fn sent(
         return;
     }
     let cookie = read_u64(sk, o.sock_cookie).unwrap_or(0);
-    if cookie == 0 {
-        return; // no connect hook saw the socket
-    }
-    let index = match TLS_REPORTED.get_ptr_mut(&cookie) {
-        // SAFETY: as above; two threads writing one connection at once may report one write
-        // more, never a flood.
-        Some(n) => unsafe {
-            let index = *n;
-            if index >= TLS_WRITES {
-                return;
-            }
-            *n = index + 1;
-            index
-        },
-        None => {
-            let _ = TLS_REPORTED.insert(&cookie, &1, BPF_ANY as u64);
-            0
+    let Some(reported) = TLS_CONNECTIONS.get_ptr_mut(&cookie) else {
+        return; // not a connection this host made (a server's), or forgotten
+    };
+    // SAFETY: as above; two threads writing one connection at once may report one write more,
+    // never a flood.
+    let index = unsafe {
+        let index = *reported;
+        if index >= TLS_WRITES {
+            return;
         }
+        *reported = index + 1;
+        index
     };
     let Some(mut entry) = emit::reserve::<PayloadEvent>() else {
         return;

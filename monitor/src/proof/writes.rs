@@ -65,12 +65,15 @@ impl TlsWrites {
                 }
             };
         }
-        if http1::starts_request(data) {
-            return http1::parse(data, secrets);
+        let preface = http2::PREFACE.starts_with(&data[..data.len().min(http2::PREFACE.len())]);
+        if !preface {
+            // HTTP/1 (or another protocol, which gives nothing).
+            return http1::starts_request(data)
+                .then(|| http1::parse(data, secrets))
+                .flatten();
         }
-        if index != 0 || !http2::PREFACE.starts_with(&data[..data.len().min(http2::PREFACE.len())])
-        {
-            return None;
+        if index != 0 {
+            return None; // a preface that does not come first is not one
         }
         match http2::parse(data, secrets) {
             http2::Parsed::Request(sent) => Some(sent),
