@@ -74,7 +74,9 @@ pub fn credential_file(bytes: &[u8]) {
     }
 }
 
-/// The first segment of a plain HTTP connection, as proof of use reads it.
+/// The first segment of a plain HTTP connection, as proof of use reads it; and the same bytes
+/// as a TLS connection's first writes (HTTP/1 or HTTP/2 with HPACK), cut in two where the
+/// first byte says.
 pub fn http_request(bytes: &[u8]) {
     static SECRETS: LazyLock<crate::redact::Secrets> = LazyLock::new(|| {
         crate::redact::Secrets::new(
@@ -82,6 +84,13 @@ pub fn http_request(bytes: &[u8]) {
         )
     });
     let _ = crate::proof::inspect(bytes, &SECRETS);
+    let cut = bytes
+        .first()
+        .map_or(0, |b| usize::from(*b).min(bytes.len()));
+    let (first, second) = bytes.split_at(cut);
+    let mut writes = crate::proof::TlsWrites::default();
+    let _ = writes.on_write(1, 0, first, 1, &SECRETS);
+    let _ = writes.on_write(1, 1, second, 2, &SECRETS);
 }
 
 /// A policy file (`--config`, `check-config`).

@@ -11,7 +11,9 @@ use std::{
 use serde_json::Value;
 
 mod netns;
+mod tls;
 pub use netns::Netns;
+pub use tls::{TestCa, require_program};
 
 /// Fails the test, saying why, when it cannot run here: a live-kernel test that passes without
 /// having run would hide a broken probe.

@@ -9,6 +9,7 @@ use crate::{
     catalog::{Source, kernel_dev},
     decode::{decode, encode},
     fingerprint::Fingerprinter,
+    record::Proof,
     redact::Secrets,
     vocab::Kind,
 };
@@ -243,4 +244,66 @@ fn a_server_name_dns_also_gave_for_the_address_is_verified_not_claimed() {
         vec![("connection", host.clone(), dns), ("use", host, dns)]
     );
     assert_eq!(claimed(&out), [None; 2]);
+}
+
+/// A process whose TLS writes keytrail reads: its named connection's records wait for the
+/// request, which proves the use (with the request's host and path); without a request they
+/// go out inferred once the wait is over.
+#[test]
+fn a_tls_connection_waits_for_its_request_which_proves_the_use() {
+    let mut f = Fixture::new("tls_request");
+    f.correlator.writes_tls(10);
+    f.read_netrc();
+    assert!(
+        f.feed(&encode::connect4(10, [127, 0, 0, 1], 443))
+            .is_empty()
+    );
+    assert!(f.feed(&hello()).is_empty(), "named, waits for the request");
+    // Basic bot:naming-secret, as curl -n sends it.
+    let head = b"GET /user HTTP/1.1\r\nHost: api.github.com\r\nAuthorization: Basic Ym90Om5hbWluZy1zZWNyZXQ=\r\n\r\n";
+    let out = f.feed(&encode::payload(
+        EventKind::TlsPlaintext,
+        10,
+        COOKIE,
+        6,
+        0,
+        head,
+    ));
+    let proven: Vec<_> = out
+        .iter()
+        .filter_map(|r| match r {
+            Record::CredentialUse { proof, request, .. } => Some((*proof, request.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proven.len(), 1, "{out:?}");
+    assert_eq!(proven[0].0, Proof::Sent);
+    let request = proven[0].1.clone().unwrap();
+    assert_eq!(
+        (request.host.as_deref(), request.path.as_str()),
+        (Some("api.github.com"), "/user")
+    );
+
+    // Another connection whose request never comes: inferred, after the wait.
+    let mut f = Fixture::new("tls_no_request");
+    f.correlator.writes_tls(10);
+    f.read_netrc();
+    f.feed(&encode::connect4(10, [127, 0, 0, 1], 443));
+    f.feed(&hello());
+    let mut out = Vec::new();
+    f.correlator
+        .tick(2_500 + pending::REQUEST_WAIT_NS - 1, &mut out);
+    assert!(out.is_empty(), "still waiting: {out:?}");
+    f.correlator
+        .tick(2_500 + pending::REQUEST_WAIT_NS, &mut out);
+    assert!(
+        out.iter().any(|r| matches!(
+            r,
+            Record::CredentialUse {
+                proof: Proof::Inferred,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
 }

@@ -140,6 +140,8 @@ fn request_heads_never_panic_proof() {
     let seeds = [
         b"GET /a?token=tok-1&x=2 HTTP/1.1\r\nHost: h.example:8080\r\nAuthorization: Basic dXNlcjpwYXNz\r\nX-Api-Key: k-123456\r\n\r\n".to_vec(),
         b"POST /v1 HTTP/1.0\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n{}".to_vec(),
+        // An HTTP/2 preface, SETTINGS, and HEADERS (GET /, indexed) across two writes.
+        b"\x1aPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x02\x01\x05\x00\x00\x00\x01\x82\x84".to_vec(),
     ];
     fuzz("http_request", super::http_request, &seeds, 10_000);
 }
