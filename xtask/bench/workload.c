@@ -4,6 +4,9 @@
  *   forkexec         fork + exec /bin/true + wait
  *   agent FILE       an agent's shape: per operation a child process that connects twice to
  *                    loopback; one operation in 16 also reads FILE (a credential)
+ *   https FILE       a small HTTPS request and its answer on one keep-alive connection to a
+ *                    TLS server of its own (https.c); FILE is read first (a credential makes
+ *                    the client its holder, and its token goes in the requests)
  * Scale workloads (print their own figures):
  *   credstorm N DIR      N children, each reads every file in DIR then connects once to
  *                        loopback; prints elapsed ns (credential events = N * files)
@@ -25,13 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ns(void) {
+#include "workload.h"
+
+double now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e9 + t.tv_nsec;
 }
 
-static void read_file(const char *path) {
+void read_file(const char *path) {
     char buf[4096];
     int fd = open(path, O_RDONLY);
     if (fd < 0) { perror(path); exit(1); }
@@ -39,7 +44,7 @@ static void read_file(const char *path) {
     close(fd);
 }
 
-static int listener(struct sockaddr_in *addr) {
+int listener(struct sockaddr_in *addr) {
     int l = socket(AF_INET, SOCK_STREAM, 0);
     socklen_t len = sizeof *addr;
     memset(addr, 0, sizeof *addr);
@@ -128,10 +133,11 @@ int main(int argc, char **argv) {
         int r = scale(argv[1], atol(argv[2]), argc - 3, argv + 3);
         if (r >= 0) return r;
     }
-    if (argc < 3) { fprintf(stderr, "usage: %s open|connect|forkexec|agent N [FILE]\n", argv[0]); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: %s open|connect|forkexec|agent|https N [FILE]\n", argv[0]); return 2; }
     const char *mode = argv[1];
     long n = atol(argv[2]);
     const char *file = argc > 3 ? argv[3] : "/etc/hostname";
+    if (!strcmp(mode, "https")) return https(n, file);
     struct sockaddr_in addr;
     int l = listener(&addr);
     double start = now_ns();

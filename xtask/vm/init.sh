@@ -73,6 +73,14 @@ pass() {
     sleep 1
     sh -c 'read line < /root/.netrc; echo hello | nc 127.0.0.1 9000'
     sh -c 'echo hello | nc 127.0.0.1 9001'
+    # Proof of use over TLS: curl reads ~/.netrc and sends Basic credentials to a TLS server
+    # (OpenSSL's s_server); keytrail reads them before encryption (a uprobe on SSL_write, and
+    # tp_btf/sock_send_length or kprobe/tcp_sendmsg for the connection).
+    openssl s_server -quiet -accept 9445 -cert /kt/tls.pem -key /kt/tls.key -www > /dev/null 2>&1 &
+    TLS_SERVER=$!
+    sleep 1
+    curl -sk -n --max-time 10 https://127.0.0.1:9445/proof > /dev/null
+    kill $TLS_SERVER
     if [ -z "$1" ]; then
         # Names: by the DNS answer curl received (plain HTTP, so no server name beside it), and
         # by the TLS server name alone (a claimed name: shown, but judged as no name).

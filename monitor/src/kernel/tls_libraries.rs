@@ -42,6 +42,10 @@ const LIBRARY_DIRS: &[&str] = &[
 
 /// Files examined, at most; past it the record starts afresh (a file is then examined again).
 const MAX_EXAMINED: usize = 65_536;
+/// Files hooked, at most. Any user can map a file named like a TLS library that defines
+/// `SSL_write`: each costs the kernel a uprobe per function, so past this no more are hooked
+/// (said once in the log).
+const MAX_HOOKED: usize = 256;
 
 /// A file as the kernel knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,6 +77,8 @@ pub struct TlsLibraries {
     processes: HashMap<u32, bool>,
     /// Executables named in the log as speaking TLS through nothing hooked.
     said: HashSet<FileId>,
+    /// Whether the log said `MAX_HOOKED` was reached.
+    said_full: bool,
 }
 
 impl TlsLibraries {
@@ -213,7 +219,15 @@ impl TlsLibraries {
             return *v;
         }
         let (functions, go) = write_functions(&file);
-        let verdict = if !functions.is_empty() {
+        let verdict = if !functions.is_empty() && self.hooked.len() >= MAX_HOOKED {
+            if !std::mem::replace(&mut self.said_full, true) {
+                log::warn!(
+                    "proof of use: {MAX_HOOKED} TLS libraries hooked, no more will be: requests \
+                     through {path:?} and other new ones are not read"
+                );
+            }
+            Examined::Refused
+        } else if !functions.is_empty() {
             match probes.hook_tls_writes(path, &functions) {
                 Ok(()) => {
                     let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());

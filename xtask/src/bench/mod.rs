@@ -48,6 +48,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let out_dir = build::workspace_root().join("target/bench");
     fs::create_dir_all(&out_dir)?;
     let workload = compile_workload(&out_dir)?;
+    make_tls_certificate(&out_dir)?;
     let plain = out_dir.join("plain.txt");
     let credential = out_dir.join("credential-token");
     fs::write(&plain, "not a secret\n".repeat(64))?;
@@ -125,18 +126,48 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 fn compile_workload(out_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let source = build::workspace_root().join("xtask/bench/workload.c");
+    let sources = build::workspace_root().join("xtask/bench");
     let binary = out_dir.join("workload");
     let status = Command::new("cc")
         .args(["-O2", "-o"])
         .arg(&binary)
-        .arg(&source)
+        .arg(sources.join("workload.c"))
+        .arg(sources.join("https.c"))
+        .args(["-lssl", "-lcrypto"])
         .status()
-        .context("running cc (apt-get install gcc)")?;
+        .context("running cc (apt-get install gcc libssl-dev)")?;
     if !status.success() {
-        bail!("compiling {} failed", source.display());
+        bail!("compiling {} failed", sources.display());
     }
     Ok(binary)
+}
+
+/// A self-signed certificate and its key for the https workload's server, in `out_dir`; set
+/// in the environment the workloads inherit.
+fn make_tls_certificate(out_dir: &std::path::Path) -> anyhow::Result<()> {
+    let (cert, key) = (out_dir.join("tls.pem"), out_dir.join("tls.key"));
+    if !cert.exists() || !key.exists() {
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .context("running openssl (apt-get install openssl)")?;
+        if !out.status.success() {
+            bail!(
+                "openssl req failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // SAFETY: set before any thread of ours starts; the workloads inherit it.
+    unsafe {
+        std::env::set_var("KEYTRAIL_BENCH_CERT", &cert);
+        std::env::set_var("KEYTRAIL_BENCH_KEY", &key);
+    }
+    Ok(())
 }
 
 fn uname_r() -> String {

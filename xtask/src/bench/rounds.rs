@@ -48,6 +48,18 @@ pub const WORKLOADS: &[Workload] = &[
         ops: 1_000,
     },
     Workload {
+        name: "HTTPS request, keep-alive (holds nothing)",
+        mode: "https",
+        file: Some("plain"),
+        ops: 4_000,
+    },
+    Workload {
+        name: "HTTPS request, keep-alive (a credential holder)",
+        mode: "https",
+        file: Some("credential"),
+        ops: 4_000,
+    },
+    Workload {
         name: "agent-shaped mix",
         mode: "agent",
         file: Some("credential"),

@@ -20,6 +20,8 @@ const HELD_READS: &[(&str, &str)] = &[
 /// What the kernel offers, as the console says.
 pub struct Kernel {
     pub release: Option<String>,
+    /// The `sock_send_length` tracepoint exists (Linux 6.3 and later).
+    pub send_tracepoint: bool,
     /// The filemap tracepoints exist (Linux 6.11 and later).
     pub filemap: bool,
     /// `bpf` is among the active LSMs.
@@ -138,10 +140,22 @@ fn expected_hooks(
     (read, mmap, open)
 }
 
+/// The hook a pass should choose for proof of use over TLS.
+fn expected_proof_hook(kernel: &Kernel, skipped: &[&str]) -> Option<&'static str> {
+    first_offered(
+        &[
+            ("tp_btf/sock_send_length", kernel.send_tracepoint),
+            ("kprobe/tcp_sendmsg", true),
+        ],
+        skipped,
+    )
+}
+
 pub fn judge(serial: &str, token: &str, passes: &[&str]) -> Boot {
     let release = marker(serial, "KT-KERNEL ").map(str::to_owned);
     let kernel = Kernel {
         filemap: release.as_deref().is_some_and(|r| at_least(r, (6, 11))),
+        send_tracepoint: release.as_deref().is_some_and(|r| at_least(r, (6, 3))),
         bpf_lsm: marker(serial, "KT-LSM ").is_some_and(|l| l.split(',').any(|m| m == "bpf")),
         release,
     };
@@ -222,10 +236,12 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
     ));
 
     let (read, mmap, open) = expected_hooks(kernel, &skipped);
+    let proof = expected_proof_hook(kernel, &skipped);
     for (purpose, hook) in [
         ("credential-read", read),
         ("credential-read", mmap),
         ("credential-open", open),
+        ("proof", proof),
     ] {
         let Some(hook) = hook else { continue };
         let wanted = format!("{purpose}={hook}");
@@ -332,6 +348,26 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
             summary,
         ),
     ));
+    let over_tls = find("credential_use", &|r| {
+        argv(r, 0) == "curl" && r["endpoint"]["port"] == 9445
+    });
+    checks.push(match proof {
+        Some(hook) => (
+            format!("curl's request over TLS proves its use (uprobe on SSL_write, {hook})"),
+            check(
+                over_tls.is_some_and(|r| {
+                    r["proof"] == "sent" && r["request"]["path"] == "/proof"
+                }),
+                || format!("record: {over_tls:?}; {}", summary()),
+            ),
+        ),
+        None => (
+            "curl's use over TLS is inferred: no send hook in this pass".into(),
+            check(over_tls.is_some_and(|r| r["proof"] == "inferred"), || {
+                format!("record: {over_tls:?}")
+            }),
+        ),
+    });
     let unrelated = find("credential_use", &|r| r["endpoint"]["port"] == 9001);
     checks.push((
         "nc in a shell that read nothing is no credential_use".into(),

@@ -1,5 +1,6 @@
-//! The test VM's initramfs: busybox and kt-vm-helper (static), keytrail, curl and dnsmasq with
-//! the shared libraries `ldd` names, the credentials, the list of passes, and /init
+//! The test VM's initramfs: busybox and kt-vm-helper (static), keytrail, curl, dnsmasq and
+//! openssl (a TLS server for proof of use, with a throwaway certificate) with the shared
+//! libraries `ldd` names, the credentials, the list of passes, and /init
 //! (xtask/vm/init.sh). One image serves every kernel: nothing in it is per-kernel.
 use std::{
     fs,
@@ -39,7 +40,7 @@ pub fn build(contents: &Contents, dir: &Path) -> anyhow::Result<PathBuf> {
     copy(Path::new(BUSYBOX), &root.join("bin/busybox"))?;
     copy(contents.helper, &root.join("bin/kt-vm-helper"))?;
     copy_with_libraries(contents.keytrail, &root, "keytrail")?;
-    for tool in ["curl", "dnsmasq"] {
+    for tool in ["curl", "dnsmasq", "openssl"] {
         // dnsmasq is in /usr/sbin, which a user's PATH may lack.
         let sbin = || {
             ["/usr/sbin", "/sbin"]
@@ -48,7 +49,7 @@ pub fn build(contents: &Contents, dir: &Path) -> anyhow::Result<PathBuf> {
                 .find(|p| p.is_file())
         };
         let Some(path) = build::which(tool).or_else(sbin) else {
-            bail!("{tool} is missing: run ./xtask/setup.sh (it installs curl and dnsmasq-base)");
+            bail!("{tool} is missing: run ./xtask/setup.sh (it installs curl, dnsmasq-base and openssl)");
         };
         copy_with_libraries(&path, &root, tool)?;
     }
@@ -64,6 +65,17 @@ pub fn build(contents: &Contents, dir: &Path) -> anyhow::Result<PathBuf> {
         ),
     )?;
     fs::write(root.join("kt/passes"), contents.passes.join("\n") + "\n")?;
+    // The guest's TLS server's certificate (curl is told not to verify it).
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(root.join("kt/tls.key"))
+        .arg("-out")
+        .arg(root.join("kt/tls.pem"))
+        .output()?;
+    if !out.status.success() {
+        bail!("openssl req failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
     fs::write(root.join("init"), INIT)?;
     fs::set_permissions(root.join("init"), fs::Permissions::from_mode(0o755))?;
     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;

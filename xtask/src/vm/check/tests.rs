@@ -9,6 +9,7 @@ fn good_pass(name: &str) -> String {
     let kernel = Kernel {
         release: None,
         filemap: true,
+        send_tracepoint: true,
         bpf_lsm: true,
     };
     let skipped: Vec<&str> = if name == "default" {
@@ -21,6 +22,7 @@ fn good_pass(name: &str) -> String {
         ("credential-read", read),
         ("credential-read", mmap),
         ("credential-open", open),
+        ("proof", expected_proof_hook(&kernel, &skipped)),
     ]
     .into_iter()
     .map(|(purpose, hook)| json!({"purpose": purpose, "hook": hook.unwrap()}))
@@ -52,6 +54,8 @@ fn good_pass(name: &str) -> String {
         json!({"type": "credential_use", "process": {"argv": ["nc", "127.0.0.1", "9000"]},
                         "endpoint": {"port": 9000}}),
     );
+    records.push(json!({"type": "credential_use", "process": {"argv": ["curl"]},
+                        "endpoint": {"port": 9445}, "proof": "sent", "request": {"path": "/proof"}}));
     for (host, source) in [("api.example.test", "dns"), ("tls.example.test", "tls_sni")] {
         records.push(
             json!({"type": "credential_use", "process": {"argv": ["curl"]},
@@ -134,6 +138,8 @@ fn each_kind_of_wrong_run_fails_a_check() {
     // A leaked secret, a hung VM, a missing pass.
     assert_eq!(failed(good().replace("[INFO]", "[INFO] tok")), 2);
     assert!(failed(good().replace("KT-DONE", "")) >= 1);
+    // A TLS request not read: proof of use failed in both passes.
+    assert_eq!(failed(good().replace(r#""proof":"sent""#, r#""proof":"inferred""#)), 2);
     let one_pass = good().replace("KT-PASS tp_btf,tracepoint,lsm", "KT-PASSED");
     assert!(failed(one_pass) >= 1);
 }
@@ -143,6 +149,7 @@ fn expected_hooks_follow_the_kernel_and_the_skipped_kinds() {
     let old = Kernel {
         release: None,
         filemap: false,
+        send_tracepoint: false,
         bpf_lsm: false,
     };
     assert_eq!(
@@ -158,6 +165,8 @@ fn expected_hooks_follow_the_kernel_and_the_skipped_kinds() {
         expected_hooks(&old, &["lsm", "fentry", "kprobe"]).2,
         Some("tracepoint/syscalls/sys_exit_openat")
     );
+    assert_eq!(expected_proof_hook(&old, &[]), Some("kprobe/tcp_sendmsg"));
+    assert_eq!(expected_proof_hook(&old, &["kprobe"]), None);
     assert!(at_least("6.11.0-1-amd64", (6, 11)) && !at_least("6.1.0-57-amd64", (6, 11)));
     assert!(at_least("7.3.4+deb13-amd64", (6, 11)) && !at_least("5.10.0-46-amd64", (6, 11)));
 }
