@@ -167,7 +167,8 @@ pub struct ConnectEvent {
     pub protocol: u16,
     /// Host byte order.
     pub port: u16,
-    pub _pad: u16,
+    /// What enforcement decided (`decision::*`).
+    pub decision: u16,
     pub uid: u32,
     /// IPv4 in the first 4 bytes, or the IPv6 address; network byte order.
     pub addr: [u8; 16],
@@ -257,6 +258,98 @@ pub struct SocketWatch {
     /// DNS: the server the process last sent to, as it named it (before NAT): IPv4 in the
     /// first 4 bytes, or the IPv6 address; network byte order.
     pub server: [u8; 16],
+}
+
+/// What enforcement decided about a connect (`ConnectEvent::decision`).
+pub mod decision {
+    /// Nothing to decide: enforcement off, or the process holds no enforced credential, or the
+    /// endpoint is in the scope of one it holds.
+    pub const ALLOWED: u16 = 0;
+    /// Refused (the process got EPERM).
+    pub const DENIED: u16 = 1;
+    /// Would have been refused; let through (dry run).
+    pub const WOULD_DENY: u16 = 2;
+}
+
+/// How enforcement runs (the `ENFORCE_MODE` map's one value).
+pub mod enforce_mode {
+    pub const OFF: u32 = 0;
+    pub const DRY_RUN: u32 = 1;
+    pub const DENY: u32 = 2;
+}
+
+/// Scopes the kernel tells apart, at most: a credential's scope is a slot (credentials with the
+/// same scope share one), and a process's holdings are a bit mask of slots.
+pub const MAX_SLOTS: u32 = 63;
+/// The bit of a holder's mask that says its executable is exempt from enforcement.
+pub const EXEMPT_BIT: u64 = 1 << 63;
+/// Ports a slot lists, at most (more: any port).
+pub const SLOT_PORTS: usize = 8;
+
+/// An address with its family, as enforcement's maps key it: the family in the first 4 bytes
+/// (big-endian, so an LPM prefix of 32 bits matches the family alone), then IPv4 in the first
+/// 4 bytes of the rest or the IPv6 address, network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    pub bytes: [u8; 20],
+}
+
+impl AddrKey {
+    pub fn new(family: u16, addr: [u8; 16]) -> Self {
+        let mut bytes = [0u8; 20];
+        bytes[2..4].copy_from_slice(&family.to_be_bytes());
+        let mut i = 0;
+        while i < 16 {
+            bytes[4 + i] = addr[i];
+            i += 1;
+        }
+        Self { bytes }
+    }
+}
+
+/// The ports one slot allows; `count` 0: any.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SlotPorts {
+    pub count: u32,
+    pub ports: [u16; SLOT_PORTS],
+    pub _pad: u32,
+}
+
+/// A scope's host name, by hash of its DNS wire form (lower case): `suffix` 0 for the name
+/// itself, 1 for any name below it (`*.name`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NameKey {
+    pub hash: u64,
+    pub suffix: u32,
+    pub _pad: u32,
+}
+
+/// Multiplier of the name hash: each byte `h = h * NAME_HASH_K + byte`, wrapping.
+pub const NAME_HASH_K: u64 = 0x100_0000_01b3;
+
+/// The hash of DNS wire bytes (labels with their length bytes, no final zero), lower-cased.
+pub const fn name_hash(wire: &[u8]) -> u64 {
+    let mut h = 0u64;
+    let mut i = 0;
+    while i < wire.len() {
+        let b = wire[i];
+        let b = if b >= b'A' && b <= b'Z' { b + 32 } else { b };
+        h = h.wrapping_mul(NAME_HASH_K).wrapping_add(b as u64);
+        i += 1;
+    }
+    h
+}
+
+/// Addresses a trusted resolver gave for a name in some enforced scope: the slots they are in,
+/// and until when (boot ns).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Learned {
+    pub mask: u64,
+    pub expires_ns: u64,
 }
 
 /// An offset the daemon did not find; the programs then report that field as unknown.
@@ -396,6 +489,15 @@ pub mod map {
     pub const COUNTERS: &str = "COUNTERS";
     pub const OFFSETS: &str = "OFFSETS";
     pub const SELF_TGID: &str = "SELF_TGID";
+    pub const ENFORCE_MODE: &str = "ENFORCE_MODE";
+    pub const HOLDERS: &str = "HOLDERS";
+    pub const SLOT_PORTS: &str = "SLOT_PORTS";
+    pub const ANY_ADDRESS: &str = "ANY_ADDRESS";
+    pub const SCOPE_CIDRS: &str = "SCOPE_CIDRS";
+    pub const SCOPE_NAMES: &str = "SCOPE_NAMES";
+    pub const LEARNED: &str = "LEARNED";
+    pub const TRUSTED_RESOLVERS: &str = "TRUSTED_RESOLVERS";
+    pub const EXEMPT_EXES: &str = "EXEMPT_EXES";
 }
 
 #[cfg(feature = "user")]
@@ -407,4 +509,8 @@ mod pod {
     unsafe impl aya::Pod for UdpKey {}
     unsafe impl aya::Pod for SocketWatch {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for SlotPorts {}
+    unsafe impl aya::Pod for NameKey {}
+    unsafe impl aya::Pod for Learned {}
 }

@@ -36,14 +36,17 @@ use crate::{
 #[inline(always)]
 fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
     let key = FileKey::new(dev, ino);
-    // SAFETY: the value is not kept past this call.
-    if unsafe { WATCHED.get(&key) }.is_none() {
+    // SAFETY: the value is copied out at once.
+    let Some(watched) = unsafe { WATCHED.get(&key) }.copied() else {
         return;
-    }
+    };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == SELF_TGID.load() {
         return;
     }
+    // Before the dedup below: the process holds the credential from this read on, whatever
+    // the LRU of reported reads remembers.
+    crate::enforce::mark_holder(tgid, watched);
     let seen = SeenKey {
         tgid,
         _pad: 0,

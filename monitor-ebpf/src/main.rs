@@ -2,24 +2,29 @@
 //! tracker, one report per process for each watched credential file (matched by device and inode in
 //! a hash map the daemon fills), outbound connects, and the bytes that name an endpoint (DNS
 //! answers, TLS ClientHellos), and the first bytes a process writes into a TLS connection
-//! (proof of use). Everything else is userspace's job.
+//! (proof of use); and, where policy says `deny`, the refusal of a connect outside the scope of
+//! every credential the process holds (enforce.rs). Everything else is userspace's job.
 #![no_std]
 #![no_main]
 
 mod emit;
+mod enforce;
 mod files;
 mod kernel;
 mod net;
 mod packets;
 mod process;
+mod scope_names;
 mod tls;
 
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
 };
-use monitor_common::{FileKey, KernelOffsets, SeenKey, SocketWatch, UdpKey, counter};
+use monitor_common::{
+    AddrKey, FileKey, KernelOffsets, Learned, NameKey, SeenKey, SocketWatch, UdpKey, counter,
+};
 
 use crate::emit::Budget;
 
@@ -70,6 +75,39 @@ static DNS_SOCKETS: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(
 /// TCP connections (by cookie) whose first payload has not been seen yet.
 #[map]
 static TLS_WATCH: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(16384, 0);
+
+/// How enforcement runs (`monitor_common::enforce_mode`), set by the daemon.
+#[map]
+static ENFORCE_MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Host names of enforced scopes, by hash (scope_names.rs), with their slots.
+#[map]
+static SCOPE_NAMES: HashMap<NameKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// Addresses trusted resolvers gave for those names (scope_names.rs), read at connect
+/// (enforce.rs).
+#[map]
+static LEARNED: LruHashMap<AddrKey, Learned> = LruHashMap::with_max_entries(65536, 0);
+
+/// Resolvers whose answers count (the host's resolv.conf files and policy's `[names]
+/// resolvers`), as address blocks: their answers teach `LEARNED`, and queries to them are
+/// never refused.
+#[map]
+static TRUSTED_RESOLVERS: LpmTrie<AddrKey, u8> = LpmTrie::with_max_entries(256, 0);
+
+#[inline(always)]
+fn enforcement_mode() -> u32 {
+    ENFORCE_MODE
+        .get(0)
+        .copied()
+        .unwrap_or(monitor_common::enforce_mode::OFF)
+}
+
+/// Whether policy refuses anything (else the hooks that feed enforcement do nothing).
+#[inline(always)]
+fn enforcement_enabled() -> bool {
+    enforcement_mode() != monitor_common::enforce_mode::OFF
+}
 
 /// Per-CPU counters, indexed by `monitor_common::counter`.
 #[map]

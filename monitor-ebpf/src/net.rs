@@ -1,6 +1,7 @@
 //! Outbound connections, from cgroup sock_addr hooks on the root cgroup: they see the destination
-//! before the kernel acts on it, for TCP and UDP, IPv4 and IPv6. They always allow (return 1): a
-//! program returning 0 would make connect() fail with EPERM for the whole machine.
+//! before the kernel acts on it, for TCP and UDP, IPv4 and IPv6. They allow (return 1) unless
+//! enforcement refuses (enforce.rs): a program returning 0 makes connect() or sendmsg() fail with
+//! EPERM, so the allow path is the default, for the whole machine.
 //!
 //! They also mark sockets for the packet programs (packets.rs): one that sends to port 53 gets
 //! its answers reported, a TCP connection its first bytes (a TLS ClientHello names the server).
@@ -14,9 +15,11 @@ use aya_ebpf::{
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey};
+use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey, decision};
 
-use crate::{DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, kernel::EEXIST, tls::TLS_CONNECTIONS};
+use crate::{
+    DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, enforce, kernel::EEXIST, tls::TLS_CONNECTIONS,
+};
 
 const IPPROTO_TCP: u16 = 6;
 
@@ -24,9 +27,11 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IPPROTO_UDP: u16 = 17;
 const ALLOW: i32 = 1;
+const DENY: i32 = 0;
 
+/// Reports the connect (or UDP send) and says whether it may go ahead.
 #[inline(always)]
-fn report(ctx: &SockAddrContext, family: u16) {
+fn report(ctx: &SockAddrContext, family: u16) -> i32 {
     let sa: *const bpf_sock_addr = ctx.sock_addr;
     // SAFETY: the kernel hands a valid bpf_sock_addr; these are direct context loads.
     let (user_port, protocol, ip4, ip6) = unsafe {
@@ -50,6 +55,22 @@ fn report(ctx: &SockAddrContext, family: u16) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: a sock_addr context is a valid argument for this helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let connect = ConnectEvent {
+        header: emit::header(EventKind::Connect, tgid),
+        family,
+        protocol,
+        port,
+        decision: enforce::decide(tgid, family, addr, port),
+        uid: bpf_get_current_uid_gid() as u32,
+        addr,
+        comm: [0; 16],
+        _pad2: 0,
+        cookie,
+    };
+    if connect.decision == decision::DENIED {
+        send(connect);
+        return DENY;
+    }
     let watch = SocketWatch {
         tgid,
         segments: 0,
@@ -96,49 +117,42 @@ fn report(ctx: &SockAddrContext, family: u16) {
             .insert(&key, &1, BPF_NOEXIST as u64)
             .is_err_and(|e| e == -EEXIST)
         {
-            return;
+            return ALLOW;
         }
     }
-    let uid = bpf_get_current_uid_gid() as u32;
+    send(connect);
+    ALLOW
+}
+
+/// Sends a connect event, in the critical ring while its user has budget there.
+#[inline(always)]
+fn send(mut connect: ConnectEvent) {
+    connect.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let uid = connect.uid;
     let Some((mut entry, ring)) = emit::reserve_connect::<ConnectEvent>(uid) else {
         return;
     };
-    entry.write(ConnectEvent {
-        header: emit::header(EventKind::Connect, tgid),
-        family,
-        protocol,
-        port,
-        _pad: 0,
-        uid,
-        addr,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        _pad2: 0,
-        cookie,
-    });
+    entry.write(connect);
     emit::submit_batched(entry, ring);
 }
 
 #[cgroup_sock_addr(connect4)]
 pub fn keytrail_connect4(ctx: SockAddrContext) -> i32 {
-    report(&ctx, AF_INET);
-    ALLOW
+    report(&ctx, AF_INET)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn keytrail_connect6(ctx: SockAddrContext) -> i32 {
-    report(&ctx, AF_INET6);
-    ALLOW
+    report(&ctx, AF_INET6)
 }
 
 /// Unconnected UDP (sendto/sendmsg with an address).
 #[cgroup_sock_addr(sendmsg4)]
 pub fn keytrail_sendmsg4(ctx: SockAddrContext) -> i32 {
-    report(&ctx, AF_INET);
-    ALLOW
+    report(&ctx, AF_INET)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn keytrail_sendmsg6(ctx: SockAddrContext) -> i32 {
-    report(&ctx, AF_INET6);
-    ALLOW
+    report(&ctx, AF_INET6)
 }

@@ -215,6 +215,10 @@ pub fn keytrail_dns_answer(ctx: SkBuffContext) -> i32 {
         }
         // SAFETY: as above.
         unsafe { (*watch).segments = outstanding - 1 };
+        // Enforcement learns the addresses of its scopes' names before the asker reads them.
+        if let Some(p) = peer {
+            crate::scope_names::learn(&ctx, s.offset, p.family, p.bytes);
+        }
     }
     report(&ctx, EventKind::DnsAnswer, tgid, cookie, &s, peer);
     PASS

@@ -25,6 +25,14 @@ pub fn keytrail_exec(ctx: RawTracePointContext) -> i32 {
     let o = offsets();
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let uid_gid = bpf_get_current_uid_gid();
+    // Before the event: whether the new program is exempt from enforcement must not depend on
+    // room in the ring.
+    if crate::enforcement_enabled() {
+        let exe = read::<u64>(bprm, o.bprm_file).unwrap_or(0);
+        if let Some((dev, ino)) = crate::kernel::file_identity(exe) {
+            crate::enforce::on_exec(tgid, dev, ino);
+        }
+    }
 
     let Some(mut entry) = emit::reserve::<ExecEvent>() else {
         return 0;
@@ -115,6 +123,7 @@ pub fn keytrail_fork(ctx: RawTracePointContext) -> i32 {
     if pid != tgid {
         return 0; // a new thread, not a new process (or the task could not be read)
     }
+    crate::enforce::on_fork((bpf_get_current_pid_tgid() >> 32) as u32, tgid);
     let Some(mut entry) = emit::reserve::<ForkEvent>() else {
         return 0;
     };
@@ -136,6 +145,7 @@ pub fn keytrail_exit(_ctx: RawTracePointContext) -> i32 {
     if pid != tgid {
         return 0;
     }
+    crate::enforce::on_exit(tgid);
     let Some(mut entry) = emit::reserve::<ExitEvent>() else {
         return 0;
     };

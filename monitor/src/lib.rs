@@ -133,6 +133,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         daemon::Settings {
             stats_interval: args.stats_interval,
             skip_hooks: args.skip_hooks,
+            dry_run_enforce: args.dry_run_enforce,
         },
     ))
 }

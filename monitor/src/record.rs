@@ -10,7 +10,10 @@ use crate::{
     fingerprint::Fingerprint,
     names::NameCounts,
     policy::{Glob, Scope, Verdict},
-    vocab::{AgentRef, Hook, HostSource, Kind, Lifetime, Protocol, RuleId, Severity, Timestamp},
+    vocab::{
+        AgentRef, Enforced, FindingAction, Hook, HostSource, Kind, Lifetime, Protocol, RuleId,
+        Severity, Timestamp,
+    },
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +62,20 @@ impl CredentialRef {
             &self.identity
         }
     }
+}
+
+/// What enforcement does (`ready.enforcement`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforcementReport {
+    /// `off` (no credential's policy says deny), `deny`, or `dry-run` (refuses nothing, reports
+    /// `would-deny`).
+    pub mode: String,
+    /// Credentials whose connects outside their scope are refused, and their distinct scopes.
+    pub credentials: usize,
+    pub scopes: usize,
+    /// Whether opens of a credential by a reader policy does not allow are refused, and if
+    /// not, why.
+    pub reads: String,
 }
 
 /// How a use is known (`credential_use.proof`).
@@ -133,6 +150,10 @@ pub struct EndpointRef {
     /// gave the address (`host`): what the process claimed, not what it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_claimed: Option<String>,
+    /// The connect was refused (`denied`), or would have been (`would-deny`, a dry run), by
+    /// enforcement: outside the scope of every credential the process held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforced>,
 }
 
 impl EndpointRef {
@@ -225,6 +246,8 @@ pub enum Record {
         /// The TLS libraries whose writes keytrail reads (proof of use), as found at start;
         /// those found later are named in the log.
         tls_libraries: Vec<String>,
+        /// What policy's `action = "deny"` does on this host.
+        enforcement: EnforcementReport,
         credentials: usize,
         processes: usize,
     },
@@ -333,6 +356,10 @@ pub struct Finding {
     pub evidence: Vec<Record>,
     /// How many times it happened in this fold window (1 when first reported).
     pub count: u64,
+    /// What came of it: `reported`, or `denied` / `would-deny` when enforcement refused (or
+    /// would have refused) the connect it is about.
+    #[serde(default)]
+    pub action: FindingAction,
 }
 
 impl Record {

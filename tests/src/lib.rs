@@ -156,6 +156,12 @@ impl Keytrail {
         (std::mem::take(&mut self.records), stderr)
     }
 
+    /// Kills keytrail with SIGKILL, as a crash would: nothing is flushed, nothing asserted.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn dump(&self) -> String {
         self.records
             .iter()

@@ -11,7 +11,6 @@ pub mod shape;
 mod workspaces;
 
 pub use self::homes::Homes;
-#[cfg(test)]
 pub use self::identify::kernel_dev;
 
 use std::{

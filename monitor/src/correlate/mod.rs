@@ -35,7 +35,7 @@ use crate::{
     proof,
     record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
     redact::Secrets,
-    vocab::{Hook, HostSource, Protocol},
+    vocab::{Enforced, Hook, HostSource, Protocol},
 };
 use reads::{Connector, Read, ReadLog};
 
@@ -440,6 +440,7 @@ impl Correlator {
             host_verified: host.is_some(),
             host: host.map(|h| h.to_string()),
             host_claimed: None,
+            enforcement: c.enforcement,
         };
         // Asking a DNS server for a name is not acting with a credential: such a connection is
         // reported, and is the use of nothing, now or when a credential is read later.
@@ -451,7 +452,9 @@ impl Correlator {
             settled: false,
             request_deadline_ns: 0,
         };
-        let awaits_name = connection.awaits_name(c.boot_ns);
+        // A refused connect sends nothing: its records go out at once.
+        let awaits_name =
+            connection.awaits_name(c.boot_ns) && c.enforcement != Some(Enforced::Denied);
         if !lookup {
             let held = self.connections.entry(process.key).or_default();
             if held.len() >= CONNECTIONS_PER_PROCESS {

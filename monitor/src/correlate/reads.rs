@@ -230,6 +230,7 @@ mod tests {
             host_source: None,
             host_verified: false,
             host_claimed: None,
+            enforcement: None,
         }
     }
 

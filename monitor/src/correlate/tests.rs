@@ -79,6 +79,7 @@ fn connect(pid: u32, port: u16) -> KernelEvent {
         port,
         protocol: Protocol::Tcp,
         cookie: 0,
+        enforcement: None,
         boot_ns: 2,
     })
 }

@@ -2,21 +2,24 @@
 //! correlator to the sink (drain.rs) until SIGINT, SIGTERM or SIGQUIT; then detach, drain what
 //! is left and print stats.
 mod drain;
+mod kernel_catalog;
 
 use std::{io::Write, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use aya::maps::MapData;
-use monitor_common::{FileKey, counter};
+use monitor_common::counter;
 use tokio::signal::unix::{SignalKind, signal};
 
-use self::drain::{DRAIN_BUDGET, Rings, drain};
+use self::{
+    drain::{DRAIN_BUDGET, Rings, drain},
+    kernel_catalog::KernelCatalog,
+};
 use crate::{
     catalog::{Catalog, Homes},
     clock::{self, Clock},
     kernel::{
         preflight,
-        probes::{Counters, Maps, Probes, Purpose},
+        probes::{Counters, Maps, Probes},
         readiness,
         tls_libraries::TlsLibraries,
     },
@@ -47,6 +50,8 @@ pub struct Settings {
     pub stats_interval: Duration,
     /// Kinds of hook never to use (`--skip-hooks`).
     pub skip_hooks: Vec<&'static str>,
+    /// Refuse nothing; report what policy's `deny` would have refused (`--dry-run-enforce`).
+    pub dry_run_enforce: bool,
 }
 
 pub async fn run(
@@ -59,6 +64,7 @@ pub async fn run(
     let Settings {
         stats_interval,
         skip_hooks,
+        dry_run_enforce,
     } = settings;
     let env = preflight::check()?;
     let clock = Clock::now();
@@ -80,9 +86,17 @@ pub async fn run(
     let Maps {
         events,
         critical,
-        mut watched,
+        watched,
         counters,
+        enforcement,
     } = maps;
+    let mut kernel = KernelCatalog::new(
+        watched,
+        enforcement,
+        &policy,
+        dry_run_enforce,
+        probes.read_denial(),
+    );
     let register =
         |ring| readiness::register_readable(ring).context("registering a ring buffer with tokio");
     let mut rings = Rings {
@@ -91,13 +105,7 @@ pub async fn run(
     };
 
     let mut watcher = Watcher::new().context("starting inotify")?;
-    refresh_catalog(
-        &mut catalog,
-        &policy,
-        &mut watched,
-        &mut probes,
-        &mut watcher,
-    );
+    kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher);
     // Everything that needed root is done: attaching, mounting, the first look at the homes.
     match privileges::drop_to_kept() {
         Ok(()) => log::debug!("capabilities dropped to {:#x}", privileges::KEPT),
@@ -116,6 +124,7 @@ pub async fn run(
         version: env!("CARGO_PKG_VERSION").into(),
         hooks: probes.hooks.clone(),
         tls_libraries: tls_libraries.hooked(),
+        enforcement: kernel.report(),
         credentials: catalog.credentials().count(),
         processes: tracker.len(),
     })?;
@@ -135,13 +144,7 @@ pub async fn run(
     let mut last_workspace_refresh = std::time::Instant::now();
     pipeline.seed_workspaces(&mut catalog);
     if catalog.take_changed() {
-        refresh_catalog(
-            &mut catalog,
-            &policy,
-            &mut watched,
-            &mut probes,
-            &mut watcher,
-        );
+        kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher);
     }
     let mut counts = SourceCounts::default();
     let mut tick = tokio::time::interval(DRAIN_TICK);
@@ -202,13 +205,7 @@ pub async fn run(
         // resolve its whole catalog between every two drains.
         if last_workspace_refresh.elapsed() >= WORKSPACE_REFRESH && catalog.take_changed() {
             last_workspace_refresh = std::time::Instant::now();
-            refresh_catalog(
-                &mut catalog,
-                &policy,
-                &mut watched,
-                &mut probes,
-                &mut watcher,
-            );
+            kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher);
         }
         match wake {
             Wake::Stop => break,
@@ -243,17 +240,12 @@ pub async fn run(
                     break;
                 }
             }
-            Wake::Catalog => refresh_catalog(
-                &mut catalog,
-                &policy,
-                &mut watched,
-                &mut probes,
-                &mut watcher,
-            ),
+            Wake::Catalog => kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher),
             Wake::Tick => {
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     pipeline.sweep(clock::boot_ns(), Timestamp::now());
+                    kernel.reread_resolvers();
                     pipeline.sweep_workspaces(&mut catalog);
                     let appeared = homes.appeared();
                     if !appeared.is_empty() {
@@ -266,13 +258,7 @@ pub async fn run(
                                 .join(", ")
                         );
                         catalog.add_homes(&policy, &appeared);
-                        refresh_catalog(
-                            &mut catalog,
-                            &policy,
-                            &mut watched,
-                            &mut probes,
-                            &mut watcher,
-                        );
+                        kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher);
                     }
                 }
             }
@@ -340,57 +326,6 @@ fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
 #[derive(Debug, thiserror::Error)]
 #[error("the output failed; keytrail stopped")]
 pub struct OutputClosed(#[source] pub std::io::Error);
-
-/// Resolves the catalog again and brings the kernel's watch map, the open hook and the
-/// directory watches in line with it.
-fn refresh_catalog(
-    catalog: &mut Catalog,
-    policy: &Policy,
-    watched: &mut aya::maps::HashMap<MapData, FileKey, u32>,
-    probes: &mut Probes,
-    watcher: &mut Watcher,
-) {
-    // A watch comes after what it watches: a file created in a new directory, or given to its
-    // user, before the directory or the file was watched sent nothing. So when this resolve
-    // adds watches, the next looks again (at most a few rounds: directories nest).
-    for _ in 0..4 {
-        let changes = catalog.resolve(policy);
-        if !changes.added.is_empty() || !changes.removed.is_empty() {
-            log::info!(
-                "catalog: {} credentials appeared, {} went",
-                changes.added.len(),
-                changes.removed.len()
-            );
-        }
-        apply_catalog(watched, &changes.added, &changes.removed);
-        if catalog.needs_open_hook() {
-            probes.ensure(Purpose::CredentialOpen);
-        }
-        let added = watcher.watch(&catalog.directories_to_watch(), catalog.files_to_watch());
-        if added == 0 {
-            break;
-        }
-    }
-}
-
-fn apply_catalog(
-    watched: &mut aya::maps::HashMap<MapData, FileKey, u32>,
-    added: &[FileKey],
-    removed: &[FileKey],
-) {
-    for key in removed {
-        let _ = watched.remove(key);
-    }
-    for key in added {
-        if let Err(e) = watched.insert(key, &1, 0) {
-            log::error!(
-                "cannot watch file dev {:#x} ino {}: {e} (the watch map is full?)",
-                key.dev,
-                key.ino
-            );
-        }
-    }
-}
 
 fn ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.

@@ -70,6 +70,11 @@ pub fn file_access(pid: u32, dev: u32, ino: u64, hook: AccessHook) -> Vec<u8> {
 }
 
 pub fn connect4(pid: u32, ip: [u8; 4], port: u16) -> Vec<u8> {
+    connect4_decided(pid, ip, port, decision::ALLOWED)
+}
+
+/// A connect enforcement decided on (`monitor_common::decision`).
+pub fn connect4_decided(pid: u32, ip: [u8; 4], port: u16, decision: u16) -> Vec<u8> {
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&ip);
     bytes_of(&ConnectEvent {
@@ -77,7 +82,7 @@ pub fn connect4(pid: u32, ip: [u8; 4], port: u16) -> Vec<u8> {
         family: libc::AF_INET as u16,
         protocol: libc::IPPROTO_TCP as u16,
         port,
-        _pad: 0,
+        decision,
         uid: 1000,
         addr,
         comm: fixed("curl"),

@@ -6,10 +6,10 @@ use std::{
 
 use monitor_common::{
     ARGV_LEN, AccessHook, ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent,
-    FileAccessEvent, FileKey, ForkEvent, PayloadEvent,
+    FileAccessEvent, FileKey, ForkEvent, PayloadEvent, decision,
 };
 
-use crate::vocab::{Hook, Protocol};
+use crate::vocab::{Enforced, Hook, Protocol};
 
 /// One kernel event, decoded. `boot_ns` is nanoseconds since boot (see `clock`).
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +117,8 @@ pub struct Connect {
     pub protocol: Protocol,
     /// The socket's cookie: later DNS and TLS payloads of the same socket carry it.
     pub cookie: u64,
+    /// Refused, or would have been, by enforcement.
+    pub enforcement: Option<Enforced>,
     pub boot_ns: u64,
 }
 
@@ -303,6 +305,11 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 port: e.port,
                 protocol: protocol_from_ip(e.protocol),
                 cookie: e.cookie,
+                enforcement: match e.decision {
+                    decision::DENIED => Some(Enforced::Denied),
+                    decision::WOULD_DENY => Some(Enforced::WouldDeny),
+                    _ => None,
+                },
                 boot_ns,
             })
         }

@@ -59,9 +59,20 @@ fn decodes_file_access_and_connect() {
         panic!("not a connect")
     };
     assert_eq!(
-        (c.ip.to_string(), c.port, c.protocol),
-        ("127.0.0.1".into(), 8080, Protocol::Tcp)
+        (c.ip.to_string(), c.port, c.protocol, c.enforcement),
+        ("127.0.0.1".into(), 8080, Protocol::Tcp, None)
     );
+    for (decision, enforced) in [
+        (decision::DENIED, Some(Enforced::Denied)),
+        (decision::WOULD_DENY, Some(Enforced::WouldDeny)),
+        (7, None),
+    ] {
+        let bytes = encode::connect4_decided(7, [10, 0, 0, 1], 443, decision);
+        let Ok(KernelEvent::Connect(c)) = decode(&bytes) else {
+            panic!("not a connect")
+        };
+        assert_eq!(c.enforcement, enforced, "decision {decision}");
+    }
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Everything that faces the kernel: checks before loading (preflight), the kernel's types
-//! (BTF) and the offsets the programs need (layout), the probe table and its loader (probes),
+//! (BTF) and the offsets the programs need (layout), what enforcement refuses (enforcement), the probe table and its loader (probes),
 //! the TLS libraries hooked for proof of use (tls_libraries), and registering kernel descriptors with the runtime (readiness). The stages after decode
 //! never reach in here.
 pub mod btf;
+pub mod enforcement;
 pub mod layout;
 pub mod preflight;
 pub mod probes;

@@ -91,6 +91,23 @@ impl Resolvers {
         }
     }
 
+    /// The servers trusted now, as address blocks (for the kernel: enforcement learns scope
+    /// names' addresses from their answers).
+    pub fn trusted(&self) -> Vec<Cidr> {
+        let mut servers: Vec<IpAddr> = self.from_files.iter().copied().collect();
+        servers.sort();
+        servers
+            .into_iter()
+            .map(Cidr::host)
+            .chain(self.listed.iter().copied())
+            .collect()
+    }
+
+    /// Reads the resolv.conf files again.
+    pub fn reread(&mut self) {
+        self.read_files();
+    }
+
     fn known(&self, server: IpAddr) -> bool {
         self.from_files.contains(&server) || self.listed.iter().any(|c| c.contains(server))
     }

@@ -123,6 +123,7 @@ impl Pipeline {
             endpoint: None,
             evidence: Vec::new(),
             count: 1,
+            action: Default::default(),
         };
         self.engine.report_blind(finding, out);
     }

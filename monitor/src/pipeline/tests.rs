@@ -197,6 +197,7 @@ impl Recorded {
                 port,
                 protocol,
                 cookie: 0, // a recorded connection does not wait for its first bytes
+                enforcement: None,
                 boot_ns: at_ms * MS,
             }),
             Recorded::DnsAnswer {

@@ -1,5 +1,5 @@
 //! The policy: which files are credentials and what each may do, how contexts and agents are
-//! found, and which rules report. Read from a TOML file (`--config`) or the embedded default
+//! found, which rules report, and what is refused in the kernel (`action = "deny"`). Read from a TOML file (`--config`) or the embedded default
 //! (`default.toml`, printed by `keytrail policy --default`). A file that does not check out
 //! is refused with its path, line, column and field: keytrail does not start on it.
 mod error;
@@ -42,6 +42,30 @@ pub struct Policy {
     pub rules: BTreeMap<RuleId, RuleSettings>,
     #[serde(default)]
     pub names: NameSettings,
+    #[serde(default)]
+    pub enforcement: EnforcementSettings,
+}
+
+/// What to do when a rule fires: report it, or refuse the act in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    #[default]
+    Report,
+    Deny,
+}
+
+/// How `action = "deny"` is carried out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforcementSettings {
+    /// Refuse nothing; report what would have been refused (`would-deny`). Also
+    /// `keytrail run --dry-run-enforce`.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Executables (absolute paths) whose processes are never refused, whatever they hold.
+    #[serde(default)]
+    pub exempt: Vec<std::path::PathBuf>,
 }
 
 /// Where names for endpoints may come from.
@@ -64,6 +88,9 @@ pub struct CredentialFacts {
     pub readers: Vec<Glob>,
     /// The context its rule gives it.
     pub context: Option<String>,
+    /// Its connects outside its scope are refused in the kernel: its rule's `action`, else
+    /// `[rules.out-of-scope-use]`'s.
+    pub deny: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +193,9 @@ pub struct CredentialRule {
     /// What an address without a learned name is to a scope written in names.
     #[serde(default)]
     pub unnamed: Unnamed,
+    /// `deny`: a process holding it may not connect outside its scope (refused in the kernel);
+    /// unset: as `[rules.out-of-scope-use]` says.
+    pub action: Option<Action>,
     /// `paths` as globs that match any home, compiled on first use.
     #[serde(skip)]
     path_globs: OnceLock<Vec<Glob>>,
@@ -260,6 +290,8 @@ pub struct RuleSettings {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub severity: Option<Severity>,
+    /// `deny` (out-of-scope-use only): refuse what the rule reports, in the kernel.
+    pub action: Option<Action>,
 }
 
 fn yes() -> bool {
@@ -342,6 +374,19 @@ impl Policy {
                 }
             }
         }
+        for (rule, settings) in &self.rules {
+            if settings.action == Some(Action::Deny) && *rule != RuleId::OutOfScopeUse {
+                let header = format!("[rules.{rule}]");
+                let at = text.find(&header).unwrap_or(0);
+                return fail(
+                    at..at + header.len(),
+                    format!(
+                        "[rules.{rule}] field `action`: only out-of-scope-use can deny (a \
+                         connect is refused in the kernel); the others report"
+                    ),
+                );
+            }
+        }
         if self.context.label.is_empty() || self.context.label.contains('=') {
             return fail(
                 0..0,
@@ -394,10 +439,17 @@ impl Policy {
                 .get(&kind)
                 .map_or_else(Vec::new, |k| k.readers.clone()),
         };
+        let rule_action = self
+            .rules
+            .get(&RuleId::OutOfScopeUse)
+            .filter(|s| s.enabled)
+            .and_then(|s| s.action);
+        let action = rule.and_then(|r| r.action).or(rule_action);
         CredentialFacts {
             scope,
             readers,
             context: rule.and_then(|r| r.context.clone()),
+            deny: action == Some(Action::Deny),
         }
     }
 

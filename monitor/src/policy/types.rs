@@ -51,6 +51,23 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The block of one address.
+    pub fn host(ip: IpAddr) -> Self {
+        let ip = ip.to_canonical();
+        Self {
+            network: ip,
+            prefix: if ip.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (net, ip, bits) = match (self.network, ip.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(i)) => (n.to_bits() as u128, i.to_bits() as u128, 32),

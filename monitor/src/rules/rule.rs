@@ -118,6 +118,7 @@ pub fn finding(
         endpoint: endpoint.cloned(),
         evidence,
         count: 1,
+        action: endpoint.and_then(|e| e.enforcement).into(),
     }
 }
 

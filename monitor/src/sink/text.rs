@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use super::{Sink, printable::printable};
 use crate::{
     record::{EndpointRef, ProcessRef, Proof, Record},
-    vocab::HostSource,
+    vocab::{FindingAction, HostSource},
 };
 
 /// One line per record: `TIME  KIND  what happened`.
@@ -79,6 +79,7 @@ impl<W: Write> Sink for TextSink<W> {
                 time,
                 hooks,
                 tls_libraries,
+                enforcement,
                 credentials,
                 processes,
                 ..
@@ -91,9 +92,12 @@ impl<W: Write> Sink for TextSink<W> {
                 };
                 format!(
                     "{time} {} watching {credentials} credentials, {processes} processes; hooks: \
-                     {}; TLS libraries read: {tls}",
+                     {}; TLS libraries read: {tls}; enforcement: {} ({} credentials), reads: {}",
                     self.label("ready", "1;32"),
-                    hooks.join(", ")
+                    hooks.join(", "),
+                    enforcement.mode,
+                    enforcement.credentials,
+                    enforcement.reads
                 )
             }
             Record::CredentialAccess {
@@ -162,8 +166,13 @@ impl<W: Write> Sink for TextSink<W> {
                 } else {
                     String::new()
                 };
+                let action = match f.action {
+                    FindingAction::Reported => "",
+                    FindingAction::Denied => " DENIED",
+                    FindingAction::WouldDeny => " WOULD-DENY",
+                };
                 format!(
-                    "{} {} {severity} {}: {}{count} [user {} agent {agent} context {}; {} evidence records]",
+                    "{} {}{action} {severity} {}: {}{count} [user {} agent {agent} context {}; {} evidence records]",
                     f.time,
                     self.label("FINDING", "1;31"),
                     f.rule,

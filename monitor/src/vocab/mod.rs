@@ -54,6 +54,40 @@ pub enum HostSource {
     TlsSni,
 }
 
+/// What enforcement did to a connect the kernel refused or would have refused
+/// (`endpoint.enforcement`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforced {
+    /// Refused: the process got EPERM, no connection was made.
+    Denied,
+    /// Would have been refused; let through (a dry run).
+    WouldDeny,
+}
+
+/// What came of a finding (`finding.action`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingAction {
+    /// Reported only.
+    #[default]
+    Reported,
+    /// The act was refused in the kernel.
+    Denied,
+    /// The act would have been refused; a dry run let it through.
+    WouldDeny,
+}
+
+impl From<Option<Enforced>> for FindingAction {
+    fn from(enforced: Option<Enforced>) -> Self {
+        match enforced {
+            None => FindingAction::Reported,
+            Some(Enforced::Denied) => FindingAction::Denied,
+            Some(Enforced::WouldDeny) => FindingAction::WouldDeny,
+        }
+    }
+}
+
 /// The root of an agent's process tree.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AgentRef {

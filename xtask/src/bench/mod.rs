@@ -148,7 +148,9 @@ fn make_tls_certificate(out_dir: &std::path::Path) -> anyhow::Result<()> {
     let (cert, key) = (out_dir.join("tls.pem"), out_dir.join("tls.key"));
     if !cert.exists() || !key.exists() {
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            ])
             .args(["-subj", "/CN=127.0.0.1", "-keyout"])
             .arg(&key)
             .arg("-out")

@@ -355,9 +355,7 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
         Some(hook) => (
             format!("curl's request over TLS proves its use (uprobe on SSL_write, {hook})"),
             check(
-                over_tls.is_some_and(|r| {
-                    r["proof"] == "sent" && r["request"]["path"] == "/proof"
-                }),
+                over_tls.is_some_and(|r| r["proof"] == "sent" && r["request"]["path"] == "/proof"),
                 || format!("record: {over_tls:?}; {}", summary()),
             ),
         ),

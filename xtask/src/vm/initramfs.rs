@@ -49,7 +49,9 @@ pub fn build(contents: &Contents, dir: &Path) -> anyhow::Result<PathBuf> {
                 .find(|p| p.is_file())
         };
         let Some(path) = build::which(tool).or_else(sbin) else {
-            bail!("{tool} is missing: run ./xtask/setup.sh (it installs curl, dnsmasq-base and openssl)");
+            bail!(
+                "{tool} is missing: run ./xtask/setup.sh (it installs curl, dnsmasq-base and openssl)"
+            );
         };
         copy_with_libraries(&path, &root, tool)?;
     }
@@ -67,14 +69,19 @@ pub fn build(contents: &Contents, dir: &Path) -> anyhow::Result<PathBuf> {
     fs::write(root.join("kt/passes"), contents.passes.join("\n") + "\n")?;
     // The guest's TLS server's certificate (curl is told not to verify it).
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=127.0.0.1", "-keyout"])
         .arg(root.join("kt/tls.key"))
         .arg("-out")
         .arg(root.join("kt/tls.pem"))
         .output()?;
     if !out.status.success() {
-        bail!("openssl req failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     fs::write(root.join("init"), INIT)?;
     fs::set_permissions(root.join("init"), fs::Permissions::from_mode(0o755))?;

@@ -11,7 +11,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, KProbe, Lsm,
         ProgramError, RawTracePoint, TracePoint, UProbe, uprobe::UProbeScope,
@@ -24,6 +24,7 @@ pub use self::table::{Attach, Purpose};
 use self::table::{Fallback, Needs, Probe, TABLE};
 use super::{
     btf::Btf,
+    enforcement::EnforcementMaps,
     layout,
     preflight::{BTF_PATH, Environment},
 };
@@ -62,6 +63,7 @@ pub struct Maps {
     pub critical: RingBuf<MapData>,
     pub watched: HashMap<MapData, FileKey, u32>,
     pub counters: Counters,
+    pub enforcement: EnforcementMaps,
 }
 
 /// The kernel's per-CPU counters (`monitor_common::counter`).
@@ -140,6 +142,15 @@ impl Probes {
             critical: RingBuf::try_from(take(&mut ebpf, map::CRITICAL)?)?,
             watched: HashMap::try_from(take(&mut ebpf, map::WATCHED)?)?,
             counters: Counters(PerCpuArray::try_from(take(&mut ebpf, map::COUNTERS)?)?),
+            enforcement: EnforcementMaps {
+                mode: Array::try_from(take(&mut ebpf, map::ENFORCE_MODE)?)?,
+                ports: Array::try_from(take(&mut ebpf, map::SLOT_PORTS)?)?,
+                any_address: Array::try_from(take(&mut ebpf, map::ANY_ADDRESS)?)?,
+                cidrs: LpmTrie::try_from(take(&mut ebpf, map::SCOPE_CIDRS)?)?,
+                names: HashMap::try_from(take(&mut ebpf, map::SCOPE_NAMES)?)?,
+                resolvers: LpmTrie::try_from(take(&mut ebpf, map::TRUSTED_RESOLVERS)?)?,
+                exempt: HashMap::try_from(take(&mut ebpf, map::EXEMPT_EXES)?)?,
+            },
         };
         let mut probes = Self {
             ebpf,
@@ -232,6 +243,14 @@ impl Probes {
             self.attached.push(&TLS_WRITE_PROBE);
         }
         Ok(())
+    }
+
+    /// Whether opens of credentials can be refused here, and if not, why (for `ready`).
+    pub fn read_denial(&self) -> String {
+        match &self.machine.bpf_lsm_inactive {
+            Some(why) => format!("unavailable: {why} (boot with lsm=...,bpf)"),
+            None => "unavailable: not built yet (BPF LSM is active here)".into(),
+        }
     }
 
     /// Runs of the attached programs the kernel skipped so far, because the program was

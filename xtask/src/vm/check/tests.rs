@@ -139,7 +139,10 @@ fn each_kind_of_wrong_run_fails_a_check() {
     assert_eq!(failed(good().replace("[INFO]", "[INFO] tok")), 2);
     assert!(failed(good().replace("KT-DONE", "")) >= 1);
     // A TLS request not read: proof of use failed in both passes.
-    assert_eq!(failed(good().replace(r#""proof":"sent""#, r#""proof":"inferred""#)), 2);
+    assert_eq!(
+        failed(good().replace(r#""proof":"sent""#, r#""proof":"inferred""#)),
+        2
+    );
     let one_pass = good().replace("KT-PASS tp_btf,tracepoint,lsm", "KT-PASSED");
     assert!(failed(one_pass) >= 1);
 }

@@ -1,0 +1,188 @@
+//! Enforcement: refusing, at connect, an endpoint outside the scope of every credential the
+//! process holds (policy `action = "deny"`).
+//!
+//! "Holds" is decided here, in the kernel, as the read happens: the read hooks (files.rs) set
+//! the credential's slot in the reader's mask in `HOLDERS`, a child forked afterwards gets its
+//! parent's mask, and the connect hooks (net.rs) read it. Userspace is not on the decision path,
+//! so a process that reads a key and connects in the same microsecond is refused all the same.
+//!
+//! A slot is a scope (credentials with the same scope share one). An endpoint is inside a slot
+//! when its port is one the slot lists (or it lists none), and its address is in one of the
+//! slot's CIDRs (`SCOPE_CIDRS`), or a trusted resolver gave it for one of the slot's host names
+//! and its TTL has not run out (`LEARNED`, filled by scope_names.rs as the answers arrive,
+//! before the process can connect), or the slot allows any address (`ANY_ADDRESS`: a scope of
+//! ports only, or with `*` or `unnamed = "allow"`).
+//!
+//! A query to a trusted resolver (port 53) is never refused.
+//!
+//! Maps go with the programs: if keytrail exits or crashes, the hooks detach and nothing stays
+//! refused.
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::bpf_ktime_get_boot_ns,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, lpm_trie::Key, lpm_trie::LpmTrie},
+};
+use monitor_common::{
+    AddrKey, DNS_PORT, EXEMPT_BIT, MAX_SLOTS, SLOT_PORTS as PORTS_PER_SLOT, SlotPorts, decision,
+    enforce_mode,
+};
+
+use crate::{LEARNED, TRUSTED_RESOLVERS, enforcement_mode as mode};
+
+/// Processes (by tgid) holding enforced credentials: a mask of slots, and `EXEMPT_BIT`.
+#[map]
+static HOLDERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// Each slot's ports.
+#[map]
+static SLOT_PORTS: Array<SlotPorts> = Array::with_max_entries(MAX_SLOTS, 0);
+
+/// The slots that allow any address (their ports still count).
+#[map]
+static ANY_ADDRESS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Address blocks, each with the slots whose scopes contain it (the daemon folds an enclosing
+/// block's slots into the blocks inside it: a lookup finds the longest match only).
+#[map]
+static SCOPE_CIDRS: LpmTrie<AddrKey, u64> = LpmTrie::with_max_entries(4096, 0);
+
+/// Executables whose processes are never refused, by (s_dev, i_ino).
+#[map]
+pub static EXEMPT_EXES: HashMap<monitor_common::FileKey, u8> = HashMap::with_max_entries(256, 0);
+
+/// Bits of an address key an LPM lookup matches on: the family and the whole address.
+const ADDRESS_BITS: u32 = 160;
+
+/// A read of a credential in `slot` by process `tgid` (the watched map's value: 0 for a
+/// credential not enforced, else its slot + 1).
+#[inline(always)]
+pub fn mark_holder(tgid: u32, watched: u32) {
+    if watched == 0 || watched > MAX_SLOTS {
+        return;
+    }
+    let bit = 1u64 << (watched - 1);
+    match HOLDERS.get_ptr_mut(&tgid) {
+        // SAFETY: an LRU map value pointer, valid during this program; two CPUs setting bits
+        // of one process at once may lose one only if both read before either writes, and the
+        // next read of that credential sets it again.
+        Some(mask) => unsafe { *mask |= bit },
+        None => {
+            let _ = HOLDERS.insert(&tgid, &bit, BPF_ANY as u64);
+        }
+    }
+}
+
+/// A new process: it holds what its parent held when it forked (a pid used before starts
+/// afresh).
+#[inline(always)]
+pub fn on_fork(parent: u32, child: u32) {
+    if mode() == enforce_mode::OFF {
+        return;
+    }
+    // SAFETY: the value is copied out at once.
+    match unsafe { HOLDERS.get(&parent) }.copied() {
+        Some(mask) => {
+            let _ = HOLDERS.insert(&child, &mask, BPF_ANY as u64);
+        }
+        None => {
+            let _ = HOLDERS.remove(&child);
+        }
+    }
+}
+
+/// A process exec'd the file (`dev`, `ino`): it is exempt while it runs an exempt program.
+#[inline(always)]
+pub fn on_exec(tgid: u32, dev: u32, ino: u64) {
+    let exempt = EXEMPT_EXES
+        .get_ptr(&monitor_common::FileKey::new(dev, ino))
+        .is_some();
+    match HOLDERS.get_ptr_mut(&tgid) {
+        // SAFETY: as in `mark_holder`.
+        Some(mask) => unsafe {
+            if exempt {
+                *mask |= EXEMPT_BIT;
+            } else {
+                *mask &= !EXEMPT_BIT;
+            }
+        },
+        None if exempt => {
+            let _ = HOLDERS.insert(&tgid, &EXEMPT_BIT, BPF_ANY as u64);
+        }
+        None => {}
+    }
+}
+
+pub fn on_exit(tgid: u32) {
+    let _ = HOLDERS.remove(&tgid);
+}
+
+/// What to do with a connect (or a UDP send) by `tgid` to (`family`, `addr`, `port`).
+#[inline(always)]
+pub fn decide(tgid: u32, family: u16, addr: [u8; 16], port: u16) -> u16 {
+    // SAFETY: the value is copied out at once.
+    let Some(held) = (unsafe { HOLDERS.get(&tgid) }).copied() else {
+        return decision::ALLOWED;
+    };
+    if held == 0 || held & EXEMPT_BIT != 0 {
+        return decision::ALLOWED;
+    }
+    let mode = mode();
+    if mode == enforce_mode::OFF {
+        return decision::ALLOWED;
+    }
+    let key = AddrKey::new(family, addr);
+    // Asking a trusted resolver is not acting with a credential: the answer is what lets an
+    // in-scope connect through.
+    if port == DNS_PORT
+        && TRUSTED_RESOLVERS
+            .get(&Key::new(ADDRESS_BITS, key))
+            .is_some()
+    {
+        return decision::ALLOWED;
+    }
+    let mut inside = ANY_ADDRESS.get(0).copied().unwrap_or(0);
+    if let Some(mask) = SCOPE_CIDRS.get(&Key::new(ADDRESS_BITS, key)) {
+        inside |= *mask;
+    }
+    // SAFETY: the value is copied out at once.
+    if let Some(learned) = unsafe { LEARNED.get(&key) }.copied() {
+        // SAFETY: a helper with no arguments.
+        if learned.expires_ns > unsafe { bpf_ktime_get_boot_ns() } {
+            inside |= learned.mask;
+        }
+    }
+    if held & inside & ports_allowing(held, port) != 0 {
+        return decision::ALLOWED;
+    }
+    if mode == enforce_mode::DENY {
+        decision::DENIED
+    } else {
+        decision::WOULD_DENY
+    }
+}
+
+/// The slots of `held` whose ports allow `port`.
+#[inline(always)]
+fn ports_allowing(held: u64, port: u16) -> u64 {
+    let mut allowing = 0u64;
+    for slot in 0..MAX_SLOTS {
+        if held & (1u64 << slot) == 0 {
+            continue;
+        }
+        let Some(ports) = SLOT_PORTS.get(slot) else {
+            continue;
+        };
+        let count = ports.count;
+        if count == 0 {
+            allowing |= 1u64 << slot;
+            continue;
+        }
+        for i in 0..PORTS_PER_SLOT {
+            if (i as u32) < count && ports.ports[i] == port {
+                allowing |= 1u64 << slot;
+            }
+        }
+    }
+    allowing
+}

@@ -1,0 +1,192 @@
+//! Enforcement: policy's `action = "deny"` refuses, in the kernel, a connect by a process that
+//! holds an AWS key to an endpoint outside the key's scope (EPERM), and lets one inside it
+//! through: sts.amazonaws.com is named by a real dnsmasq in a network namespace, and the kernel
+//! learns its address from the answer before python can connect. The read and the connect
+//! follow each other at once; a process that holds nothing is never refused; a dry run refuses
+//! nothing and reports `would-deny`; and once keytrail is killed (SIGKILL) nothing stays
+//! refused. Needs root: `cargo xtask test`.
+use std::process::{Command, Output};
+
+use keytrail_tests::*;
+use serde_json::Value;
+
+const AWS_SECRET: &str = "kt/enforce/aws/secret/000000000000000000071";
+
+/// A policy: the default, with out-of-scope uses refused.
+fn deny_policy() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("kt-enforce-{}.toml", std::process::id()));
+    let default = run(Command::new(keytrail_bin()).args(["policy", "--default"])).stdout;
+    let text = String::from_utf8(default).unwrap();
+    let header = "[rules.out-of-scope-use]\n";
+    assert!(
+        text.contains(header),
+        "the default policy has the rule's table"
+    );
+    let text = text.replacen(header, &format!("{header}action = \"deny\"\n"), 1);
+    std::fs::write(&path, text).unwrap();
+    run(Command::new(keytrail_bin()).arg("check-config").arg(&path));
+    path
+}
+
+/// A user with an AWS key, and a namespace whose resolver names sts.amazonaws.com (inside the
+/// key's scope) and evil.example (outside it). Nothing listens: a connect let through is
+/// refused by the peer (ECONNREFUSED); one refused by keytrail fails with EPERM.
+fn setup(tag: &str) -> (TestUser, Netns, KillOnDrop) {
+    let user = TestUser::create(tag);
+    user.write(
+        ".aws/credentials",
+        &format!(
+            "[default]\naws_access_key_id = AKIAKTENFORCE0000071\naws_secret_access_key = {AWS_SECRET}\n"
+        ),
+    );
+    let ns = Netns::create(
+        tag,
+        &["10.77.0.1/24", "10.77.0.10/24", "10.77.0.20/24"],
+        "10.77.0.1",
+    );
+    let dnsmasq = ns.dnsmasq(&[
+        "--address=/sts.amazonaws.com/10.77.0.10",
+        "--address=/evil.example/10.77.0.20",
+    ]);
+    ns.wait_until_resolves("evil.example");
+    (user, ns, dnsmasq)
+}
+
+/// Python that (if `read`) reads the AWS key, then at once connects to each host on port 443,
+/// printing `host errno-name` (`ok` when connected).
+fn connect_script(read: bool, hosts: &[&str]) -> String {
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+    format!(
+        "import errno, os, socket\n\
+         {}\n\
+         for host in [{}]:\n\
+         \x20   address = socket.getaddrinfo(host, 443, socket.AF_INET)[0][4]\n\
+         \x20   s = socket.socket()\n\
+         \x20   try:\n\
+         \x20       s.connect(address)\n\
+         \x20       print(host, 'ok')\n\
+         \x20   except OSError as e:\n\
+         \x20       print(host, errno.errorcode.get(e.errno, e.errno))\n",
+        if read {
+            "open(os.path.expanduser('~/.aws/credentials')).read()"
+        } else {
+            "pass"
+        },
+        hosts.join(", ")
+    )
+}
+
+fn outcomes(output: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(h, e)| (h.to_owned(), e.to_owned()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(h, e)| (h.to_string(), e.to_string()))
+        .collect()
+}
+
+fn python(ns: &Netns, user: &TestUser, script: &str) -> (u32, Output) {
+    let child = ns
+        .command_as(user, "python3")
+        .args(["-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let pid = child.id();
+    (pid, child.wait_with_output().unwrap())
+}
+
+#[test]
+fn connects_outside_every_held_scope_are_refused_in_the_kernel() {
+    require_root();
+    let (user, ns, _dnsmasq) = setup("enf");
+    let policy = deny_policy();
+    let mut k = Keytrail::start(&["--config", policy.to_str().unwrap()]);
+    let ready = k.records[0].clone();
+    assert_eq!(ready["enforcement"]["mode"], "deny", "{ready}");
+
+    // Read, then connect at once: in scope through, out of scope refused.
+    let (holder, output) = python(
+        &ns,
+        &user,
+        &connect_script(true, &["sts.amazonaws.com", "evil.example"]),
+    );
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[
+            ("sts.amazonaws.com", "ECONNREFUSED"),
+            ("evil.example", "EPERM")
+        ]),
+        "the holder"
+    );
+    // A process that holds nothing goes anywhere.
+    let (_, output) = python(&ns, &user, &connect_script(false, &["evil.example"]));
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[("evil.example", "ECONNREFUSED")])
+    );
+
+    let finding = k.wait_for("the refusal's finding", WAIT, |r| {
+        r["type"] == "finding" && r["rule"] == "out-of-scope-use" && r["process"]["pid"] == holder
+    });
+    assert_eq!(finding["action"], "denied", "{finding}");
+    assert_eq!(finding["endpoint"]["enforcement"], "denied");
+    assert_eq!(finding["endpoint"]["host"], "evil.example");
+    let (records, stderr) = k.stop();
+    let in_scope: Vec<&Value> = of(&records, "credential_use", holder)
+        .filter(|u| u["endpoint"]["host"] == "sts.amazonaws.com")
+        .collect();
+    assert!(
+        in_scope
+            .iter()
+            .all(|u| u["endpoint"]["enforcement"].is_null()),
+        "the in-scope connect went through: {in_scope:?}"
+    );
+    assert_no_secret(&records, &stderr, &[AWS_SECRET]);
+}
+
+#[test]
+fn a_dry_run_refuses_nothing_and_reports_would_deny() {
+    require_root();
+    let (user, ns, _dnsmasq) = setup("enfdry");
+    let policy = deny_policy();
+    let mut k = Keytrail::start(&["--config", policy.to_str().unwrap(), "--dry-run-enforce"]);
+    assert_eq!(k.records[0]["enforcement"]["mode"], "dry-run");
+    let (holder, output) = python(&ns, &user, &connect_script(true, &["evil.example"]));
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[("evil.example", "ECONNREFUSED")])
+    );
+    let finding = k.wait_for("the would-deny finding", WAIT, |r| {
+        r["type"] == "finding" && r["rule"] == "out-of-scope-use" && r["process"]["pid"] == holder
+    });
+    assert_eq!(finding["action"], "would-deny", "{finding}");
+    k.stop();
+}
+
+#[test]
+fn nothing_stays_refused_once_keytrail_is_killed() {
+    require_root();
+    let (user, ns, _dnsmasq) = setup("enfkill");
+    let policy = deny_policy();
+    let k = Keytrail::start(&["--config", policy.to_str().unwrap()]);
+    let script = connect_script(true, &["evil.example"]);
+    let (_, output) = python(&ns, &user, &script);
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[("evil.example", "EPERM")]),
+        "while running"
+    );
+    k.kill();
+    let (_, output) = python(&ns, &user, &script);
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[("evil.example", "ECONNREFUSED")]),
+        "after SIGKILL the hooks are gone with their maps"
+    );
+}
