@@ -327,17 +327,20 @@ pub struct NameKey {
     pub _pad: u32,
 }
 
-/// Multiplier of the name hash: each byte `h = h * NAME_HASH_K + byte`, wrapping.
-pub const NAME_HASH_K: u64 = 0x100_0000_01b3;
+/// Powers of the name hash's key kept (`map::NAME_HASH`): a DNS name's wire form is at most
+/// 255 bytes.
+pub const NAME_HASH_POWERS: u32 = 256;
 
-/// The hash of DNS wire bytes (labels with their length bytes, no final zero), lower-cased.
-pub const fn name_hash(wire: &[u8]) -> u64 {
+/// The hash of DNS wire bytes (labels with their length bytes, no final zero), lower-cased:
+/// `h = h * key + byte` for each byte, wrapping. The key is random per run (the daemon puts
+/// its powers in `map::NAME_HASH`), so nobody can make a name whose hash is a scope name's.
+pub const fn name_hash(wire: &[u8], key: u64) -> u64 {
     let mut h = 0u64;
     let mut i = 0;
     while i < wire.len() {
         let b = wire[i];
         let b = if b >= b'A' && b <= b'Z' { b + 32 } else { b };
-        h = h.wrapping_mul(NAME_HASH_K).wrapping_add(b as u64);
+        h = h.wrapping_mul(key).wrapping_add(b as u64);
         i += 1;
     }
     h
@@ -389,6 +392,9 @@ pub struct KernelOffsets {
     /// connect hooks do) and its address family.
     pub sock_cookie: u32,
     pub sock_family: u32,
+    /// `task_struct.signal` and `signal_struct.live`: the threads of a group still running.
+    pub task_signal: u32,
+    pub signal_live: u32,
     /// Offsets of `i_ino` and `s_dev` in the filemap:* tracepoint records (from tracefs format).
     pub filemap_ino: u32,
     pub filemap_dev: u32,
@@ -423,6 +429,8 @@ impl KernelOffsets {
         mapping_host: UNKNOWN_OFFSET,
         sock_cookie: UNKNOWN_OFFSET,
         sock_family: UNKNOWN_OFFSET,
+        task_signal: UNKNOWN_OFFSET,
+        signal_live: UNKNOWN_OFFSET,
         filemap_ino: UNKNOWN_OFFSET,
         filemap_dev: UNKNOWN_OFFSET,
     };
@@ -498,6 +506,7 @@ pub mod map {
     pub const LEARNED: &str = "LEARNED";
     pub const TRUSTED_RESOLVERS: &str = "TRUSTED_RESOLVERS";
     pub const EXEMPT_EXES: &str = "EXEMPT_EXES";
+    pub const NAME_HASH: &str = "NAME_HASH";
 }
 
 #[cfg(feature = "user")]

@@ -131,6 +131,7 @@ pub fn decide(tgid: u32, family: u16, addr: [u8; 16], port: u16) -> u16 {
     if mode == enforce_mode::OFF {
         return decision::ALLOWED;
     }
+    let (family, addr) = unmapped(family, addr);
     let key = AddrKey::new(family, addr);
     // Asking a trusted resolver is not acting with a credential: the answer is what lets an
     // in-scope connect through.
@@ -160,6 +161,31 @@ pub fn decide(tgid: u32, family: u16, addr: [u8; 16], port: u16) -> u16 {
     } else {
         decision::WOULD_DENY
     }
+}
+
+/// An IPv4 address an IPv6 socket reaches as `::ffff:a.b.c.d` (Java's sockets), as IPv4: the
+/// family DNS answers and scopes give it.
+#[inline(always)]
+fn unmapped(family: u16, addr: [u8; 16]) -> (u16, [u8; 16]) {
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    let mapped = family == AF_INET6
+        && u64::from_ne_bytes([
+            addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+        ]) == 0
+        && addr[8] == 0
+        && addr[9] == 0
+        && addr[10] == 0xff
+        && addr[11] == 0xff;
+    if !mapped {
+        return (family, addr);
+    }
+    let mut v4 = [0u8; 16];
+    v4[0] = addr[12];
+    v4[1] = addr[13];
+    v4[2] = addr[14];
+    v4[3] = addr[15];
+    (AF_INET, v4)
 }
 
 /// The slots of `held` whose ports allow `port`.

@@ -145,7 +145,16 @@ pub fn keytrail_exit(_ctx: RawTracePointContext) -> i32 {
     if pid != tgid {
         return 0;
     }
-    crate::enforce::on_exit(tgid);
+    // The leader's exit is not the group's: a leader may leave its threads running
+    // (pthread_exit), and a thread's execve kills the leader and takes its place. The holder
+    // entry goes only with the last thread (`signal->live`, already decremented here).
+    let o = offsets();
+    // SAFETY: a helper with no arguments.
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+    let signal = read::<u64>(task, o.task_signal).unwrap_or(0);
+    if read::<i32>(signal, o.signal_live).is_none_or(|live| live <= 0) {
+        crate::enforce::on_exit(tgid);
+    }
     let Some(mut entry) = emit::reserve::<ExitEvent>() else {
         return 0;
     };

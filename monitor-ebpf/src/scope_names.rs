@@ -1,12 +1,16 @@
 //! Learning, in the kernel, the addresses a scope's host names have: a DNS answer over UDP from
 //! a trusted resolver, to a question whose name is in some enforced scope (`*.amazonaws.com`),
-//! adds its A and AAAA addresses to those scopes (`enforce::LEARNED`) for their TTL (at least
-//! 30 s), before the process that asked can read the answer and connect. A fresh answer is
-//! therefore never refused, and an address no trusted answer gave is never let through.
+//! adds its A and AAAA addresses to those scopes (`LEARNED`) for their TTL (at least 30 s),
+//! before the process that asked can read the answer and connect: a connect to an address from
+//! a fresh answer is not refused, and an address no trusted answer gave is never let through.
+//! Not learned: answers over TCP (a truncated UDP answer's retry), fragmented answers, answers
+//! past the 16th record; and an address an application cached past its TTL (or 30 s) is
+//! refused until it asks again.
 //!
 //! The question's name is hashed as it is read (its DNS wire form, lower case), with the hash
 //! of what came before each label kept, so the hash of every suffix at a label boundary follows
-//! by arithmetic: `H(name) = H(prefix) * K^len(suffix) + H(suffix)`. The daemon puts the hash
+//! by arithmetic: `H(name) = H(prefix) * K^len(suffix) + H(suffix)`, K a random key the daemon
+//! draws at start (so no name can be made to collide with a scope's). The daemon puts the hash
 //! of each scope name in `SCOPE_NAMES`, as the name itself (`suffix` 0) or as what names below
 //! it end with (`*.name`, `suffix` 1).
 use aya_ebpf::{
@@ -14,10 +18,10 @@ use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_ktime_get_boot_ns, generated::bpf_skb_load_bytes},
     macros::map,
-    maps::{PerCpuArray, lpm_trie::Key},
+    maps::{Array, PerCpuArray, lpm_trie::Key},
     programs::SkBuffContext,
 };
-use monitor_common::{AddrKey, Learned, NAME_HASH_K, NameKey};
+use monitor_common::{AddrKey, Learned, NAME_HASH_POWERS, NameKey};
 
 use crate::{LEARNED, SCOPE_NAMES, TRUSTED_RESOLVERS, enforcement_enabled};
 
@@ -54,16 +58,14 @@ const AF_INET6: u16 = 10;
 const MIN_TTL_S: u64 = 30;
 const MAX_TTL_S: u64 = 86_400;
 
-/// `NAME_HASH_K` to the power of the index.
-static POWERS: [u64; NAME_MAX] = {
-    let mut t = [1u64; NAME_MAX];
-    let mut i = 1;
-    while i < NAME_MAX {
-        t[i] = t[i - 1].wrapping_mul(NAME_HASH_K);
-        i += 1;
-    }
-    t
-};
+/// The name hash's key to the power of the index (index 1: the key), set by the daemon.
+#[map]
+static NAME_HASH: Array<u64> = Array::with_max_entries(NAME_HASH_POWERS, 0);
+
+#[inline(always)]
+fn power(n: usize) -> u64 {
+    NAME_HASH.get(n as u32).copied().unwrap_or(0)
+}
 
 /// A DNS message at `start` in the packet, from `server` (the address it came from, checked
 /// against the server the socket asked already): learns its answers' addresses when the
@@ -181,6 +183,10 @@ fn question_slots(ctx: &SkBuffContext, at: u32) -> Option<(u64, u32)> {
         return None;
     }
     // The hash of the whole name, and before each byte.
+    let key = power(1);
+    if key == 0 {
+        return None; // not set yet
+    }
     let mut hash = 0u64;
     for i in 0..NAME_MAX {
         if i as u32 >= end {
@@ -193,9 +199,7 @@ fn question_slots(ctx: &SkBuffContext, at: u32) -> Option<(u64, u32)> {
         } else {
             byte
         };
-        hash = hash
-            .wrapping_mul(NAME_HASH_K)
-            .wrapping_add(u64::from(lower));
+        hash = hash.wrapping_mul(key).wrapping_add(u64::from(lower));
     }
     // Read back once more: past the loop, LLVM knows `end` as the loop's exit count and would
     // use the counter, a constant on each of the verifier's paths.
@@ -216,7 +220,7 @@ fn question_slots(ctx: &SkBuffContext, at: u32) -> Option<(u64, u32)> {
         let start = scratch.starts[((labels - back) as usize) & (MAX_LABELS - 1)];
         let suffix_len = end.wrapping_sub(start) as usize & (NAME_MAX - 1);
         let before = scratch.before[(start as usize) & (NAME_MAX - 1)];
-        let suffix = hash.wrapping_sub(before.wrapping_mul(POWERS[suffix_len]));
+        let suffix = hash.wrapping_sub(before.wrapping_mul(power(suffix_len)));
         slots |= lookup(suffix, 1);
     }
     Some((slots, end))
@@ -262,7 +266,13 @@ fn remember(family: u16, addr: [u8; 16], slots: u64, ttl_s: u32) {
     match LEARNED.get_ptr_mut(&key) {
         // SAFETY: an LRU map value pointer, valid during this program.
         Some(known) => unsafe {
-            (*known).mask |= slots;
+            // An expired entry's slots are not revived by another name's answer.
+            let now = expires_ns - ttl * 1_000_000_000;
+            if (*known).expires_ns <= now {
+                (*known).mask = slots;
+            } else {
+                (*known).mask |= slots;
+            }
             if (*known).expires_ns < expires_ns {
                 (*known).expires_ns = expires_ns;
             }

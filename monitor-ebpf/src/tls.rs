@@ -81,14 +81,15 @@ pub fn keytrail_tls_write(ctx: ProbeContext) -> u32 {
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn keytrail_tls_send_btf(ctx: BtfTracePointContext) -> u32 {
     let (sk, ret): (u64, i32) = (ctx.arg(0), ctx.arg(1));
-    if ret > 0 {
-        // SAFETY: `sk` is the typed `struct sock *` argument, and the offsets are constants.
-        sent(
-            sk,
-            |sk, o| unsafe { load::<u16>(sk, o) },
-            |sk, o| unsafe { load::<u64>(sk, o) },
-        );
-    }
+    // A send that failed (EAGAIN) still ends the pending write: the library writes the same
+    // buffer again when it retries, and notes it again then.
+    // SAFETY: `sk` is the typed `struct sock *` argument, and the offsets are constants.
+    sent(
+        sk,
+        ret > 0,
+        |sk, o| unsafe { load::<u16>(sk, o) },
+        |sk, o| unsafe { load::<u64>(sk, o) },
+    );
     0
 }
 
@@ -96,7 +97,7 @@ pub fn keytrail_tls_send_btf(ctx: BtfTracePointContext) -> u32 {
 #[kprobe]
 pub fn keytrail_tls_send_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(sk) = ctx.arg::<u64>(0) {
-        sent(sk, read::<u16>, read::<u64>);
+        sent(sk, true, read::<u16>, read::<u64>);
     }
     0
 }
@@ -106,6 +107,7 @@ pub fn keytrail_tls_send_kprobe(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn sent(
     sk: u64,
+    sent_bytes: bool,
     read_u16: impl Fn(u64, u32) -> Option<u16>,
     read_u64: impl Fn(u64, u32) -> Option<u64>,
 ) {
@@ -122,6 +124,9 @@ fn sent(
     // SAFETY: an LRU map value pointer, valid during this program; only this thread writes it.
     let pending = unsafe { *pending };
     let _ = TLS_WRITING.remove(&tid);
+    if !sent_bytes {
+        return;
+    }
     // SAFETY: a helper with no arguments.
     if unsafe { bpf_ktime_get_boot_ns() }.saturating_sub(pending.at_ns) > MAX_GAP_NS {
         return;

@@ -9,7 +9,7 @@ use monitor_common::{FileKey, enforce_mode};
 use crate::{
     catalog::{Catalog, kernel_dev},
     kernel::{
-        enforcement::{self, Candidate, EnforcementMaps, Installed},
+        enforcement::{self, Candidate, EnforcementMaps, Installed, Slots},
         probes::{Probes, Purpose},
     },
     names::Resolvers,
@@ -24,6 +24,7 @@ pub struct KernelCatalog {
     values: StdHashMap<FileKey, u32>,
     enforcement: EnforcementMaps,
     installed: Installed,
+    slots: Slots,
     /// `enforce_mode::DENY`, or `DRY_RUN` when asked.
     mode: u32,
     /// The resolvers whose answers teach the kernel the addresses of scope names.
@@ -45,6 +46,7 @@ impl KernelCatalog {
             values: StdHashMap::new(),
             enforcement,
             installed: Installed::default(),
+            slots: Slots::default(),
             mode: if dry_run {
                 enforce_mode::DRY_RUN
             } else {
@@ -58,6 +60,9 @@ impl KernelCatalog {
                 reads,
             },
         };
+        if let Err(e) = kernel.enforcement.draw_hash_key() {
+            log::error!("enforcement: drawing the name hash's key failed: {e}");
+        }
         kernel.trust_resolvers();
         let exempt: Vec<FileKey> = policy
             .enforcement
@@ -126,25 +131,30 @@ impl KernelCatalog {
                 file: c.file,
                 path: &c.record.path,
                 scope: &c.record.scope,
+                owner: c.record.owner,
                 deny: policy.credential_facts(c.record.kind, &c.record.path).deny,
             })
             .collect();
-        let plan = enforcement::plan(candidates);
+        let plan = enforcement::plan(&mut self.slots, candidates);
         for (path, why) in &plan.skipped {
             log::warn!("enforcement: {path:?} is not enforced: {why}");
         }
-        if let Err(e) = self
+        self.report.mode = match self
             .enforcement
             .install(&plan, self.mode, &mut self.installed)
         {
-            log::error!("enforcement: the kernel's maps refused the plan: {e}");
-        }
-        self.report.mode = match (plan.slots.is_empty(), self.mode) {
-            (true, _) => "off",
-            (false, enforce_mode::DRY_RUN) => "dry-run",
-            (false, _) => "deny",
-        }
-        .into();
+            Ok(enforce_mode::OFF) => "off".into(),
+            Ok(enforce_mode::DRY_RUN) => "dry-run".into(),
+            Ok(_) => "deny".into(),
+            Err(e) => {
+                // Half a plan would refuse at random: nothing is refused, and it is said.
+                log::error!(
+                    "enforcement: the kernel's maps refused the plan ({e}); nothing is refused"
+                );
+                let _ = self.enforcement.mode.set(0, &enforce_mode::OFF, 0);
+                format!("off: the kernel refused the plan ({e})")
+            }
+        };
         self.report.credentials = plan.enforced;
         self.report.scopes = plan.slots.len();
         for (key, value) in plan.values {

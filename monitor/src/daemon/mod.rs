@@ -74,7 +74,12 @@ pub async fn run(
     // command line it had before (the kernel matrix caught it).
     let (mut probes, maps) = Probes::load(&env, &skip_hooks)?;
     let mut tls_libraries = TlsLibraries::default();
-    tls_libraries.discover(&mut probes);
+    let tls_proof = policy.proof.tls;
+    if tls_proof {
+        tls_libraries.discover(&mut probes);
+    } else {
+        log::info!("proof of use over TLS is off ([proof] tls = false): those uses are inferred");
+    }
     let mut tracker = ProcessTracker::new(ticks_per_second(), Some("/proc".into()));
     tracker
         .seed_from_procfs(&policy, &mut catalog)
@@ -192,7 +197,7 @@ pub async fn run(
             &mut catalog,
             &mut counts,
             &mut writer,
-            Some((&mut tls_libraries, &mut probes)),
+            tls_proof.then_some((&mut tls_libraries, &mut probes)),
         ) {
             Ok(more) => backlog = more,
             Err(e) => {

@@ -16,7 +16,8 @@ use std::{
 
 use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
 use monitor_common::{
-    AddrKey, FileKey, MAX_SLOTS, NameKey, SLOT_PORTS, SlotPorts, enforce_mode, name_hash,
+    AddrKey, FileKey, MAX_SLOTS, NAME_HASH_POWERS, NameKey, SLOT_PORTS, SlotPorts, enforce_mode,
+    name_hash,
 };
 
 use crate::policy::{Cidr, Scope};
@@ -26,14 +27,30 @@ pub struct Candidate<'a> {
     pub file: FileKey,
     pub path: &'a str,
     pub scope: &'a Scope,
+    /// Its file's owner: a user's own files may name hosts (a netrc's `machine`), so each user
+    /// gets a share of the slots.
+    pub owner: Option<u32>,
     /// Its policy says `deny`.
     pub deny: bool,
+}
+
+/// Distinct scopes one user's files may take (root's are not counted).
+const SLOTS_PER_USER: usize = 8;
+/// Host names, and address blocks, one scope may have in the kernel.
+const NAMES_PER_SCOPE: usize = 64;
+
+/// The scopes given slots so far in this run, by slot, with the user whose file brought each.
+/// Slots are never renumbered or reused while keytrail runs: the kernel's holders and learned
+/// addresses carry slot bits, which must keep their meaning.
+#[derive(Default)]
+pub struct Slots {
+    scopes: Vec<(Scope, Option<u32>)>,
 }
 
 /// What the kernel is to enforce.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// The scopes, by slot.
+    /// The scopes, by slot (every slot given in this run, used or not).
     pub slots: Vec<Scope>,
     /// The watched map's value for each credential file: its slot + 1, or 0.
     pub values: Vec<(FileKey, u32)>,
@@ -79,14 +96,14 @@ fn wire(name: &str) -> Vec<u8> {
     out
 }
 
-fn name_key(pattern: &NamePattern) -> Option<NameKey> {
+fn name_key(pattern: &NamePattern, key: u64) -> Option<NameKey> {
     let (name, suffix) = match pattern {
         NamePattern::Exact(n) => (n, 0),
         NamePattern::Below(n) => (n, 1),
         NamePattern::Any => return None,
     };
     Some(NameKey {
-        hash: name_hash(&wire(name)),
+        hash: name_hash(&wire(name), key),
         suffix,
         _pad: 0,
     })
@@ -102,37 +119,46 @@ fn any_address(scope: &Scope) -> bool {
             .any(|g| name_pattern(g.as_str()) == Some(NamePattern::Any))
 }
 
-/// Works out the slots from the catalog's credentials.
-pub fn plan<'a>(credentials: impl IntoIterator<Item = Candidate<'a>>) -> Plan {
+/// Why a scope cannot be enforced in the kernel, if it cannot.
+fn unenforceable(scope: &Scope) -> Option<String> {
+    if let Some(glob) = scope
+        .hosts
+        .iter()
+        .find(|g| name_pattern(g.as_str()).is_none())
+    {
+        return Some(format!(
+            "its scope's host `{}` is neither a name nor `*.name`",
+            glob.as_str()
+        ));
+    }
+    if scope.hosts.len() > NAMES_PER_SCOPE || scope.cidrs.len() > NAMES_PER_SCOPE {
+        return Some(format!(
+            "its scope has more than {NAMES_PER_SCOPE} host names or address blocks"
+        ));
+    }
+    if scope.ports.len() > SLOT_PORTS {
+        return Some(format!("its scope has more than {SLOT_PORTS} ports"));
+    }
+    None
+}
+
+/// Works out the slots from the catalog's credentials; `slots` keeps the ones given before.
+pub fn plan<'a>(slots: &mut Slots, credentials: impl IntoIterator<Item = Candidate<'a>>) -> Plan {
     let mut plan = Plan::default();
     for c in credentials {
         if !c.deny {
             plan.values.push((c.file, 0));
             continue;
         }
-        if let Some(glob) = c
-            .scope
-            .hosts
-            .iter()
-            .find(|g| name_pattern(g.as_str()).is_none())
-        {
-            plan.skipped.push((
-                c.path.to_owned(),
-                format!(
-                    "its scope's host `{}` is neither a name nor `*.name`",
-                    glob.as_str()
-                ),
-            ));
+        if let Some(why) = unenforceable(c.scope) {
+            plan.skipped.push((c.path.to_owned(), why));
             plan.values.push((c.file, 0));
             continue;
         }
-        let slot = match plan.slots.iter().position(|s| s == c.scope) {
+        let user = c.owner.filter(|uid| *uid != 0);
+        let slot = match slots.scopes.iter().position(|(s, _)| s == c.scope) {
             Some(slot) => slot,
-            None if plan.slots.len() < MAX_SLOTS as usize => {
-                plan.slots.push(c.scope.clone());
-                plan.slots.len() - 1
-            }
-            None => {
+            None if slots.scopes.len() >= MAX_SLOTS as usize => {
                 plan.skipped.push((
                     c.path.to_owned(),
                     format!("more than {MAX_SLOTS} distinct scopes are enforced"),
@@ -140,10 +166,25 @@ pub fn plan<'a>(credentials: impl IntoIterator<Item = Candidate<'a>>) -> Plan {
                 plan.values.push((c.file, 0));
                 continue;
             }
+            None if user.is_some()
+                && slots.scopes.iter().filter(|(_, u)| *u == user).count() >= SLOTS_PER_USER =>
+            {
+                plan.skipped.push((
+                    c.path.to_owned(),
+                    format!("its owner's files already have {SLOTS_PER_USER} distinct scopes"),
+                ));
+                plan.values.push((c.file, 0));
+                continue;
+            }
+            None => {
+                slots.scopes.push((c.scope.clone(), user));
+                slots.scopes.len() - 1
+            }
         };
         plan.enforced += 1;
         plan.values.push((c.file, slot as u32 + 1));
     }
+    plan.slots = slots.scopes.iter().map(|(s, _)| s.clone()).collect();
     plan
 }
 
@@ -177,6 +218,9 @@ pub struct EnforcementMaps {
     pub names: HashMap<MapData, NameKey, u64>,
     pub resolvers: LpmTrie<MapData, AddrKey, u8>,
     pub exempt: HashMap<MapData, FileKey, u8>,
+    /// Powers of the name hash's key, which is drawn at random by `draw_hash_key`.
+    pub hash_powers: Array<MapData, u64>,
+    pub hash_key: u64,
 }
 
 /// What is installed, to take out what a new plan no longer has.
@@ -189,23 +233,22 @@ pub struct Installed {
 
 impl EnforcementMaps {
     /// Puts `plan` in the kernel, and `mode` (`enforce_mode::*`) last: a plan with no slots
-    /// turns enforcement off.
+    /// turns enforcement off. Returns the mode set.
     pub fn install(
         &mut self,
         plan: &Plan,
         mode: u32,
         installed: &mut Installed,
-    ) -> Result<(), MapError> {
+    ) -> Result<u32, MapError> {
         let mut any = 0u64;
         let mut cidrs: BTreeMap<String, (Cidr, u64)> = BTreeMap::new();
         let mut names: BTreeMap<(u64, u32), u64> = BTreeMap::new();
         for (slot, scope) in plan.slots.iter().enumerate() {
             let bit = 1u64 << slot;
             let mut ports = SlotPorts::default();
-            if scope.ports.len() <= SLOT_PORTS {
-                ports.count = scope.ports.len() as u32;
-                ports.ports[..scope.ports.len()].copy_from_slice(&scope.ports);
-            }
+            let listed = scope.ports.len().min(SLOT_PORTS);
+            ports.count = listed as u32;
+            ports.ports[..listed].copy_from_slice(&scope.ports[..listed]);
             self.ports.set(slot as u32, &ports, 0)?;
             if any_address(scope) {
                 any |= bit;
@@ -217,7 +260,7 @@ impl EnforcementMaps {
                 .hosts
                 .iter()
                 .filter_map(|g| name_pattern(g.as_str()))
-                .filter_map(|p| name_key(&p))
+                .filter_map(|p| name_key(&p, self.hash_key))
             {
                 *names.entry((key.hash, key.suffix)).or_default() |= bit;
             }
@@ -267,7 +310,28 @@ impl EnforcementMaps {
         } else {
             mode
         };
-        self.mode.set(0, &mode, 0)
+        self.mode.set(0, &mode, 0)?;
+        Ok(mode)
+    }
+
+    /// Draws the name hash's key (odd, from the kernel's random source) and gives the kernel
+    /// its powers. Before any name is installed.
+    pub fn draw_hash_key(&mut self) -> Result<(), String> {
+        let mut bytes = [0u8; 8];
+        // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+        let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        if got != bytes.len() as isize {
+            return Err(format!("getrandom: {}", std::io::Error::last_os_error()));
+        }
+        self.hash_key = u64::from_ne_bytes(bytes) | 1;
+        let mut power = 1u64;
+        for i in 0..NAME_HASH_POWERS {
+            self.hash_powers
+                .set(i, &power, 0)
+                .map_err(|e| e.to_string())?;
+            power = power.wrapping_mul(self.hash_key);
+        }
+        Ok(())
     }
 
     /// The resolvers whose answers teach the kernel a scope name's addresses.
@@ -317,38 +381,24 @@ mod tests {
         let github = scope(&["github.com"], &["140.82.112.0/20"], &[443]);
         let odd = scope(&["api-*.example.com"], &[], &[]);
         let file = |ino| FileKey::new(1, ino);
-        let plan = plan([
-            Candidate {
-                file: file(1),
-                path: "/home/a/.aws/credentials",
-                scope: &aws,
-                deny: true,
-            },
-            Candidate {
-                file: file(2),
-                path: "/home/b/.aws/credentials",
-                scope: &aws,
-                deny: true,
-            },
-            Candidate {
-                file: file(3),
-                path: "/home/a/.netrc",
-                scope: &github,
-                deny: true,
-            },
-            Candidate {
-                file: file(4),
-                path: "/etc/odd",
-                scope: &odd,
-                deny: true,
-            },
-            Candidate {
-                file: file(5),
-                path: "/home/a/.npmrc",
-                scope: &aws,
-                deny: false,
-            },
-        ]);
+        let candidate = |ino, scope, deny| Candidate {
+            file: file(ino),
+            path: "/home/a/f",
+            scope,
+            owner: Some(1000),
+            deny,
+        };
+        let mut slots = Slots::default();
+        let plan = plan(
+            &mut slots,
+            [
+                candidate(1, &aws, true),
+                candidate(2, &aws, true),
+                candidate(3, &github, true),
+                candidate(4, &odd, true),
+                candidate(5, &aws, false),
+            ],
+        );
         assert_eq!(plan.slots.len(), 2);
         assert_eq!(
             plan.values,
@@ -363,6 +413,50 @@ mod tests {
         assert_eq!(plan.enforced, 3);
         assert_eq!(plan.skipped.len(), 1);
         assert!(plan.skipped[0].1.contains("api-*.example.com"));
+
+        // A later plan keeps the slots given before, whatever comes first now: the kernel's
+        // holders carry slot bits.
+        let plan = plan_again(
+            &mut slots,
+            [candidate(3, &github, true), candidate(1, &aws, true)],
+        );
+        assert_eq!(plan.values, [(file(3), 2), (file(1), 1)]);
+    }
+
+    fn plan_again<'a>(slots: &mut Slots, c: impl IntoIterator<Item = Candidate<'a>>) -> Plan {
+        plan(slots, c)
+    }
+
+    #[test]
+    fn one_user_cannot_take_every_slot() {
+        let scopes: Vec<Scope> = (0..20)
+            .map(|i| scope(&[&format!("h{i}.example")], &[], &[]))
+            .collect();
+        let mut slots = Slots::default();
+        let plan = plan(
+            &mut slots,
+            scopes.iter().enumerate().map(|(i, s)| Candidate {
+                file: FileKey::new(1, i as u64),
+                path: "/home/a/.netrc",
+                scope: s,
+                owner: Some(1000),
+                deny: true,
+            }),
+        );
+        assert_eq!(plan.enforced, SLOTS_PER_USER);
+        assert_eq!(plan.skipped.len(), 20 - SLOTS_PER_USER);
+        // Root's are not counted against anyone.
+        let plan = plan_again(
+            &mut slots,
+            [Candidate {
+                file: FileKey::new(2, 1),
+                path: "/root/.netrc",
+                scope: &scopes[19],
+                owner: Some(0),
+                deny: true,
+            }],
+        );
+        assert_eq!(plan.enforced, 1);
     }
 
     /// The kernel hashes a question's name as it reads it and derives each suffix's hash by
@@ -370,6 +464,7 @@ mod tests {
     /// installs, for the name and every name below it.
     #[test]
     fn suffix_hashes_the_kernel_derives_are_the_ones_installed() {
+        const KEY: u64 = 0x9e37_79b9_7f4a_7c15;
         let question = wire("Bucket.S3.us-east-1.AmazonAWS.com");
         // As the kernel: the hash before each label, then the whole name's.
         let (mut hash, mut before, mut starts) = (0u64, Vec::new(), Vec::new());
@@ -379,24 +474,19 @@ mod tests {
                 before.push(hash);
                 starts.push(pos);
                 left = b;
-                hash = hash
-                    .wrapping_mul(monitor_common::NAME_HASH_K)
-                    .wrapping_add(u64::from(b));
+                hash = hash.wrapping_mul(KEY).wrapping_add(u64::from(b));
             } else {
                 let b = b.to_ascii_lowercase();
-                hash = hash
-                    .wrapping_mul(monitor_common::NAME_HASH_K)
-                    .wrapping_add(u64::from(b));
+                hash = hash.wrapping_mul(KEY).wrapping_add(u64::from(b));
                 left -= 1;
             }
         }
         let end = question.len();
         let suffix = |i: usize| {
-            let k =
-                (0..end - starts[i]).fold(1u64, |p, _| p.wrapping_mul(monitor_common::NAME_HASH_K));
+            let k = (0..end - starts[i]).fold(1u64, |p, _| p.wrapping_mul(KEY));
             hash.wrapping_sub(before[i].wrapping_mul(k))
         };
-        let installed = |p: NamePattern| name_key(&p).unwrap().hash;
+        let installed = |p: NamePattern| name_key(&p, KEY).unwrap().hash;
         assert_eq!(
             hash,
             installed(NamePattern::Exact(

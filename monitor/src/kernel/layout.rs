@@ -40,6 +40,8 @@ const MEMBERS: &[(&str, &str, Setter)] = &[
     ("address_space", "host", |o, v| o.mapping_host = v),
     ("sock_common", "skc_cookie", |o, v| o.sock_cookie = v),
     ("sock_common", "skc_family", |o, v| o.sock_family = v),
+    ("task_struct", "signal", |o, v| o.task_signal = v),
+    ("signal_struct", "live", |o, v| o.signal_live = v),
 ];
 
 /// Offsets from BTF, and the names of members that were not found (said in the log).

@@ -16,11 +16,11 @@
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
-    os::unix::fs::MetadataExt,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
 };
 
-use object::{Object, ObjectSymbol, read::ReadCache};
+use object::{Object, ObjectSection, ObjectSymbol, read::ReadCache};
 
 use super::probes::Probes;
 
@@ -42,6 +42,8 @@ const LIBRARY_DIRS: &[&str] = &[
 
 /// Files examined, at most; past it the record starts afresh (a file is then examined again).
 const MAX_EXAMINED: usize = 65_536;
+/// Bytes a file examined may have (node's executable, with its OpenSSL, is some 100 MiB).
+const MAX_FILE: u64 = 512 << 20;
 /// Files hooked, at most. Any user can map a file named like a TLS library that defines
 /// `SSL_write`: each costs the kernel a uprobe per function, so past this no more are hooked
 /// (said once in the log).
@@ -99,7 +101,7 @@ impl TlsLibraries {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 if is_tls_library_name(&name.to_string_lossy()) {
-                    self.examine(&entry.path(), probes);
+                    self.examine(&entry.path(), None, false, probes);
                 }
             }
         }
@@ -123,7 +125,8 @@ impl TlsLibraries {
                 ino: meta.ino(),
             };
             if !self.examined.contains_key(&id) {
-                self.examine(&exe, probes);
+                // The kernel's own link to the running file: followed.
+                self.examine(&exe, Some(id), true, probes);
             }
         }
     }
@@ -193,7 +196,7 @@ impl TlsLibraries {
                 None => {
                     // In the process's own view of the filesystem (a container's).
                     let path = PathBuf::from(format!("/proc/{pid}/root{}", mapping.path));
-                    self.examine(&path, probes)
+                    self.examine(&path, Some(mapping.id), false, probes)
                 }
             };
             read |= verdict == Examined::Hooked;
@@ -203,9 +206,28 @@ impl TlsLibraries {
     }
 
     /// Reads `path`'s symbols, hooks its write functions if it has any, and remembers what it
-    /// is.
-    fn examine(&mut self, path: &Path, probes: &mut Probes) -> Examined {
-        let Ok(file) = File::open(path) else {
+    /// is. `expected`: the file a process's mappings named; another file at the path (a user
+    /// swapped it since) is not examined. `follow`: `path` is /proc/PID/exe, whose last step
+    /// is the kernel's link to the file; any other is opened without following a last symlink.
+    ///
+    /// The file is opened once, and everything after goes through that descriptor: the symbols
+    /// are read from it (by read, not mmap: a user truncating their file cannot fault keytrail)
+    /// and the uprobes are set through /proc/self/fd, by offset, so a path swapped between two
+    /// looks cannot put a probe into another file.
+    fn examine(
+        &mut self,
+        path: &Path,
+        expected: Option<FileId>,
+        follow: bool,
+        probes: &mut Probes,
+    ) -> Examined {
+        use std::os::unix::fs::OpenOptionsExt;
+        let no_follow = if follow { 0 } else { libc::O_NOFOLLOW };
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(no_follow | libc::O_NONBLOCK)
+            .open(path)
+        else {
             return Examined::Without;
         };
         let Ok(meta) = file.metadata() else {
@@ -215,10 +237,16 @@ impl TlsLibraries {
             dev: meta.dev(),
             ino: meta.ino(),
         };
+        if !meta.is_file() || meta.len() > MAX_FILE || expected.is_some_and(|e| e != id) {
+            return Examined::Without;
+        }
         if let Some(v) = self.examined.get(&id) {
             return *v;
         }
-        let (functions, go) = write_functions(&file);
+        let (found, go) = write_functions(&file);
+        let functions: Vec<&str> = found.iter().map(|(name, _)| *name).collect();
+        let offsets: Vec<u64> = found.iter().map(|(_, offset)| *offset).collect();
+        let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         let verdict = if !functions.is_empty() && self.hooked.len() >= MAX_HOOKED {
             if !std::mem::replace(&mut self.said_full, true) {
                 log::warn!(
@@ -228,7 +256,7 @@ impl TlsLibraries {
             }
             Examined::Refused
         } else if !functions.is_empty() {
-            match probes.hook_tls_writes(path, &functions) {
+            match probes.hook_tls_writes(&by_descriptor, &offsets) {
                 Ok(()) => {
                     let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
                     log::info!("proof of use: hooked {} in {shown:?}", functions.join(", "));
@@ -250,7 +278,9 @@ impl TlsLibraries {
             Examined::Without
         };
         if self.examined.len() >= MAX_EXAMINED {
-            self.examined.clear();
+            // Hooked files stay known: hooking one again would attach twice.
+            self.examined
+                .retain(|_, v| matches!(v, Examined::Hooked | Examined::Refused));
         }
         self.examined.insert(id, verdict);
         verdict
@@ -262,22 +292,28 @@ fn is_tls_library_name(name: &str) -> bool {
     (name.starts_with("libssl") || name.starts_with("libgnutls")) && name.contains(".so")
 }
 
-/// The hooked write functions `file` defines, and whether it is a Go program.
-fn write_functions(file: &File) -> (Vec<&'static str>, bool) {
+/// The hooked write functions `file` defines, each with its offset in the file, and whether it
+/// is a Go program.
+fn write_functions(file: &File) -> (Vec<(&'static str, u64)>, bool) {
     let cache = ReadCache::new(file);
     let Ok(elf) = object::File::parse(&cache) else {
         return (Vec::new(), false);
     };
-    let mut found: Vec<&'static str> = elf
+    let mut found: Vec<(&'static str, u64)> = elf
         .dynamic_symbols()
         .filter(|s| s.is_definition())
         .filter_map(|s| {
             let name = s.name().ok()?;
-            WRITE_FUNCTIONS.iter().find(|f| **f == name).copied()
+            let function = WRITE_FUNCTIONS.iter().find(|f| **f == name).copied()?;
+            // The address is where the section is loaded; the probe wants the file offset.
+            let section = elf.section_by_index(s.section_index()?).ok()?;
+            let (file_offset, _) = section.file_range()?;
+            let offset = s.address().checked_sub(section.address())? + file_offset;
+            Some((function, offset))
         })
         .collect();
     found.sort_unstable();
-    found.dedup();
+    found.dedup_by_key(|(name, _)| *name);
     let go = elf.section_by_name(".go.buildinfo").is_some();
     (found, go)
 }
@@ -365,7 +401,9 @@ mod tests {
             return;
         };
         let (functions, go) = write_functions(&File::open(path).unwrap());
-        assert_eq!(functions, ["SSL_write", "SSL_write_ex"]);
+        let names: Vec<&str> = functions.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["SSL_write", "SSL_write_ex"]);
+        assert!(functions.iter().all(|(_, offset)| *offset > 0));
         assert!(!go);
         let (functions, _) = write_functions(&File::open("/bin/sh").unwrap());
         assert!(functions.is_empty());

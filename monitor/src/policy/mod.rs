@@ -44,6 +44,26 @@ pub struct Policy {
     pub names: NameSettings,
     #[serde(default)]
     pub enforcement: EnforcementSettings,
+    #[serde(default)]
+    pub proof: ProofSettings,
+}
+
+/// Where proof of use is looked for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofSettings {
+    /// Read what processes write into TLS connections (uprobes on the TLS libraries' write
+    /// functions). Each write then costs a trap into the kernel (some 14 us on a VM where
+    /// traps are dear): a host that makes many small requests may turn it off, and its uses
+    /// over TLS are then inferred.
+    #[serde(default = "yes")]
+    pub tls: bool,
+}
+
+impl Default for ProofSettings {
+    fn default() -> Self {
+        Self { tls: true }
+    }
 }
 
 /// What to do when a rule fires: report it, or refuse the act in the kernel.

@@ -22,6 +22,11 @@ const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// Largest header block decoded: the kernel reports a few KiB per connection anyway.
 const MAX_BLOCK: usize = 16 * 1024;
+/// Headers of a block looked at, and bytes of their values: HPACK lets a few bytes stand for
+/// a 4 KiB header already in its table, so a block of references would otherwise make every
+/// one a keyed hash of 4 KiB.
+const MAX_HEADERS: usize = 64;
+const MAX_VALUE_BYTES: usize = 16 * 1024;
 
 /// What a connection's first bytes say so far.
 pub enum Parsed {
@@ -101,8 +106,14 @@ fn request(block: &[u8], secrets: &Secrets) -> Option<Sent> {
     let mut target = None;
     let mut decoder = loona_hpack::Decoder::new();
     decoder.set_max_allowed_table_size(4096);
+    let (mut headers, mut bytes) = (0, 0);
     decoder
         .decode_with_cb(block, |name: Cow<[u8]>, value: Cow<[u8]>| {
+            headers += 1;
+            bytes += value.len();
+            if headers > MAX_HEADERS || bytes > MAX_VALUE_BYTES {
+                return;
+            }
             let (Ok(name), Ok(value)) = (std::str::from_utf8(&name), std::str::from_utf8(&value))
             else {
                 return;

@@ -46,6 +46,9 @@ impl TlsWrites {
         at_ns: u64,
         secrets: &Secrets,
     ) -> Option<Sent> {
+        if data.is_empty() {
+            return None; // the kernel could not copy the caller's buffer
+        }
         if let Some(stream) = self.streams.get_mut(&cookie) {
             if stream.next_write != index || stream.bytes.len() + data.len() > MAX_BYTES {
                 self.streams.remove(&cookie); // a write lost on the way: the frames are broken

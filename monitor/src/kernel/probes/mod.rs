@@ -14,7 +14,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, KProbe, Lsm,
-        ProgramError, RawTracePoint, TracePoint, UProbe, uprobe::UProbeScope,
+        ProgramError, RawTracePoint, TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeScope},
     },
 };
 use monitor_common::{FileKey, counter, map, program};
@@ -150,6 +151,8 @@ impl Probes {
                 names: HashMap::try_from(take(&mut ebpf, map::SCOPE_NAMES)?)?,
                 resolvers: LpmTrie::try_from(take(&mut ebpf, map::TRUSTED_RESOLVERS)?)?,
                 exempt: HashMap::try_from(take(&mut ebpf, map::EXEMPT_EXES)?)?,
+                hash_powers: Array::try_from(take(&mut ebpf, map::NAME_HASH)?)?,
+                hash_key: 0,
             },
         };
         let mut probes = Self {
@@ -219,13 +222,9 @@ impl Probes {
         program.load()
     }
 
-    /// Hooks `functions` in the ELF file at `path`, for every process that maps it. Fails
-    /// when the send hook that gives the writes their connection is missing.
-    pub fn hook_tls_writes(
-        &mut self,
-        path: &Path,
-        functions: &[&'static str],
-    ) -> Result<(), ProgramError> {
+    /// Hooks the functions at `offsets` in the file at `path`, for every process that maps
+    /// it. Fails when the send hook that gives the writes their connection is missing.
+    pub fn hook_tls_writes(&mut self, path: &Path, offsets: &[u64]) -> Result<(), ProgramError> {
         let program: &mut UProbe = self
             .ebpf
             .program_mut(program::TLS_WRITE)
@@ -234,7 +233,13 @@ impl Probes {
         if program.fd().is_err() {
             return Err(refusal("no send hook: requests sent over TLS are not read"));
         }
-        program.attach(functions.iter().copied(), path, UProbeScope::AllProcesses)?;
+        program.attach(
+            offsets
+                .iter()
+                .map(|o| UProbeAttachLocation::AbsoluteOffset(*o)),
+            path,
+            UProbeScope::AllProcesses,
+        )?;
         if !self
             .attached
             .iter()
