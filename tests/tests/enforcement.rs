@@ -160,7 +160,10 @@ fn connects_outside_every_held_scope_are_refused_in_the_kernel() {
     let (_, output) = python(&ns, &user, mapped);
     assert_eq!(
         outcomes(&output),
-        pairs(&[("sts.amazonaws.com", "ECONNREFUSED"), ("evil.example", "EPERM")]),
+        pairs(&[
+            ("sts.amazonaws.com", "ECONNREFUSED"),
+            ("evil.example", "EPERM")
+        ]),
         "IPv4-mapped IPv6"
     );
 

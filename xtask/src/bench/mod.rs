@@ -37,6 +37,11 @@ pub struct Options {
     /// else the openat syscall tracepoints).
     #[arg(long, value_name = "KINDS")]
     skip_hooks: Option<String>,
+    /// Run keytrail with enforcement on: the benchmark's credential may only go to loopback
+    /// (`action = "deny"`), so the credential workloads make holders and every connect and
+    /// fork pays enforcement's lookups.
+    #[arg(long)]
+    enforce: bool,
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
@@ -53,11 +58,17 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let credential = out_dir.join("credential-token");
     fs::write(&plain, "not a secret\n".repeat(64))?;
     fs::write(&credential, "kt-bench-token-not-a-real-secret\n")?;
+    let config = if opts.enforce {
+        Some(enforcing_policy(&keytrail, &credential, &out_dir)?)
+    } else {
+        None
+    };
     let setup = Setup {
         keytrail,
         credential: credential.clone(),
         out_dir: out_dir.clone(),
         skip_hooks: opts.skip_hooks.clone(),
+        config,
     };
 
     let mut monitors = vec![Monitor::Keytrail];
@@ -96,6 +107,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let summary = serde_json::json!({
         "command": "cargo xtask bench",
         "skip_hooks": opts.skip_hooks,
+        "enforce": opts.enforce,
         "rounds": opts.rounds,
         "quick": opts.quick,
         "kernel": uname_r(),
@@ -123,6 +135,27 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     );
     scale::print(&summary["scale"]);
     Ok(())
+}
+
+/// The default policy, with the benchmark's credential scoped to loopback and refused
+/// elsewhere.
+fn enforcing_policy(
+    keytrail: &std::path::Path,
+    credential: &std::path::Path,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    let out = Command::new(keytrail)
+        .args(["policy", "--default"])
+        .output()
+        .context("keytrail policy --default")?;
+    let mut text = String::from_utf8(out.stdout)?;
+    text.push_str(&format!(
+        "\n[[credentials]]\nkind = \"generic\"\npaths = [{:?}]\ncidrs = [\"127.0.0.0/8\"]\naction = \"deny\"\n",
+        credential.display().to_string()
+    ));
+    let path = out_dir.join("enforce.toml");
+    fs::write(&path, text)?;
+    Ok(path)
 }
 
 fn compile_workload(out_dir: &std::path::Path) -> anyhow::Result<PathBuf> {

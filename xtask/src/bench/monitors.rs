@@ -38,6 +38,8 @@ pub struct Setup {
     pub out_dir: PathBuf,
     /// Passed to keytrail as `--skip-hooks`.
     pub skip_hooks: Option<String>,
+    /// Passed to keytrail as `--config` (`--enforce`: a policy that refuses).
+    pub config: Option<PathBuf>,
 }
 
 pub struct Running {
@@ -69,6 +71,11 @@ pub fn start(monitor: Monitor, s: &Setup) -> anyhow::Result<Running> {
             let child = host::off_workload_cpu(&mut Command::new(&s.keytrail))
                 .args(["run", "--format", "json", "--watch", &watch])
                 .args(s.skip_hooks.iter().flat_map(|k| ["--skip-hooks", k]))
+                .args(
+                    s.config
+                        .iter()
+                        .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
+                )
                 .stdout(out()?)
                 .stderr(Stdio::null())
                 .spawn()
