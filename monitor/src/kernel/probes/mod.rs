@@ -252,10 +252,29 @@ impl Probes {
 
     /// Whether opens of credentials can be refused here, and if not, why (for `ready`).
     pub fn read_denial(&self) -> String {
-        match &self.machine.bpf_lsm_inactive {
-            Some(why) => format!("unavailable: {why} (boot with lsm=...,bpf)"),
-            None => "unavailable: not built yet (BPF LSM is active here)".into(),
+        let lsm = Attach::Lsm("file_open").hook();
+        if let Some(why) = &self.machine.bpf_lsm_inactive {
+            return format!("unavailable: {why} (boot with lsm=...,bpf)");
         }
+        if self.hooks.iter().any(|h| h.hook == lsm) {
+            return format!("unavailable: not built yet ({lsm} is attached, for reporting)");
+        }
+        let refused = self
+            .hooks
+            .iter()
+            .filter(|h| h.instead_of.as_deref() == Some(lsm.as_str()))
+            .filter_map(|h| h.note.clone())
+            .chain(
+                self.deferred
+                    .iter()
+                    .filter(|(_, chain)| chain.head.attach.hook() == lsm)
+                    .map(|(_, chain)| chain.refusals.clone()),
+            )
+            .next();
+        format!(
+            "unavailable: the kernel refused {lsm} ({})",
+            refused.unwrap_or_else(|| "no reason given".into())
+        )
     }
 
     /// Runs of the attached programs the kernel skipped so far, because the program was
