@@ -63,9 +63,10 @@ pub fn mark_holder(tgid: u32, watched: u32) {
     }
     let bit = 1u64 << (watched - 1);
     match HOLDERS.get_ptr_mut(&tgid) {
-        // SAFETY: an LRU map value pointer, valid during this program; two CPUs setting bits
-        // of one process at once may lose one only if both read before either writes, and the
-        // next read of that credential sets it again.
+        // SAFETY: an LRU map value pointer, valid during this program. Not atomic (5.10 has
+        // no atomic OR): two threads of one process reading two credentials at the same
+        // instant may lose one bit, until that credential is read again (the README's threat
+        // model says so).
         Some(mask) => unsafe { *mask |= bit },
         None => {
             let _ = HOLDERS.insert(&tgid, &bit, BPF_ANY as u64);

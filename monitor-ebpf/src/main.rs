@@ -53,7 +53,8 @@ static CRITICAL_BUDGETS: LruHashMap<u32, Budget> = LruHashMap::with_max_entries(
 #[map]
 static LAST_FORCED_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Watched credential files by identity; the value is the daemon's credential index.
+/// Watched credential files by identity; the value is the enforcement slot of the credential + 1
+/// (0: not enforced), which a read sets in the reader's `HOLDERS` mask (enforce.rs).
 #[map]
 static WATCHED: HashMap<FileKey, u32> = HashMap::with_max_entries(16384, 0);
 
