@@ -364,16 +364,7 @@ impl EnforcementMaps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Glob;
-
-    fn scope(hosts: &[&str], cidrs: &[&str], ports: &[u16]) -> Scope {
-        Scope {
-            hosts: hosts.iter().map(|h| Glob::new(h).unwrap()).collect(),
-            cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
-            ports: ports.to_vec(),
-            allow_unnamed: false,
-        }
-    }
+    use crate::policy::scope::scope;
 
     #[test]
     fn credentials_with_one_scope_share_a_slot_and_patterns_the_kernel_cannot_match_are_skipped() {

@@ -107,18 +107,20 @@ impl Scope {
     }
 }
 
+/// A scope written out, for tests (patterns that do not parse fail the test).
+#[cfg(test)]
+pub fn scope(hosts: &[&str], cidrs: &[&str], ports: &[u16]) -> Scope {
+    Scope {
+        hosts: hosts.iter().map(|h| Glob::new(h).unwrap()).collect(),
+        cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+        ports: ports.to_vec(),
+        allow_unnamed: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scope(hosts: &[&str], cidrs: &[&str], ports: &[u16]) -> Scope {
-        Scope {
-            hosts: hosts.iter().map(|h| Glob::new(h).unwrap()).collect(),
-            cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
-            ports: ports.to_vec(),
-            allow_unnamed: false,
-        }
-    }
 
     #[test]
     fn names_addresses_and_ports_decide_together() {
