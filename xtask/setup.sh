@@ -11,7 +11,7 @@ BPF_LINKER=0.13.0
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 apt_packages=(llvm-${LLVM}-dev libpolly-${LLVM}-dev gcc python3 git curl iproute2 passwd util-linux openssh-client
-    dnsmasq-base openssl libssl-dev busybox-static cpio)
+    dnsmasq-base openssl libssl-dev python3-venv busybox-static cpio)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -74,4 +74,17 @@ if ! "$TOOLS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "$CLAUDE_
     else
         say "npm is missing: the agents' tests need Claude Code from npm (apt-get install npm)"
     fi
+fi
+
+# The AWS CLI, for proof of use with SigV4 (tests/tests/proof_tls.rs), where none is on PATH:
+# pinned, from PyPI, in a virtualenv of its own.
+AWSCLI=1.45.11
+if ! command -v aws >/dev/null && ! "$TOOLS/awscli/bin/aws" --version >/dev/null 2>&1; then
+    say "installing the AWS CLI ${AWSCLI} (PyPI) in ${TOOLS}/awscli, for the tests"
+    /usr/bin/python3 -m venv "$TOOLS/awscli"
+    for attempt in 1 2; do
+        "$TOOLS/awscli/bin/pip" install -q "awscli==${AWSCLI}" && break
+        [ "$attempt" = 2 ] && exit 1
+        say "pip install failed; trying once more"
+    done
 fi

@@ -146,13 +146,17 @@ fn wait_listening(address: &str, port: u16) {
     panic!("no test server on {address}:{port}");
 }
 
-/// Whether `program` runs here; a test that needs a missing one fails saying so.
+/// Where `program` is: on PATH, else where xtask/setup.sh installs test tools of its own. A
+/// test that needs a missing one fails saying so.
 pub fn require_program(program: &str, why: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|p| Path::new(p).is_file())
-    });
+    let own = Path::new("/opt/keytrail-test-tools/awscli/bin").join(program);
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|p| Path::new(p).is_file())
+        })
+        .or_else(|| own.is_file().then_some(own));
     found
         .unwrap_or_else(|| panic!("{program} is not installed: {why} (xtask/setup.sh installs it)"))
 }
