@@ -94,7 +94,6 @@ fn discover(
     pipeline: &mut Pipeline,
 ) {
     match event {
-        KernelEvent::Exec(exec) => libraries.on_exec(exec.pid, probes),
         KernelEvent::Connect(c) if c.protocol == Protocol::Tcp => {
             if libraries.on_connect(c.pid, probes) {
                 pipeline.writes_tls(c.pid);

@@ -2,12 +2,14 @@
 //!
 //! A uprobe is set on a file (an inode), for every process that maps it: a library needs
 //! hooking once, whichever process brought it. They are found
-//! - at start: the system library directories, and the mappings of every running process;
-//! - as a process execs: its executable (node carries its own OpenSSL);
-//! - as a process makes its first TCP connection: its mappings, where a library it loaded
-//!   since exec is (python loads libssl with `import ssl`; a virtualenv or a container brings
-//!   its own copy). The first request of a process that brought a new library may come before
-//!   the hook is set; the next ones are read.
+//! - at start: the system library directories, and the mappings of every running process
+//!   (executables included: node carries its own OpenSSL);
+//! - as a process makes its first TCP connection: its mappings and its executable, where a
+//!   library it loaded since exec is (python loads libssl with `import ssl`; a virtualenv or a
+//!   container brings its own copy). The first request of a process that brought a new library
+//!   may come before the hook is set; the next ones are read. (Not at exec: examining every new
+//!   executable on the drain's time delayed the events after it, enough for a short-lived
+//!   reader to be gone before its executable was resolved.)
 //!
 //! A file is examined once (by device and inode): its dynamic symbols say whether it has a
 //! write function keytrail hooks. A process that speaks TLS through none (Go's crypto/tls,
@@ -117,21 +119,6 @@ impl TlsLibraries {
             }
         }
         self.processes.clear();
-    }
-
-    /// Process `pid` exec'd: its executable, when it carries a TLS library of its own.
-    pub fn on_exec(&mut self, pid: u32, probes: &mut Probes) {
-        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        if let Ok(meta) = std::fs::metadata(&exe) {
-            let id = FileId {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            };
-            if !self.examined.contains_key(&id) {
-                // The kernel's own link to the running file: followed.
-                self.examine(&exe, Some(id), true, probes);
-            }
-        }
     }
 
     /// Process `pid` made a TCP connection: whether its TLS writes are read (the libraries in

@@ -473,6 +473,22 @@ impl Policy {
         }
     }
 
+    /// Whether a program run as `comm` from `path` is named like an allowed reader of some
+    /// credential (the only programs whose resolved executable the rules need).
+    pub fn names_a_reader(&self, comm: &str, path: &str) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let matches = |globs: &[Glob]| {
+            globs
+                .iter()
+                .any(|g| g.matches(comm) || g.matches(name) || g.matches(path))
+        };
+        self.kinds.values().any(|k| matches(&k.readers))
+            || self
+                .credentials
+                .iter()
+                .any(|c| matches(&c.get_ref().readers))
+    }
+
     /// The kind of environment variable `name` when it holds a secret.
     pub fn secret_variable(&self, name: &str) -> Option<Kind> {
         if !self.environment.secrets.iter().any(|g| g.matches(name)) {

@@ -56,6 +56,10 @@ pub struct Image {
     /// Owner of the executable (symlinks resolved), as the kernel saw it at exec or procfs at
     /// start.
     pub exe_owner: Option<u32>,
+    /// The executable's path, symlinks resolved, read from procfs at exec when the program is
+    /// named like an allowed reader of some credential: a short-lived reader may be gone by the
+    /// time its read is handled (a link named `git` to python must show as python).
+    pub resolved_exe: Option<String>,
     /// Its context and agent, decided at exec.
     pub attribution: Attribution,
     /// Fingerprints of the secret variables in its environment at exec.
@@ -259,11 +263,20 @@ impl ProcessTracker {
     /// is python), from procfs. `None` without procfs, or when the process is gone (a short
     /// read-and-exit) or its pid is someone else's now.
     pub fn resolved_exe(&self, key: ProcKey) -> Option<String> {
+        if let Some(exe) = self.get_key(key).and_then(|p| p.image.resolved_exe.clone()) {
+            return Some(exe);
+        }
         let dir = self.procfs.as_ref()?.join(key.pid.to_string());
         let path = fs::read_link(dir.join("exe")).ok()?;
         // The pid still belongs to the process we mean (not reused since).
         let still = read_stat(&dir).is_some_and(|s| s.start == key.start);
         still.then(|| path.display().to_string())
+    }
+
+    /// `pid`'s executable, symlinks resolved, from procfs, as it is now.
+    fn read_exe(&self, pid: u32) -> Option<String> {
+        let link = self.procfs.as_ref()?.join(pid.to_string()).join("exe");
+        fs::read_link(link).ok().map(|p| p.display().to_string())
     }
 
     /// The cgroup (v2) path of `pid`, when policy matches on cgroups. Read from procfs at exec:
@@ -345,6 +358,10 @@ impl ProcessTracker {
                 argv: e.argv.clone(),
                 argv_cut: e.argv_cut,
                 exe_owner: e.exe_owner,
+                resolved_exe: policy
+                    .names_a_reader(&e.comm, &e.filename)
+                    .then(|| self.read_exe(e.pid))
+                    .flatten(),
                 attribution,
                 env_secrets,
             }),

@@ -69,6 +69,7 @@ pub(super) fn read_procfs(proc_root: &Path, pid: u32) -> Option<Process> {
             exe,
             argv,
             exe_owner,
+            resolved_exe: None,
             ..Image::default()
         }),
     })
