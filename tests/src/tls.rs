@@ -83,11 +83,22 @@ impl TestCa {
     /// python's http.server over TLS on `address`, HTTP/1.1 with keep-alive. Answers 200 "ok",
     /// or 401 with a Basic challenge to a request for /auth/... without `Authorization`.
     pub fn https_server(&self, address: &str) -> (KillOnDrop, u16) {
-        let script = self.dir.join("https_server.py");
-        std::fs::write(&script, HTTPS_SERVER).unwrap();
+        self.server("python3", "https_server.py", HTTPS_SERVER, address)
+    }
+
+    /// node's http2 secure server on 127.0.0.1: h2 by ALPN.
+    pub fn h2_server(&self) -> (KillOnDrop, u16) {
+        self.server("node", "h2_server.js", H2_SERVER, "127.0.0.1")
+    }
+
+    /// `program` running the server `source` (written to `file`), given the address, a free
+    /// port, and the server's certificate and key; once it listens.
+    fn server(&self, program: &str, file: &str, source: &str, address: &str) -> (KillOnDrop, u16) {
+        let script = self.dir.join(file);
+        std::fs::write(&script, source).unwrap();
         let port = free_port(address);
         let server = KillOnDrop(
-            Command::new("python3")
+            Command::new(program)
                 .arg(&script)
                 .args([address, &port.to_string()])
                 .arg(self.dir.join("server.pem"))
@@ -95,29 +106,9 @@ impl TestCa {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("python3 (the HTTPS test server)"),
+                .unwrap_or_else(|e| panic!("{program} (the test server {file}): {e}")),
         );
         wait_listening(address, port);
-        (server, port)
-    }
-
-    /// node's http2 secure server on 127.0.0.1: h2 by ALPN.
-    pub fn h2_server(&self) -> (KillOnDrop, u16) {
-        let script = self.dir.join("h2_server.js");
-        std::fs::write(&script, H2_SERVER).unwrap();
-        let port = free_port("127.0.0.1");
-        let server = KillOnDrop(
-            Command::new("node")
-                .arg(&script)
-                .arg(port.to_string())
-                .arg(self.dir.join("server.pem"))
-                .arg(self.dir.join("server.key"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("node (the HTTP/2 test server)"),
-        );
-        wait_listening("127.0.0.1", port);
         (server, port)
     }
 }
@@ -189,7 +180,7 @@ server.serve_forever()
 
 const H2_SERVER: &str = r#"
 const http2 = require('http2'), fs = require('fs');
-const [port, cert, key] = process.argv.slice(2);
+const [address, port, cert, key] = process.argv.slice(2);
 http2.createSecureServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) },
-    (req, res) => res.end('ok')).listen(+port, '127.0.0.1');
+    (req, res) => res.end('ok')).listen(+port, address);
 "#;
