@@ -209,6 +209,8 @@ impl Correlator {
     pub fn handle(&mut self, event: &KernelEvent, catalog: &mut Catalog, out: &mut Vec<Record>) {
         match event {
             KernelEvent::Exec(exec) => {
+                // Whose writes are read is told again at the new program's first connect.
+                self.tls_writers.remove(&exec.pid);
                 self.on_exec(exec, catalog, out);
                 self.place_in_workspace(exec.pid, catalog);
             }
@@ -221,6 +223,7 @@ impl Correlator {
             KernelEvent::Exit { pid, boot_ns } => {
                 if let Some(key) = self.tracker.get(*pid).map(|p| p.key) {
                     self.leave_workspace(key, catalog);
+                    self.no_more_requests(key, out);
                 }
                 self.tracker.on_exit(*pid, *boot_ns);
                 self.tls_writers.remove(pid);
@@ -379,6 +382,20 @@ impl Correlator {
         }
         let waiting = self.pending.request(payload.cookie);
         let records = self.prove(payload.pid, payload.cookie, waiting, &sent, catalog);
+        self.emit(records, out);
+    }
+
+    /// Process `key` exited: its TLS writes are all in (the kernel reported them before its
+    /// exit), so its connections still waiting for a request wait no more.
+    fn no_more_requests(&mut self, key: ProcKey, out: &mut Vec<Record>) {
+        let Some(held) = self.connections.get_mut(&key) else {
+            return;
+        };
+        let mut records = Vec::new();
+        for h in held.iter_mut().filter(|h| h.request_deadline_ns != 0) {
+            h.request_deadline_ns = 0;
+            records.extend(self.pending.request(h.cookie));
+        }
         self.emit(records, out);
     }
 

@@ -307,3 +307,30 @@ fn a_tls_connection_waits_for_its_request_which_proves_the_use() {
         "{out:?}"
     );
 }
+
+/// A client often exits before its connect is handled, so keytrail cannot tell from its
+/// mappings whether its writes are read, and waits for its request anyway: its exit, which the
+/// kernel reports after every write it made, ends the wait at once.
+#[test]
+fn a_process_exit_ends_its_connections_wait_for_a_request() {
+    let mut f = Fixture::new("tls_exit");
+    f.correlator.writes_tls(10);
+    f.read_netrc();
+    f.feed(&encode::connect4(10, [127, 0, 0, 1], 443));
+    assert!(f.feed(&hello()).is_empty(), "named, waits for the request");
+    let out = f.feed(&encode::exit(10, 3_000));
+    assert!(
+        out.iter().any(|r| matches!(
+            r,
+            Record::CredentialUse {
+                proof: Proof::Inferred,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    let mut later = Vec::new();
+    f.correlator
+        .tick(2_500 + pending::REQUEST_WAIT_NS, &mut later);
+    assert!(later.is_empty(), "released once: {later:?}");
+}

@@ -7,7 +7,10 @@ use crate::{
     catalog::Catalog,
     clock,
     decode::{self, KernelEvent, PayloadKind},
-    kernel::{probes::Probes, tls_libraries::TlsLibraries},
+    kernel::{
+        probes::Probes,
+        tls_libraries::{TlsLibraries, TlsWrites},
+    },
     pipeline::{Pipeline, SourceCounts},
     proof,
     sink::Writer,
@@ -95,12 +98,15 @@ fn discover(
 ) {
     match event {
         KernelEvent::Connect(c) if c.protocol == Protocol::Tcp => {
-            if libraries.on_connect(c.pid, probes) {
+            // A process gone before its mappings were read may have written through a hooked
+            // library: its connections wait for a request until its exit is handled.
+            if libraries.on_connect(c.pid, probes) != TlsWrites::Unread {
                 pipeline.writes_tls(c.pid);
             }
         }
         KernelEvent::Payload(p) if p.kind == PayloadKind::TlsHello => libraries.on_hello(p.pid),
-        KernelEvent::Exit { pid, .. } => libraries.on_exit(*pid),
+        KernelEvent::Exec(e) => libraries.forget(e.pid),
+        KernelEvent::Exit { pid, .. } => libraries.forget(*pid),
         _ => {}
     }
 }

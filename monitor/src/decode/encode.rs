@@ -59,6 +59,12 @@ pub fn exec_with_env(
     })
 }
 
+pub fn exit(pid: u32, boot_ns: u64) -> Vec<u8> {
+    bytes_of(&ExitEvent {
+        header: header(EventKind::Exit, pid, boot_ns),
+    })
+}
+
 pub fn file_access(pid: u32, dev: u32, ino: u64, hook: AccessHook) -> Vec<u8> {
     bytes_of(&FileAccessEvent {
         header: header(EventKind::FileAccess, pid, 2_000),

@@ -74,6 +74,18 @@ enum Examined {
     Without,
 }
 
+/// Whether a process's TLS writes are read, as far as its mappings tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsWrites {
+    /// It maps a hooked library (or is a hooked executable).
+    Read,
+    /// It maps none.
+    Unread,
+    /// It was gone before its mappings were read: its writes, if any were read, are in the
+    /// rings before its exit.
+    Unknown,
+}
+
 #[derive(Default)]
 pub struct TlsLibraries {
     examined: HashMap<FileId, Examined>,
@@ -123,11 +135,12 @@ impl TlsLibraries {
 
     /// Process `pid` made a TCP connection: whether its TLS writes are read (the libraries in
     /// its mappings examined first, the first time).
-    pub fn on_connect(&mut self, pid: u32, probes: &mut Probes) -> bool {
-        if let Some(read) = self.processes.get(&pid) {
-            return *read;
+    pub fn on_connect(&mut self, pid: u32, probes: &mut Probes) -> TlsWrites {
+        match self.processes.get(&pid) {
+            Some(true) => TlsWrites::Read,
+            Some(false) => TlsWrites::Unread,
+            None => self.look_at(pid, probes),
         }
-        self.look_at(pid, probes)
     }
 
     /// Process `pid` sent a TLS ClientHello: when its writes are not read, say so, once per
@@ -160,15 +173,19 @@ impl TlsLibraries {
         log::info!("proof of use unavailable for {path:?}: {why}; its uses are inferred");
     }
 
-    pub fn on_exit(&mut self, pid: u32) {
+    /// Process `pid` exited or ran a new program: what its mappings said no longer holds.
+    pub fn forget(&mut self, pid: u32) {
         self.processes.remove(&pid);
     }
 
     /// Examines the TLS libraries and the executable `pid` maps; whether one is hooked.
-    fn look_at(&mut self, pid: u32, probes: &mut Probes) -> bool {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            return false;
-        };
+    fn look_at(&mut self, pid: u32, probes: &mut Probes) -> TlsWrites {
+        // Empty for a zombie: a short-lived client (curl) has often exited by the time its
+        // connect is handled. Not remembered: the pid may be another process's next.
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        if maps.is_empty() {
+            return TlsWrites::Unknown;
+        }
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         let mut read = false;
         let mut seen = HashSet::new();
@@ -192,7 +209,11 @@ impl TlsLibraries {
             read |= verdict == Examined::Hooked;
         }
         self.processes.insert(pid, read);
-        read
+        if read {
+            TlsWrites::Read
+        } else {
+            TlsWrites::Unread
+        }
     }
 
     /// Reads `path`'s symbols, hooks its write functions if it has any, and remembers what it
