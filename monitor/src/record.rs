@@ -246,6 +246,8 @@ pub enum Record {
         /// The TLS libraries whose writes keytrail reads (proof of use), as found at start;
         /// those found later are named in the log.
         tls_libraries: Vec<String>,
+        /// Whose TLS writes are read: `holders` (credential holders only), `all`, or `off`.
+        tls_writes: String,
         /// What policy's `action = "deny"` does on this host.
         enforcement: EnforcementReport,
         credentials: usize,

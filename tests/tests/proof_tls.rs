@@ -25,6 +25,26 @@ fn proven(k: &mut Keytrail, what: &str, pid: Option<u32>, kind: &str) -> Value {
     })
 }
 
+/// A python client that reads `file`, waits `delay` seconds, and sends its content as a vault
+/// token over HTTPS to `/v1/{path}`.
+fn send_file_script(
+    file: &std::path::Path,
+    ca_file: &str,
+    port: u16,
+    path: &str,
+    delay: f64,
+) -> String {
+    format!(
+        "import ssl, time, urllib.request\n\
+         token = open({file:?}).read().strip()\n\
+         time.sleep({delay})\n\
+         context = ssl.create_default_context(cafile={ca_file:?})\n\
+         request = urllib.request.Request('https://127.0.0.1:{port}/v1/{path}', headers={{'X-Vault-Token': token}})\n\
+         urllib.request.urlopen(request, context=context, timeout=5).read()\n",
+        file = path_str(file),
+    )
+}
+
 #[test]
 fn tls_clients_prove_the_credential_they_send() {
     require_root();
@@ -131,6 +151,16 @@ fn tls_clients_prove_the_credential_they_send() {
     let used = proven(&mut k, "curl's HTTP/2 proven use", Some(h2), "vault");
     assert_eq!(used["request"]["path"], "/v1/h2", "{used}");
 
+    // A copy keytrail never saw made (the test wrote it), sent over TLS by a process that
+    // read nothing: every process's writes are read by default, so it is a proven use.
+    let copy = user.write("notes/copied.txt", VAULT_TOKEN);
+    let sender = run_pid(
+        user.command("python3")
+            .args(["-c", &send_file_script(&copy, &ca_file, port, "copy", 0.0)]),
+    );
+    let used = proven(&mut k, "the copy's proven use", Some(sender), "vault");
+    assert_eq!(used["via"], "untracked-copy", "{used}");
+
     k.settle(Duration::from_millis(1500));
     let (records, stderr) = k.stop();
     assert_no_secret(&records, &stderr, &[VAULT_TOKEN, GIT_PASSWORD, AWS_SECRET]);
@@ -200,4 +230,56 @@ fn two_credentials_sent_to_two_servers_are_exactly_two_proven_uses() {
         .collect();
     assert!(out_of_scope.is_empty(), "{out_of_scope:?}");
     assert_no_secret(&records, &stderr, &[NETRC_PASSWORD, GIT_PASSWORD]);
+}
+
+/// `[proof] tls = "holders"`: only credential holders' TLS writes are read, so processes that
+/// hold nothing pay nothing. A client that reads a token and sends it later is followed from
+/// its read and proves its use; a copy sent by a process that never read a credential is not
+/// read (the default mode catches it: the first test).
+#[test]
+fn holders_mode_reads_the_writes_of_credential_holders_only() {
+    require_root();
+    let user = TestUser::create("tlsholders");
+    let token = user.write(".vault-token", VAULT_TOKEN);
+    let copy = user.write("notes/copied.txt", VAULT_TOKEN);
+    let ca = TestCa::create("tlsholders");
+    let (_https, port) = ca.https_server("127.0.0.1");
+    let ca_file = path_str(&ca.ca());
+    let policy = std::env::temp_dir().join(format!("kt-holders-{}.toml", std::process::id()));
+    let default =
+        run(std::process::Command::new(keytrail_bin()).args(["policy", "--default"])).stdout;
+    let text = String::from_utf8(default).unwrap();
+    assert!(
+        text.contains("tls = \"all\""),
+        "the default reads every process's writes"
+    );
+    std::fs::write(
+        &policy,
+        text.replacen("tls = \"all\"", "tls = \"holders\"", 1),
+    )
+    .unwrap();
+    let mut k = Keytrail::start(&["--config", policy.to_str().unwrap()]);
+    assert_eq!(k.records[0]["tls_writes"], "holders", "{}", k.records[0]);
+
+    let copier = run_pid(
+        user.command("python3")
+            .args(["-c", &send_file_script(&copy, &ca_file, port, "copy", 0.0)]),
+    );
+    // Followed from its read (some 10-20 ms later): its request, half a second on, is read.
+    let holder = run_pid(user.command("python3").args([
+        "-c",
+        &send_file_script(&token, &ca_file, port, "holder", 0.5),
+    ]));
+    let used = proven(&mut k, "the holder's proven use", Some(holder), "vault");
+    assert_eq!(used["via"], "read", "{used}");
+    assert_eq!(used["request"]["path"], "/v1/holder", "{used}");
+    k.settle(Duration::from_millis(1500));
+    let (records, stderr) = k.stop();
+    let copied: Vec<&Value> = of(&records, "credential_use", copier).collect();
+    assert!(
+        copied.is_empty(),
+        "a non-holder's writes are not read: {copied:?}"
+    );
+    assert_no_secret(&records, &stderr, &[VAULT_TOKEN]);
+    let _ = std::fs::remove_file(policy);
 }

@@ -152,6 +152,11 @@ impl Correlator {
         self.tls_writers.insert(pid);
     }
 
+    /// `pid` and its ancestors of the same user and session.
+    pub fn holders_by_reading(&self, pid: u32) -> Vec<u32> {
+        self.tracker.same_user_lineage(pid, MAX_ANCESTORS)
+    }
+
     /// The record of `process`, redacted with every secret known now. With `resolve_exe` (for
     /// a credential whose readers are checked), the executable is looked up in procfs, which
     /// costs two reads of /proc: only when a rule needs it.

@@ -105,8 +105,18 @@ fn discover(
             }
         }
         KernelEvent::Payload(p) if p.kind == PayloadKind::TlsHello => libraries.on_hello(p.pid),
+        // A credential read: the reader and those the rules count as using it become holders,
+        // whose TLS writes are read from now on (where only holders' are).
+        KernelEvent::FileAccess { pid, .. } => {
+            for holder in pipeline.holders_by_reading(*pid) {
+                probes.follow_tls(holder);
+            }
+        }
         KernelEvent::Exec(e) => libraries.forget(e.pid),
-        KernelEvent::Exit { pid, .. } => libraries.forget(*pid),
+        KernelEvent::Exit { pid, .. } => {
+            libraries.forget(*pid);
+            probes.unfollow_tls(*pid);
+        }
         _ => {}
     }
 }

@@ -25,7 +25,7 @@ use crate::{
     },
     names::Resolvers,
     pipeline::{Pipeline, SourceCounts},
-    policy::Policy,
+    policy::{Policy, TlsProof},
     privileges,
     process::ProcessTracker,
     record::Record,
@@ -74,11 +74,9 @@ pub async fn run(
     // command line it had before (the kernel matrix caught it).
     let (mut probes, maps) = Probes::load(&env, &skip_hooks)?;
     let mut tls_libraries = TlsLibraries::default();
-    let tls_proof = policy.proof.tls;
-    if tls_proof {
+    let tls_writes = tls_writes_read(policy.proof.tls, &mut probes);
+    if tls_writes != TlsProof::Off {
         tls_libraries.discover(&mut probes);
-    } else {
-        log::info!("proof of use over TLS is off ([proof] tls = false): those uses are inferred");
     }
     let mut tracker = ProcessTracker::new(ticks_per_second(), Some("/proc".into()));
     tracker
@@ -129,6 +127,7 @@ pub async fn run(
         version: env!("CARGO_PKG_VERSION").into(),
         hooks: probes.hooks.clone(),
         tls_libraries: tls_libraries.hooked(),
+        tls_writes: tls_writes.name().into(),
         enforcement: kernel.report(),
         credentials: catalog.credentials().count(),
         processes: tracker.len(),
@@ -197,7 +196,7 @@ pub async fn run(
             &mut catalog,
             &mut counts,
             &mut writer,
-            tls_proof.then_some((&mut tls_libraries, &mut probes)),
+            (tls_writes != TlsProof::Off).then_some((&mut tls_libraries, &mut probes)),
         ) {
             Ok(more) => backlog = more,
             Err(e) => {
@@ -331,6 +330,30 @@ fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
 #[derive(Debug, thiserror::Error)]
 #[error("the output failed; keytrail stopped")]
 pub struct OutputClosed(#[source] pub std::io::Error);
+
+/// Whose TLS writes are read, as policy asks where this host allows it: scoped to holders
+/// needs tracefs, without which every process's are read (proof is kept, at its cost).
+fn tls_writes_read(asked: TlsProof, probes: &mut Probes) -> TlsProof {
+    match asked {
+        TlsProof::Off => {
+            log::info!(
+                "proof of use over TLS is off ([proof] tls = \"off\"): those uses are inferred"
+            );
+            TlsProof::Off
+        }
+        TlsProof::All => TlsProof::All,
+        TlsProof::Holders => match probes.scope_tls_writes_to_holders() {
+            Ok(()) => TlsProof::Holders,
+            Err(why) => {
+                log::warn!(
+                    "proof of use: TLS writes cannot be read from credential holders only \
+                     ({why}); every process's are read"
+                );
+                TlsProof::All
+            }
+        },
+    }
+}
 
 fn ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.

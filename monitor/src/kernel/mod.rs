@@ -1,6 +1,6 @@
 //! Everything that faces the kernel: checks before loading (preflight), the kernel's types
 //! (BTF) and the offsets the programs need (layout), what enforcement refuses (enforcement), the probe table and its loader (probes),
-//! the TLS libraries hooked for proof of use (tls_libraries), and registering kernel descriptors with the runtime (readiness). The stages after decode
+//! the TLS libraries hooked for proof of use (tls_libraries) and the holders whose writes are read (tls_holders), and registering kernel descriptors with the runtime (readiness). The stages after decode
 //! never reach in here.
 pub mod btf;
 pub mod enforcement;
@@ -8,4 +8,5 @@ pub mod layout;
 pub mod preflight;
 pub mod probes;
 pub mod readiness;
+pub mod tls_holders;
 pub mod tls_libraries;

@@ -133,13 +133,19 @@ impl Pipeline {
         self.engine.observe(record, out);
     }
 
-    /// Time passing: connections that waited long enough for their name are reported.
     /// Process `pid` writes into TLS connections through a hooked library (see
     /// `Correlator::writes_tls`).
     pub fn writes_tls(&mut self, pid: u32) {
         self.correlator.writes_tls(pid);
     }
 
+    /// The processes that hold what `pid` reads, whose TLS writes are then read: `pid` and
+    /// its ancestors of the same user and session (`ProcessTracker::same_user_lineage`).
+    pub fn holders_by_reading(&self, pid: u32) -> Vec<u32> {
+        self.correlator.holders_by_reading(pid)
+    }
+
+    /// Time passing: connections that waited long enough for their name are reported.
     pub fn tick(&mut self, now_boot_ns: u64, out: &mut Vec<Record>) {
         let first = out.len();
         self.correlator.tick(now_boot_ns, out);

@@ -49,20 +49,42 @@ pub struct Policy {
 }
 
 /// Where proof of use is looked for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProofSettings {
-    /// Read what processes write into TLS connections (uprobes on the TLS libraries' write
-    /// functions). Each write then costs a trap into the kernel (some 14 us on a VM where
-    /// traps are dear): a host that makes many small requests may turn it off, and its uses
-    /// over TLS are then inferred.
-    #[serde(default = "yes")]
-    pub tls: bool,
+    /// Whose writes into TLS connections are read (uprobes on the TLS libraries' write
+    /// functions).
+    #[serde(default)]
+    pub tls: TlsProof,
 }
 
-impl Default for ProofSettings {
-    fn default() -> Self {
-        Self { tls: true }
+/// Whose TLS writes are read. Each write read costs a trap into the kernel (some 14 us on a VM
+/// where traps are dear).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsProof {
+    /// Processes that hold a credential (the reader, and its ancestors of the same user and
+    /// session): the others pay nothing. A holder is followed once its read is handled, some
+    /// 10-20 ms after it: a tool that sends at once (git's credential helper, `curl -H
+    /// "...$(cat token)"`) is often faster, and its use stays inferred. A copy sent by a
+    /// process that never read is not seen.
+    Holders,
+    /// Every process that maps a hooked library: proof from the first request, and a secret
+    /// copied out of band (a file, a pipe, a clipboard) and sent over TLS by a process that
+    /// never read it is caught too (`untracked-copy`).
+    #[default]
+    All,
+    /// None: uses over TLS are inferred.
+    Off,
+}
+
+impl TlsProof {
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsProof::Holders => "holders",
+            TlsProof::All => "all",
+            TlsProof::Off => "off",
+        }
     }
 }
 

@@ -76,6 +76,17 @@ fn errors_name_file_line_and_field() {
     let e = parse("[rules.no-such-rule]\nenabled = false\n").unwrap_err();
     assert!(e.contains("no-such-rule"), "{e}");
 
+    let e = parse("[proof]\ntls = true\n").unwrap_err();
+    assert!(
+        e.starts_with("/etc/keytrail.toml:2:") && e.contains("field `tls`"),
+        "{e}"
+    );
+    assert_eq!(
+        parse("[proof]\ntls = \"holders\"\n").unwrap().proof.tls,
+        TlsProof::Holders
+    );
+    assert_eq!(Policy::embedded().proof.tls, TlsProof::All);
+
     let e = parse("[findings]\nfold_window = \"soon\"\n").unwrap_err();
     assert!(e.contains("field `fold_window`"), "{e}");
 }

@@ -404,6 +404,29 @@ impl ProcessTracker {
         chain
     }
 
+    /// Process `pid` and those of its ancestors that share its user and session, nearest
+    /// first, at most `limit`: the processes the rules count as using what `pid` reads (a read
+    /// is handed up within a session). Init is never one.
+    pub fn same_user_lineage(&self, pid: u32, limit: usize) -> Vec<u32> {
+        let Some(process) = self.get(pid) else {
+            return vec![pid];
+        };
+        let mut lineage = vec![pid];
+        for key in self.ancestors(process.key, limit) {
+            let Some(ancestor) = self.get_key(key) else {
+                break;
+            };
+            if key.pid <= 1
+                || ancestor.uid != process.uid
+                || ancestor.sessionid != process.sessionid
+            {
+                break;
+            }
+            lineage.push(key.pid);
+        }
+        lineage
+    }
+
     /// Forgets processes that exited more than the TTL before `now_ns`.
     pub fn sweep(&mut self, now_ns: u64) -> Vec<ProcKey> {
         let past_grace = |p: &Process| {

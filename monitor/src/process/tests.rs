@@ -111,3 +111,39 @@ fn an_exited_process_stays_while_a_descendant_lives() {
     t.on_exit(31, later);
     assert_eq!(t.sweep(later + EXITED_GRACE_NS + 1).len(), 2);
 }
+
+/// The processes whose TLS writes are read after a read: the reader and its ancestors while
+/// they are the same user in the same session; never init, never past another user (sudo).
+#[test]
+fn a_readers_same_user_lineage_stops_at_another_user_or_session() {
+    let mut t = ProcessTracker::new(100, None);
+    t.on_exec_plain(&exec(2, 1, "sshd", 1_000_000_000));
+    t.on_exec_plain(&Exec {
+        uid: 0,
+        ..exec(5, 2, "sudo", 1_100_000_000)
+    });
+    t.on_exec_plain(&exec(6, 5, "bash", 1_200_000_000));
+    t.on_exec_plain(&exec(7, 6, "sh", 1_300_000_000));
+    t.on_exec_plain(&exec(8, 7, "cat", 1_400_000_000));
+    assert_eq!(
+        t.same_user_lineage(8, 32),
+        vec![8, 7, 6],
+        "stops at root's sudo"
+    );
+    t.on_exec_plain(&Exec {
+        sessionid: Some(9),
+        ..exec(9, 8, "cat", 1_500_000_000)
+    });
+    assert_eq!(t.same_user_lineage(9, 32), vec![9], "another session");
+    // Daemons: no session, and init above them.
+    t.on_exec_plain(&Exec {
+        sessionid: None,
+        ..exec(20, 1, "agent", 1_600_000_000)
+    });
+    t.on_exec_plain(&Exec {
+        sessionid: None,
+        ..exec(21, 20, "python3", 1_700_000_000)
+    });
+    assert_eq!(t.same_user_lineage(21, 32), vec![21, 20]);
+    assert_eq!(t.same_user_lineage(999, 32), vec![999], "unknown: itself");
+}

@@ -79,6 +79,7 @@ impl<W: Write> Sink for TextSink<W> {
                 time,
                 hooks,
                 tls_libraries,
+                tls_writes,
                 enforcement,
                 credentials,
                 processes,
@@ -92,7 +93,7 @@ impl<W: Write> Sink for TextSink<W> {
                 };
                 format!(
                     "{time} {} watching {credentials} credentials, {processes} processes; hooks: \
-                     {}; TLS libraries read: {tls}; enforcement: {} ({} credentials), reads: {}",
+                     {}; TLS libraries read ({tls_writes}): {tls}; enforcement: {} ({} credentials), reads: {}",
                     self.label("ready", "1;32"),
                     hooks.join(", "),
                     enforcement.mode,

@@ -42,6 +42,10 @@ pub struct Options {
     /// fork pays enforcement's lookups.
     #[arg(long)]
     enforce: bool,
+    /// Whose TLS writes keytrail reads (`[proof] tls`): `all` (the default), `holders` or
+    /// `off`.
+    #[arg(long, value_name = "MODE", value_parser = ["all", "holders", "off"])]
+    tls: Option<String>,
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
@@ -58,8 +62,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let credential = out_dir.join("credential-token");
     fs::write(&plain, "not a secret\n".repeat(64))?;
     fs::write(&credential, "kt-bench-token-not-a-real-secret\n")?;
-    let config = if opts.enforce {
-        Some(enforcing_policy(&keytrail, &credential, &out_dir)?)
+    let config = if opts.enforce || opts.tls.is_some() {
+        Some(bench_policy(
+            &keytrail,
+            &credential,
+            &out_dir,
+            opts.enforce,
+            opts.tls.as_deref(),
+        )?)
     } else {
         None
     };
@@ -108,6 +118,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         "command": "cargo xtask bench",
         "skip_hooks": opts.skip_hooks,
         "enforce": opts.enforce,
+        "tls": opts.tls.as_deref().unwrap_or("all"),
         "rounds": opts.rounds,
         "quick": opts.quick,
         "kernel": uname_r(),
@@ -137,23 +148,34 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The default policy, with the benchmark's credential scoped to loopback and refused
-/// elsewhere.
-fn enforcing_policy(
+/// The default policy, with (`enforce`) the benchmark's credential scoped to loopback and
+/// refused elsewhere, and (`tls`) whose TLS writes are read.
+fn bench_policy(
     keytrail: &std::path::Path,
     credential: &std::path::Path,
     out_dir: &std::path::Path,
+    enforce: bool,
+    tls: Option<&str>,
 ) -> anyhow::Result<PathBuf> {
     let out = Command::new(keytrail)
         .args(["policy", "--default"])
         .output()
         .context("keytrail policy --default")?;
     let mut text = String::from_utf8(out.stdout)?;
-    text.push_str(&format!(
-        "\n[[credentials]]\nkind = \"generic\"\npaths = [{:?}]\ncidrs = [\"127.0.0.0/8\"]\naction = \"deny\"\n",
-        credential.display().to_string()
-    ));
-    let path = out_dir.join("enforce.toml");
+    if let Some(mode) = tls {
+        let default = "tls = \"all\"";
+        if !text.contains(default) {
+            bail!("the default policy no longer says {default}: update the benchmark");
+        }
+        text = text.replacen(default, &format!("tls = {mode:?}"), 1);
+    }
+    if enforce {
+        text.push_str(&format!(
+            "\n[[credentials]]\nkind = \"generic\"\npaths = [{:?}]\ncidrs = [\"127.0.0.0/8\"]\naction = \"deny\"\n",
+            credential.display().to_string()
+        ));
+    }
+    let path = out_dir.join("bench-policy.toml");
     fs::write(&path, text)?;
     Ok(path)
 }

@@ -6,6 +6,7 @@ mod table;
 
 use std::{
     fs::File,
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
@@ -28,6 +29,7 @@ use super::{
     enforcement::EnforcementMaps,
     layout,
     preflight::{BTF_PATH, Environment},
+    tls_holders::TlsHolders,
 };
 use crate::record::HookReport;
 
@@ -112,6 +114,8 @@ pub struct Probes {
     /// Fallbacks to attach once something needs them, with the refusal of the hook they stand
     /// in for.
     deferred: Vec<(&'static Probe, Chain)>,
+    /// With TLS writes read from credential holders only: their per-process uprobes.
+    tls_holders: Option<TlsHolders>,
 }
 
 impl Probes {
@@ -167,6 +171,7 @@ impl Probes {
             hooks: Vec::new(),
             attached: Vec::new(),
             deferred: Vec::new(),
+            tls_holders: None,
         };
         for probe in TABLE {
             probes.attach_or_fall_back(probe, None)?;
@@ -222,8 +227,25 @@ impl Probes {
         program.load()
     }
 
-    /// Hooks the functions at `offsets` in the file at `path`, for every process that maps
-    /// it. Fails when the send hook that gives the writes their connection is missing.
+    /// From now on, TLS write functions are hooked in the processes `follow_tls` names only
+    /// (tls_holders.rs), not in every process that maps them.
+    pub fn scope_tls_writes_to_holders(&mut self) -> Result<(), String> {
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(program::TLS_WRITE)
+            .ok_or("the uprobe program is missing")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        let fd = program
+            .fd()
+            .map_err(|_| "the uprobe program is not loaded (no send hook)")?;
+        self.tls_holders = Some(TlsHolders::new(fd.as_fd())?);
+        Ok(())
+    }
+
+    /// Hooks the functions at `offsets` in the file at `path` (a /proc/self/fd link), for
+    /// every process that maps it, or only for those followed. Fails when the send hook that
+    /// gives the writes their connection is missing.
     pub fn hook_tls_writes(&mut self, path: &Path, offsets: &[u64]) -> Result<(), ProgramError> {
         let program: &mut UProbe = self
             .ebpf
@@ -233,13 +255,17 @@ impl Probes {
         if program.fd().is_err() {
             return Err(refusal("no send hook: requests sent over TLS are not read"));
         }
-        program.attach(
-            offsets
-                .iter()
-                .map(|o| UProbeAttachLocation::AbsoluteOffset(*o)),
-            path,
-            UProbeScope::AllProcesses,
-        )?;
+        if let Some(holders) = &mut self.tls_holders {
+            holders.add_points(path, offsets).map_err(refusal)?;
+        } else {
+            program.attach(
+                offsets
+                    .iter()
+                    .map(|o| UProbeAttachLocation::AbsoluteOffset(*o)),
+                path,
+                UProbeScope::AllProcesses,
+            )?;
+        }
         if !self
             .attached
             .iter()
@@ -248,6 +274,22 @@ impl Probes {
             self.attached.push(&TLS_WRITE_PROBE);
         }
         Ok(())
+    }
+
+    /// Reads the TLS writes of process `pid` and its children to come, when they are read from
+    /// holders only. Returns whether its writes are read.
+    pub fn follow_tls(&mut self, pid: u32) -> bool {
+        match &mut self.tls_holders {
+            Some(holders) => holders.follow(pid),
+            None => true,
+        }
+    }
+
+    /// Process `pid` exited.
+    pub fn unfollow_tls(&mut self, pid: u32) {
+        if let Some(holders) = &mut self.tls_holders {
+            holders.unfollow(pid);
+        }
     }
 
     /// Whether opens of credentials can be refused here, and if not, why (for `ready`).

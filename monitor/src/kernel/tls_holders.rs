@@ -1,0 +1,269 @@
+//! TLS writes read from credential holders only: uprobes scoped to processes.
+//!
+//! A uprobe set for all processes puts a breakpoint into every process that maps the library:
+//! each `SSL_write` of every program on the host then traps into the kernel (some 14 us on a VM,
+//! more than a small request over loopback costs). Scoped to processes, the kernel sets the
+//! breakpoint only in their memory, and a process that holds no credential pays nothing.
+//!
+//! The kernel's per-process scoping that follows children is the perf event's `inherit`: an
+//! event opened on a process is copied to each child it forks from then on, in the kernel, with
+//! no race. Only uprobes defined through tracefs can be inherited (an event of the `uprobe` PMU
+//! names its file by a pointer into keytrail's memory, which a child's copy cannot read), so:
+//! - each hooked function is a tracefs uprobe event in keytrail's own group, its file named by
+//!   `/proc/self/fd/N` (the descriptor the symbols were read from: a path swapped since cannot
+//!   redirect it);
+//! - one event per function, opened on keytrail itself, carries the BPF program: the kernel
+//!   runs an event's programs for every process the event's breakpoints are in, and a program
+//!   set on each process's event would run once per process followed;
+//! - `follow(pid)` opens one inherited event per function on that process, which puts the
+//!   breakpoints into it (and its children's after) and nothing else.
+//!
+//! An event follows a process across exec, except into a setuid program (the kernel drops a
+//! process's perf events then). Events are closed when the process exits, and the tracefs
+//! definitions removed when keytrail stops; a crash leaves definitions without events (which
+//! cost nothing), removed at the next start.
+use std::{
+    collections::HashMap,
+    fs::OpenOptions,
+    io::Write,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+    path::{Path, PathBuf},
+};
+
+/// Where tracefs is mounted, newest first.
+const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+/// Prefix of keytrail's tracefs groups; the keytrail's pid follows.
+const GROUP_PREFIX: &str = "keytrail_";
+/// Processes followed at once, at most: each costs a descriptor per hooked function.
+pub const MAX_FOLLOWED: usize = 1024;
+
+/// `perf_event_attr` as of its first version (64 bytes), which the kernel accepts as is.
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+}
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+const PERF_FLAG_INHERIT: u64 = 1 << 1;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+
+/// One hooked function: its tracefs event and the event that carries the program.
+struct Point {
+    id: u64,
+    _carrier: OwnedFd,
+}
+
+pub struct TlsHolders {
+    tracefs: PathBuf,
+    group: String,
+    program: OwnedFd,
+    points: Vec<Point>,
+    /// Processes followed, with their events (one per point).
+    followed: HashMap<u32, Vec<OwnedFd>>,
+    /// Whether the log said `MAX_FOLLOWED` was reached.
+    said_full: bool,
+}
+
+impl TlsHolders {
+    /// Ready to define events for the uprobe program `program`; fails when tracefs cannot
+    /// define uprobes here (not mounted, or locked down).
+    pub fn new(program: BorrowedFd) -> Result<Self, String> {
+        let tracefs = TRACEFS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("uprobe_events").exists())
+            .ok_or("tracefs is not mounted (/sys/kernel/tracing/uprobe_events)")?;
+        let program = program
+            .try_clone_to_owned()
+            .map_err(|e| format!("duplicating the program's descriptor: {e}"))?;
+        let holders = Self {
+            group: format!("{GROUP_PREFIX}{}", std::process::id()),
+            tracefs,
+            program,
+            points: Vec::new(),
+            followed: HashMap::new(),
+            said_full: false,
+        };
+        holders.remove_stale();
+        Ok(holders)
+    }
+
+    /// Defines a uprobe at each of `offsets` in the file at `path` (keytrail's /proc/self/fd
+    /// link to it: tracefs resolves it once, as it is defined), for processes followed (those
+    /// already followed included).
+    pub fn add_points(&mut self, path: &Path, offsets: &[u64]) -> Result<(), String> {
+        let path = path.to_str().ok_or("a path tracefs cannot take")?;
+        if path.contains(char::is_whitespace) {
+            return Err("a path tracefs cannot take (it has white space)".into());
+        }
+        for offset in offsets {
+            let name = format!("w{}", self.points.len());
+            self.command(&format!("p:{}/{name} {path}:{offset:#x}", self.group))
+                .map_err(|e| format!("defining the uprobe in tracefs: {e}"))?;
+            let id_file = self
+                .tracefs
+                .join("events")
+                .join(&self.group)
+                .join(&name)
+                .join("id");
+            let id: u64 = std::fs::read_to_string(&id_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| format!("no event id in {}", id_file.display()))?;
+            let carrier = open_event(id, std::process::id() as i32, false)
+                .map_err(|e| format!("opening the uprobe event: {e}"))?;
+            // SAFETY: an ioctl on descriptors this function owns; the argument is the
+            // program's descriptor by value, as PERF_EVENT_IOC_SET_BPF takes it.
+            let set = unsafe {
+                libc::ioctl(
+                    carrier.as_raw_fd(),
+                    PERF_EVENT_IOC_SET_BPF,
+                    self.program.as_raw_fd(),
+                )
+            };
+            if set != 0 {
+                return Err(format!(
+                    "attaching the program to the uprobe event: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            for (pid, events) in &mut self.followed {
+                if let Ok(event) = open_event(id, *pid as i32, true) {
+                    events.push(event);
+                }
+            }
+            self.points.push(Point {
+                id,
+                _carrier: carrier,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the TLS writes of process `pid` and of the children it forks from now on.
+    /// Returns false when it cannot be followed (gone, or `MAX_FOLLOWED` reached).
+    pub fn follow(&mut self, pid: u32) -> bool {
+        if self.followed.contains_key(&pid) {
+            return true;
+        }
+        if self.followed.len() >= MAX_FOLLOWED {
+            if !std::mem::replace(&mut self.said_full, true) {
+                log::warn!(
+                    "proof of use: {MAX_FOLLOWED} credential holders followed, no more will be \
+                     until some exit: the TLS requests of the others are not read"
+                );
+            }
+            return false;
+        }
+        let mut events = Vec::with_capacity(self.points.len());
+        for point in &self.points {
+            match open_event(point.id, pid as i32, true) {
+                Ok(event) => events.push(event),
+                Err(_) => return false, // gone: what was opened is closed
+            }
+        }
+        self.followed.insert(pid, events);
+        true
+    }
+
+    /// Process `pid` exited: its events go (its children's went with them).
+    pub fn unfollow(&mut self, pid: u32) {
+        self.followed.remove(&pid);
+    }
+
+    fn command(&self, line: &str) -> std::io::Result<()> {
+        let mut events = OpenOptions::new()
+            .append(true)
+            .open(self.tracefs.join("uprobe_events"))?;
+        events.write_all(format!("{line}\n").as_bytes())
+    }
+
+    /// Removes the definitions an earlier keytrail left (a crash): those of groups whose
+    /// process is gone.
+    fn remove_stale(&self) {
+        let Ok(defined) = std::fs::read_to_string(self.tracefs.join("uprobe_events")) else {
+            return;
+        };
+        for line in defined.lines() {
+            // "p:keytrail_123/w0 /path:0x..."
+            let Some(event) = line
+                .split_whitespace()
+                .next()
+                .and_then(|e| e.split_once(':'))
+                .map(|(_, e)| e)
+            else {
+                continue;
+            };
+            let Some(pid) = event
+                .strip_prefix(GROUP_PREFIX)
+                .and_then(|rest| rest.split_once('/'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = self.command(&format!("-:{event}"));
+            }
+        }
+    }
+}
+
+impl Drop for TlsHolders {
+    fn drop(&mut self) {
+        self.followed.clear();
+        let count = self.points.len();
+        self.points.clear(); // closes the events: a definition in use cannot be removed
+        for n in 0..count {
+            if let Err(e) = self.command(&format!("-:{}/w{n}", self.group)) {
+                log::warn!("removing the uprobe {}/w{n} from tracefs: {e}", self.group);
+            }
+        }
+    }
+}
+
+/// Opens tracefs event `id` on process `pid` (every thread of it, and with `inherit` the
+/// children it forks after), enabled.
+fn open_event(id: u64, pid: i32, inherit: bool) -> std::io::Result<OwnedFd> {
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_TRACEPOINT,
+        size: size_of::<PerfEventAttr>() as u32,
+        config: id,
+        sample_period: 1,
+        wakeup_events: 1,
+        flags: if inherit { PERF_FLAG_INHERIT } else { 0 },
+        ..Default::default()
+    };
+    // SAFETY: perf_event_open with a valid attribute block of the size it states; the
+    // descriptor returned is owned here.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            pid,
+            -1i32,
+            -1i32,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    } as RawFd;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the kernel just returned to this function.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an ioctl without argument on the descriptor owned here.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ENABLE, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
