@@ -154,6 +154,9 @@ pub struct FileAccessEvent {
     pub hook: u32,
     pub uid: u32,
     pub comm: [u8; COMM_LEN],
+    /// What read denial decided of this open ([`decision`]): only `lsm/file_open` refuses.
+    pub decision: u32,
+    pub _pad: u32,
 }
 
 /// An outbound connect (TCP or UDP) or the first unconnected UDP send to an address.
@@ -278,6 +281,29 @@ pub mod enforce_mode {
     pub const DENY: u32 = 2;
 }
 
+/// The watched map's value: the credential's enforcement slot + 1 in the low byte (0: its
+/// connects are not enforced), its reader set + 1 in the next (0: its opens are not enforced).
+pub mod watched {
+    pub const SLOT_MASK: u32 = 0xff;
+    pub const READER_SET_SHIFT: u32 = 8;
+
+    pub const fn value(slot_plus_one: u32, reader_set_plus_one: u32) -> u32 {
+        (slot_plus_one & SLOT_MASK) | ((reader_set_plus_one & 0xff) << READER_SET_SHIFT)
+    }
+
+    pub const fn slot_plus_one(value: u32) -> u32 {
+        value & SLOT_MASK
+    }
+
+    pub const fn reader_set_plus_one(value: u32) -> u32 {
+        (value >> READER_SET_SHIFT) & 0xff
+    }
+}
+
+/// Sets of allowed readers the kernel tells apart, at most (credentials whose readers are the
+/// same share one); an executable's entry in the readers map is a mask of them.
+pub const MAX_READER_SETS: u32 = 64;
+
 /// Scopes the kernel tells apart, at most: a credential's scope is a slot (credentials with the
 /// same scope share one), and a process's holdings are a bit mask of slots.
 pub const MAX_SLOTS: u32 = 63;
@@ -395,6 +421,8 @@ pub struct KernelOffsets {
     /// `task_struct.signal` and `signal_struct.live`: the threads of a group still running.
     pub task_signal: u32,
     pub signal_live: u32,
+    /// `mm_struct.exe_file`: the executable a process runs (read denial checks it).
+    pub mm_exe_file: u32,
     /// Offsets of `i_ino` and `s_dev` in the filemap:* tracepoint records (from tracefs format).
     pub filemap_ino: u32,
     pub filemap_dev: u32,
@@ -431,6 +459,7 @@ impl KernelOffsets {
         sock_family: UNKNOWN_OFFSET,
         task_signal: UNKNOWN_OFFSET,
         signal_live: UNKNOWN_OFFSET,
+        mm_exe_file: UNKNOWN_OFFSET,
         filemap_ino: UNKNOWN_OFFSET,
         filemap_dev: UNKNOWN_OFFSET,
     };
@@ -507,6 +536,7 @@ pub mod map {
     pub const TRUSTED_RESOLVERS: &str = "TRUSTED_RESOLVERS";
     pub const EXEMPT_EXES: &str = "EXEMPT_EXES";
     pub const NAME_HASH: &str = "NAME_HASH";
+    pub const READERS: &str = "READERS";
 }
 
 #[cfg(feature = "user")]

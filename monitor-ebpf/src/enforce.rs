@@ -54,8 +54,8 @@ pub static EXEMPT_EXES: HashMap<monitor_common::FileKey, u8> = HashMap::with_max
 /// Bits of an address key an LPM lookup matches on: the family and the whole address.
 const ADDRESS_BITS: u32 = 160;
 
-/// A read of a credential in `slot` by process `tgid` (the watched map's value: 0 for a
-/// credential not enforced, else its slot + 1).
+/// A read of a credential in `slot` by process `tgid` (`watched`: the credential's slot + 1,
+/// from the watched map's value; 0 for a credential whose connects are not enforced).
 #[inline(always)]
 pub fn mark_holder(tgid: u32, watched: u32) {
     if watched == 0 || watched > MAX_SLOTS {
@@ -112,6 +112,13 @@ pub fn on_exec(tgid: u32, dev: u32, ino: u64) {
         }
         None => {}
     }
+}
+
+/// Whether process `tgid` runs an exempt program.
+#[inline(always)]
+pub fn is_exempt(tgid: u32) -> bool {
+    // SAFETY: the value is copied out at once.
+    unsafe { HOLDERS.get(&tgid) }.is_some_and(|mask| mask & EXEMPT_BIT != 0)
 }
 
 pub fn on_exit(tgid: u32) {

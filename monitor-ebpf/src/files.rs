@@ -21,7 +21,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, fentry, kprobe, lsm, tracepoint},
     programs::{BtfTracePointContext, FEntryContext, LsmContext, ProbeContext, TracePointContext},
 };
-use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey};
+use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey, decision, watched};
 
 use crate::{
     SEEN, SELF_TGID, WATCHED, emit,
@@ -35,21 +35,37 @@ use crate::{
 /// `start` tells when the current process started (the cheapest way the program type allows).
 #[inline(always)]
 fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
+    report_deciding(dev, ino, hook, start, false);
+}
+
+/// The same, and with `decide` (an open at `lsm/file_open`, which may refuse it) whether read
+/// denial refuses it; returns the decision (`decision::ALLOWED` for a file not watched).
+#[inline(always)]
+fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, decide: bool) -> u16 {
     let key = FileKey::new(dev, ino);
     // SAFETY: the value is copied out at once.
-    let Some(watched) = unsafe { WATCHED.get(&key) }.copied() else {
-        return;
+    let Some(value) = unsafe { WATCHED.get(&key) }.copied() else {
+        return decision::ALLOWED;
     };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == SELF_TGID.load() {
-        return;
+        return decision::ALLOWED;
     }
+    let decision = if decide {
+        crate::readers::decide(tgid, value)
+    } else {
+        decision::ALLOWED
+    };
     // Before the dedup below: the process holds the credential from this read on, whatever
-    // the LRU of reported reads remembers.
-    crate::enforce::mark_holder(tgid, watched);
+    // the LRU of reported reads remembers. A refused open reads nothing.
+    if decision != decision::DENIED {
+        crate::enforce::mark_holder(tgid, watched::slot_plus_one(value));
+    }
     let seen = SeenKey {
         tgid,
-        _pad: 0,
+        // A refused open and a read are reported apart (a shell refused, then exec'ing an
+        // allowed reader, still has its read seen).
+        _pad: u32::from(decision),
         start_boot_ns: start(),
         file: key,
     };
@@ -57,7 +73,7 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
     // insert takes a free node (locking the free list) before it finds the key already there.
     // SAFETY: the value is not kept past this call.
     if unsafe { SEEN.get(&seen) }.is_some() {
-        return;
+        return decision;
     }
     // BPF_NOEXIST: of two CPUs racing on the same pair, one inserts and reports. Any other
     // refusal is reported anyway: from 6.15 a hash map's lock gives up under contention
@@ -67,11 +83,11 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
         .insert(&seen, &1, aya_ebpf::bindings::BPF_NOEXIST as u64)
         .is_err_and(|e| e == -EEXIST)
     {
-        return;
+        return decision;
     }
     let Some(mut entry) = emit::reserve_critical::<FileAccessEvent>() else {
         let _ = SEEN.remove(&seen); // not reported, so the next access tries again
-        return;
+        return decision;
     };
     let header = emit::header(EventKind::FileAccess, tgid);
     let now_ns = header.boot_ns;
@@ -81,8 +97,11 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
         hook: hook as u32,
         uid: bpf_get_current_uid_gid() as u32,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        decision: u32::from(decision),
+        _pad: 0,
     });
     emit::submit_waking(entry, now_ns);
+    decision
 }
 
 /// filemap tracepoints carry `i_ino` and `s_dev` at offsets the daemon read from tracefs.
@@ -159,15 +178,23 @@ pub fn keytrail_filemap_map_pages_btf(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// `security_file_open(struct file *file)`. Never denies.
+/// `security_file_open(struct file *file)`: refuses (EACCES) an open of a credential by a
+/// program outside its allowed readers, where policy says so (readers.rs).
 #[lsm(hook = "file_open")]
 pub fn keytrail_file_open(ctx: LsmContext) -> i32 {
     let file: u64 = ctx.arg(0);
-    if let Some((dev, ino)) = file_identity(file) {
-        report(dev, ino, AccessHook::Open, process_start_ns);
+    let Some((dev, ino)) = file_identity(file) else {
+        return 0;
+    };
+    if report_deciding(dev, ino, AccessHook::Open, process_start_ns, true) == decision::DENIED {
+        -EACCES
+    } else {
+        0
     }
-    0
 }
+
+/// `EACCES`, as an LSM hook returns it negated.
+const EACCES: i32 = 13;
 
 /// `MAY_READ` in `security_file_permission`'s mask (include/linux/fs.h); writes are not reads.
 const MAY_READ: u32 = 4;

@@ -3,7 +3,8 @@
 //! a hash map the daemon fills), outbound connects, and the bytes that name an endpoint (DNS
 //! answers, TLS ClientHellos), and the first bytes a process writes into a TLS connection
 //! (proof of use); and, where policy says `deny`, the refusal of a connect outside the scope of
-//! every credential the process holds (enforce.rs). Everything else is userspace's job.
+//! every credential the process holds (enforce.rs), and of a credential's open by a program
+//! outside its readers (readers.rs). Everything else is userspace's job.
 #![no_std]
 #![no_main]
 
@@ -14,6 +15,7 @@ mod kernel;
 mod net;
 mod packets;
 mod process;
+mod readers;
 mod scope_names;
 mod tls;
 
@@ -53,8 +55,9 @@ static CRITICAL_BUDGETS: LruHashMap<u32, Budget> = LruHashMap::with_max_entries(
 #[map]
 static LAST_FORCED_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Watched credential files by identity; the value is the enforcement slot of the credential + 1
-/// (0: not enforced), which a read sets in the reader's `HOLDERS` mask (enforce.rs).
+/// Watched credential files by identity; the value (`monitor_common::watched`) carries the
+/// credential's enforcement slot + 1, which a read sets in the reader's `HOLDERS` mask
+/// (enforce.rs), and its reader set + 1, which an open is checked against (readers.rs).
 #[map]
 static WATCHED: HashMap<FileKey, u32> = HashMap::with_max_entries(16384, 0);
 

@@ -258,6 +258,11 @@ pub enum Record {
         credential: Arc<CredentialRef>,
         process: Arc<ProcessRef>,
         hook: Hook,
+        /// The open was refused (`denied`: the process got EACCES and read nothing), or would
+        /// have been (`would-deny`, a dry run), by read denial: a program outside the
+        /// credential's allowed readers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enforcement: Option<Enforced>,
     },
     Connection {
         time: Timestamp,

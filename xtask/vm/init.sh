@@ -26,7 +26,10 @@ mkdir -p /root/.aws /mnt/aws
 mount -t ramfs ramfs /root/.aws
 cp /kt/aws-credentials /root/.aws/credentials
 head -c 4096 /dev/zero > /root/.aws/notes
-chmod 600 /root/.aws/credentials /root/.netrc
+mkdir -p /root/.ssh
+printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\nkt-vm-not-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n' \
+    > /root/.ssh/id_ed25519
+chmod 600 /root/.aws/credentials /root/.netrc /root/.ssh/id_ed25519
 mount --bind /root/.aws /mnt/aws
 echo 1 > /proc/sys/kernel/bpf_stats_enabled
 
@@ -37,7 +40,9 @@ dnsmasq --keep-in-foreground --no-resolv --no-hosts --listen-address=127.0.0.1 \
 
 READS="read pread mmap io_uring sendfile splice"
 
-# One pass: keytrail with `--skip-hooks $1` (or none), the scenarios, and its output.
+# One pass: keytrail with `--skip-hooks $1` (or none; or `enforce`: a policy that refuses reads
+# of the SSH key and reads TLS writes from credential holders only), the scenarios, and its
+# output.
 pass() {
     echo "KT-PASS ${1:-default}"
     rm -f /tmp/go /tmp/records /tmp/log
@@ -47,11 +52,20 @@ pass() {
         kt-vm-helper hold $method /root/.aws/credentials /tmp/go &
         READERS="$READERS $!"
     done
-    if [ -n "$1" ]; then
-        keytrail run --format json --skip-hooks "$1" > /tmp/records 2> /tmp/log &
-    else
-        keytrail run --format json > /tmp/records 2> /tmp/log &
-    fi
+    case "$1" in
+    "") keytrail run --format json > /tmp/records 2> /tmp/log & ;;
+    enforce)
+        # A policy that refuses: opens of the SSH key by programs other than kt-vm-helper
+        # (read denial, where BPF LSM runs); and TLS writes read from credential holders only
+        # (per-process uprobes through tracefs).
+        # The SSH key's rule comes first: the first rule that names a file is its rule.
+        printf '[[credentials]]\nkind = "ssh"\npaths = ["/root/.ssh/id_ed25519"]\nreaders = ["kt-vm-helper"]\n\n' \
+            > /tmp/enforce.toml
+        keytrail policy --default | sed -e 's/^tls = "all"/tls = "holders"/' \
+            -e 's/^\[rules.unexpected-reader\]/&\naction = "deny"/' >> /tmp/enforce.toml
+        keytrail run --format json --config /tmp/enforce.toml > /tmp/records 2> /tmp/log & ;;
+    *) keytrail run --format json --skip-hooks "$1" > /tmp/records 2> /tmp/log & ;;
+    esac
     KT=$!
     i=0
     while ! grep -q '"type":"ready"' /tmp/records 2>/dev/null; do
@@ -61,6 +75,13 @@ pass() {
     done
 
     touch /tmp/go
+    if [ "$1" = enforce ]; then
+        # Read denial: busybox (cat) is no allowed reader of the SSH key; kt-vm-helper is.
+        if cat /root/.ssh/id_ed25519 > /dev/null 2>&1; then r=read; else r=refused; fi
+        echo "KT-SSH-CAT $r"
+        if kt-vm-helper loop /root/.ssh/id_ed25519 1 > /dev/null 2>&1; then r=read; else r=refused; fi
+        echo "KT-SSH-HELPER $r"
+    fi
     # A reader through a bind mount, and one through another process's root.
     cat /mnt/aws/credentials > /dev/null
     cat /proc/1/root/root/.aws/credentials > /dev/null
@@ -79,7 +100,14 @@ pass() {
     openssl s_server -quiet -accept 9445 -cert /kt/tls.pem -key /kt/tls.key -www > /dev/null 2>&1 &
     TLS_SERVER=$!
     sleep 1
-    curl -sk -n --max-time 10 https://127.0.0.1:9445/proof > /dev/null
+    if [ "$1" = enforce ]; then
+        # Holders only: the shell is followed from its read on, and curl, started after,
+        # inherits its uprobes (curl's own read of ~/.netrc comes too late to be followed).
+        sh -c 'read line < /root/.netrc; sleep 2
+            curl -sk -n --max-time 10 https://127.0.0.1:9445/holders' > /dev/null
+    else
+        curl -sk -n --max-time 10 https://127.0.0.1:9445/proof > /dev/null
+    fi
     kill $TLS_SERVER
     if [ -z "$1" ]; then
         # Names: by the DNS answer curl received (plain HTTP, so no server name beside it), and
@@ -109,8 +137,14 @@ pass() {
     pkill nc
 }
 
+# Debian ships kernel.perf_event_paranoid = 3, where following a holder's TLS writes takes
+# CAP_SYS_ADMIN (keytrail then reads every process's, and says so); the enforce pass sets 2.
+PARANOID=$(cat /proc/sys/kernel/perf_event_paranoid)
+echo "KT-PARANOID $PARANOID"
 for skip in $(cat /kt/passes); do
+    if [ "$skip" = enforce ]; then echo 2 > /proc/sys/kernel/perf_event_paranoid; fi
     if [ "$skip" = default ]; then pass ""; else pass "$skip"; fi
+    echo "$PARANOID" > /proc/sys/kernel/perf_event_paranoid
 done
 echo KT-DONE
 echo o > /proc/sysrq-trigger

@@ -47,6 +47,14 @@ const CONNECTIONS_PER_PROCESS: usize = 64;
 /// connects to ever new addresses with a credential would grow them without end. Past this
 /// they are forgotten at once (counted): a use may then be reported again, never missed.
 const MAX_USES: usize = if cfg!(test) { 256 } else { 65_536 };
+/// How a credential was reached: the hook that saw it, what read denial made of it (a dry
+/// run's `would-deny`; a refused open is no read), and when.
+struct Access {
+    hook: Hook,
+    enforcement: Option<Enforced>,
+    boot_ns: u64,
+}
+
 /// A connection a process made: its socket cookie (0 when unknown), where it went, whether
 /// its first bytes were seen (its name is as good as it will get), and until when its records
 /// wait for its first request (0: they do not).
@@ -239,19 +247,38 @@ impl Correlator {
                 hook,
                 uid,
                 comm,
+                enforcement,
                 boot_ns,
             } => {
                 let Some(credential) = catalog.get(file) else {
                     return; // no longer watched: replaced or removed since the kernel saw it
                 };
                 let process = self.tracker.get_or_learn(*pid, comm, *uid).clone();
+                let credential = Arc::clone(&credential.record);
+                let checks_readers = !credential.readers.is_empty();
+                if *enforcement == Some(Enforced::Denied) {
+                    // Refused: the process read nothing, and holds nothing. Its access is
+                    // reported (each refusal once per process: the kernel dedups them).
+                    let process_ref = self.process_ref(&process, catalog.secrets(), true);
+                    out.push(Record::CredentialAccess {
+                        time: self.clock.at(*boot_ns),
+                        credential,
+                        process: process_ref,
+                        hook: *hook,
+                        enforcement: *enforcement,
+                    });
+                    return;
+                }
                 if !self.accessed.insert((process.key, *file)) {
                     return;
                 }
-                let credential = Arc::clone(&credential.record);
-                let checks_readers = !credential.readers.is_empty();
                 let process_ref = self.process_ref(&process, catalog.secrets(), checks_readers);
-                self.record_read(&process, credential, process_ref, *hook, *boot_ns, out);
+                let access = Access {
+                    hook: *hook,
+                    enforcement: *enforcement,
+                    boot_ns: *boot_ns,
+                };
+                self.record_read(&process, credential, process_ref, access, out);
             }
             KernelEvent::Connect(connect) => self.on_connect(connect, catalog.secrets(), out),
             KernelEvent::Payload(payload) if payload.kind == PayloadKind::TlsPlaintext => {
@@ -411,15 +438,16 @@ impl Correlator {
         reader: &Process,
         credential: Arc<CredentialRef>,
         process_ref: Arc<ProcessRef>,
-        hook: Hook,
-        boot_ns: u64,
+        access: Access,
         out: &mut Vec<Record>,
     ) {
+        let boot_ns = access.boot_ns;
         out.push(Record::CredentialAccess {
             time: self.clock.at(boot_ns),
             credential: credential.clone(),
             process: process_ref.clone(),
-            hook,
+            hook: access.hook,
+            enforcement: access.enforcement,
         });
         let read = Read {
             reader: reader.key,

@@ -66,6 +66,7 @@ fn access(pid: u32, file: FileKey) -> KernelEvent {
         hook: Hook::Read,
         uid: 1000,
         comm: "x".into(),
+        enforcement: None,
         boot_ns: 1,
     }
 }

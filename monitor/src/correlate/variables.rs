@@ -3,7 +3,7 @@
 //! was started; its children simply inherit them.)
 use std::sync::Arc;
 
-use super::Correlator;
+use super::{Access, Correlator};
 use crate::{
     catalog::{self, Catalog, shape},
     decode::Exec,
@@ -83,15 +83,12 @@ impl Correlator {
                 parts: Vec::new(),
             });
             self.remember_env_credential(print, &credential);
-            let hook = Hook::Environment;
-            self.record_read(
-                &process,
-                credential,
-                process_ref.clone(),
-                hook,
-                e.boot_ns,
-                out,
-            );
+            let access = Access {
+                hook: Hook::Environment,
+                enforcement: None,
+                boot_ns: e.boot_ns,
+            };
+            self.record_read(&process, credential, process_ref.clone(), access, out);
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::{
     pipeline::{Pipeline, SourceCounts},
     proof,
     sink::Writer,
-    vocab::Protocol,
+    vocab::{Enforced, Protocol},
 };
 
 /// The TLS libraries found so far, and the probes that hook new ones (None at stop, when the
@@ -105,11 +105,14 @@ fn discover(
             }
         }
         KernelEvent::Payload(p) if p.kind == PayloadKind::TlsHello => libraries.on_hello(p.pid),
-        // A credential read: the reader and those the rules count as using it become holders,
-        // whose TLS writes are read from now on (where only holders' are).
-        KernelEvent::FileAccess { pid, .. } => {
+        // A credential read: the reader (with the children it starts from now on) and the
+        // ancestors the rules count as using it become holders, whose TLS writes are read from
+        // now on (where only holders' are).
+        KernelEvent::FileAccess {
+            pid, enforcement, ..
+        } if *enforcement != Some(Enforced::Denied) => {
             for holder in pipeline.holders_by_reading(*pid) {
-                probes.follow_tls(holder);
+                probes.follow_tls(holder, holder == *pid);
             }
         }
         KernelEvent::Exec(e) => libraries.forget(e.pid),

@@ -1,25 +1,34 @@
 //! The kernel's side of the catalog: the watch map (which files are credentials, and for those
-//! enforced, their slot), enforcement's maps, the open hook when a credential needs it, and the
+//! enforced, their slot and reader set), enforcement's maps, read denial's allowed readers, the open hook when a credential needs it, and the
 //! directory watches. `sync` brings them all in line after the catalog changed.
 use std::{collections::HashMap as StdHashMap, os::unix::fs::MetadataExt};
 
 use aya::maps::{HashMap, MapData};
-use monitor_common::{FileKey, enforce_mode};
+use monitor_common::{FileKey, enforce_mode, watched};
 
 use crate::{
     catalog::{Catalog, kernel_dev},
     kernel::{
         enforcement::{self, Candidate, EnforcementMaps, Installed, Slots},
         probes::{Probes, Purpose},
+        read_denial::{ReaderSets, ReadersMap},
     },
     names::Resolvers,
-    policy::Policy,
+    policy::{CredentialFacts, Policy},
     record::EnforcementReport,
     watcher::Watcher,
 };
 
 pub struct KernelCatalog {
     watched: HashMap<MapData, FileKey, u32>,
+    readers: ReadersMap,
+    reader_sets: ReaderSets,
+    /// Whether opens can be refused here (BPF LSM runs and `lsm/file_open` is attached), and
+    /// if not, why.
+    reads_available: Result<(), String>,
+    said_reads_unavailable: bool,
+    /// Executables the readers map allows, as last installed.
+    allowed_readers: usize,
     /// What the watch map holds, to write only what changed.
     values: StdHashMap<FileKey, u32>,
     enforcement: EnforcementMaps,
@@ -36,13 +45,19 @@ impl KernelCatalog {
     pub fn new(
         watched: HashMap<MapData, FileKey, u32>,
         enforcement: EnforcementMaps,
+        readers: ReadersMap,
         policy: &Policy,
         dry_run: bool,
-        reads: String,
+        reads_available: Result<(), String>,
     ) -> Self {
         let dry_run = dry_run || policy.enforcement.dry_run;
         let mut kernel = Self {
             watched,
+            readers,
+            reader_sets: ReaderSets::default(),
+            reads_available: reads_available.clone(),
+            said_reads_unavailable: false,
+            allowed_readers: 0,
             values: StdHashMap::new(),
             enforcement,
             installed: Installed::default(),
@@ -57,7 +72,10 @@ impl KernelCatalog {
                 mode: "off".into(),
                 credentials: 0,
                 scopes: 0,
-                reads,
+                reads: match reads_available {
+                    Ok(()) => "off".into(),
+                    Err(why) => why,
+                },
             },
         };
         if let Err(e) = kernel.enforcement.draw_hash_key() {
@@ -122,42 +140,63 @@ impl KernelCatalog {
         }
     }
 
-    /// The slots of enforced credentials, in the kernel before their files are watched with
-    /// them: a read marks its reader as it happens.
+    /// The slots of enforced credentials and the reader sets of those whose opens are
+    /// refused, in the kernel before their files are watched with them: a read marks its reader
+    /// as it happens, and an open is judged as it happens.
     fn enforce(&mut self, catalog: &Catalog, policy: &Policy) {
+        let facts: Vec<(FileKey, &str, CredentialFacts)> = catalog
+            .credentials()
+            .map(|c| {
+                let facts = policy.credential_facts(c.record.kind, &c.record.path);
+                (c.file, c.record.path.as_str(), facts)
+            })
+            .collect();
         let candidates: Vec<Candidate> = catalog
             .credentials()
-            .map(|c| Candidate {
+            .zip(&facts)
+            .map(|(c, (_, _, facts))| Candidate {
                 file: c.file,
                 path: &c.record.path,
                 scope: &c.record.scope,
                 owner: c.record.owner,
-                deny: policy.credential_facts(c.record.kind, &c.record.path).deny,
+                deny: facts.deny,
             })
             .collect();
         let plan = enforcement::plan(&mut self.slots, candidates);
         for (path, why) in &plan.skipped {
             log::warn!("enforcement: {path:?} is not enforced: {why}");
         }
-        self.report.mode = match self
-            .enforcement
-            .install(&plan, self.mode, &mut self.installed)
-        {
-            Ok(enforce_mode::OFF) => "off".into(),
-            Ok(enforce_mode::DRY_RUN) => "dry-run".into(),
-            Ok(_) => "deny".into(),
-            Err(e) => {
-                // Half a plan would refuse at random: nothing is refused, and it is said.
-                log::error!(
-                    "enforcement: the kernel's maps refused the plan ({e}); nothing is refused"
-                );
-                let _ = self.enforcement.mode.set(0, &enforce_mode::OFF, 0);
-                format!("off: the kernel refused the plan ({e})")
-            }
-        };
+        let reader_sets = self.reader_sets_of(&facts);
+        let refuses_reads = !self.reader_sets.is_empty();
+        if refuses_reads {
+            self.refresh_readers();
+        }
+        self.report.mode =
+            match self
+                .enforcement
+                .install(&plan, self.mode, refuses_reads, &mut self.installed)
+            {
+                Ok(enforce_mode::OFF) => "off".into(),
+                Ok(enforce_mode::DRY_RUN) => "dry-run".into(),
+                Ok(_) => "deny".into(),
+                Err(e) => {
+                    // Half a plan would refuse at random: nothing is refused, and it is said.
+                    log::error!(
+                        "enforcement: the kernel's maps refused the plan ({e}); nothing is refused"
+                    );
+                    let _ = self.enforcement.mode.set(0, &enforce_mode::OFF, 0);
+                    format!("off: the kernel refused the plan ({e})")
+                }
+            };
         self.report.credentials = plan.enforced;
         self.report.scopes = plan.slots.len();
-        for (key, value) in plan.values {
+        self.report.reads = match (&self.reads_available, refuses_reads) {
+            (Err(why), _) => why.clone(),
+            (Ok(()), false) => "off".into(),
+            (Ok(()), true) => self.report.mode.clone(),
+        };
+        for (key, slot) in plan.values {
+            let value = watched::value(slot, reader_sets.get(&key).copied().unwrap_or(0));
             if self.values.get(&key) == Some(&value) {
                 continue;
             }
@@ -171,6 +210,47 @@ impl KernelCatalog {
                     key.ino
                 ),
             }
+        }
+    }
+
+    /// The reader set (+ 1) of each credential whose opens are refused, where they can be.
+    fn reader_sets_of(
+        &mut self,
+        facts: &[(FileKey, &str, CredentialFacts)],
+    ) -> StdHashMap<FileKey, u32> {
+        let mut sets = StdHashMap::new();
+        for (file, path, facts) in facts.iter().filter(|(_, _, f)| f.deny_reads) {
+            if let Err(why) = &self.reads_available {
+                if !std::mem::replace(&mut self.said_reads_unavailable, true) {
+                    log::warn!("read denial: {path:?} and others are not refused: {why}");
+                }
+                break;
+            }
+            match self.reader_sets.number(&facts.readers, true) {
+                Ok(set) => {
+                    sets.insert(*file, set);
+                }
+                Err(why) => log::warn!("read denial: {path:?} is not refused: {why}"),
+            }
+        }
+        sets
+    }
+
+    /// Resolves the allowed readers into executables again (a package upgrade puts a new
+    /// file in place), and tells the kernel. Every `read_denial::RESCAN`, when reads are
+    /// refused.
+    pub fn refresh_readers(&mut self) {
+        if self.reader_sets.is_empty() {
+            return;
+        }
+        let allowed = self.reader_sets.allowed();
+        match self.readers.install(&allowed) {
+            Ok(count) if count != self.allowed_readers => {
+                log::info!("read denial: {count} executables are allowed readers");
+                self.allowed_readers = count;
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("read denial: the kernel's readers map refused an entry: {e}"),
         }
     }
 

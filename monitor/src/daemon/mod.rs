@@ -20,6 +20,7 @@ use crate::{
     kernel::{
         preflight,
         probes::{Counters, Maps, Probes},
+        read_denial::{self, ReadersMap},
         readiness,
         tls_libraries::TlsLibraries,
     },
@@ -92,10 +93,12 @@ pub async fn run(
         watched,
         counters,
         enforcement,
+        readers,
     } = maps;
     let mut kernel = KernelCatalog::new(
         watched,
         enforcement,
+        ReadersMap::new(readers),
         &policy,
         dry_run_enforce,
         probes.read_denial(),
@@ -153,6 +156,7 @@ pub async fn run(
     let mut counts = SourceCounts::default();
     let mut tick = tokio::time::interval(DRAIN_TICK);
     let mut ticks = 0u32;
+    let mut last_readers_scan = std::time::Instant::now();
     // Stats while running, so loss shows while it happens. A zero interval: at stop only.
     let stats_while_running = !stats_interval.is_zero();
     let mut stats_tick = tokio::time::interval(stats_interval.max(DRAIN_TICK));
@@ -250,6 +254,10 @@ pub async fn run(
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     pipeline.sweep(clock::boot_ns(), Timestamp::now());
                     kernel.reread_resolvers();
+                    if last_readers_scan.elapsed() >= read_denial::RESCAN {
+                        last_readers_scan = std::time::Instant::now();
+                        kernel.refresh_readers();
+                    }
                     pipeline.sweep_workspaces(&mut catalog);
                     let appeared = homes.appeared();
                     if !appeared.is_empty() {
@@ -342,6 +350,15 @@ fn tls_writes_read(asked: TlsProof, probes: &mut Probes) -> TlsProof {
             TlsProof::Off
         }
         TlsProof::All => TlsProof::All,
+        TlsProof::Holders if perf_event_paranoid() > 2 => {
+            log::warn!(
+                "proof of use: TLS writes cannot be read from credential holders only: \
+                 kernel.perf_event_paranoid is above 2 (Debian's default), where following a \
+                 process takes CAP_SYS_ADMIN, which keytrail gives up after start; every \
+                 process's are read (set it to 2 to follow holders only)"
+            );
+            TlsProof::All
+        }
         TlsProof::Holders => match probes.scope_tls_writes_to_holders() {
             Ok(()) => TlsProof::Holders,
             Err(why) => {
@@ -353,6 +370,14 @@ fn tls_writes_read(asked: TlsProof, probes: &mut Probes) -> TlsProof {
             }
         },
     }
+}
+
+/// `kernel.perf_event_paranoid` (2, upstream's default, when unreadable).
+fn perf_event_paranoid() -> i32 {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(2)
 }
 
 fn ticks_per_second() -> u64 {

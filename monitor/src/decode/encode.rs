@@ -66,12 +66,25 @@ pub fn exit(pid: u32, boot_ns: u64) -> Vec<u8> {
 }
 
 pub fn file_access(pid: u32, dev: u32, ino: u64, hook: AccessHook) -> Vec<u8> {
+    file_access_decided(pid, dev, ino, hook, decision::ALLOWED)
+}
+
+/// An open read denial decided on (`monitor_common::decision`).
+pub fn file_access_decided(
+    pid: u32,
+    dev: u32,
+    ino: u64,
+    hook: AccessHook,
+    decision: u16,
+) -> Vec<u8> {
     bytes_of(&FileAccessEvent {
         header: header(EventKind::FileAccess, pid, 2_000),
         key: FileKey::new(dev, ino),
         hook: hook as u32,
         uid: 1000,
         comm: fixed("cat"),
+        decision: u32::from(decision),
+        _pad: 0,
     })
 }
 

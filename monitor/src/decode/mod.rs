@@ -31,6 +31,8 @@ pub enum KernelEvent {
         hook: Hook,
         uid: u32,
         comm: String,
+        /// What read denial made of the open (`lsm/file_open` only).
+        enforcement: Option<Enforced>,
         boot_ns: u64,
     },
     Connect(Connect),
@@ -236,6 +238,15 @@ impl KernelEvent {
     }
 }
 
+/// An event's `decision` field, as the record says it.
+fn enforced(decision: u32) -> Option<Enforced> {
+    match u16::try_from(decision).ok()? {
+        decision::DENIED => Some(Enforced::Denied),
+        decision::WOULD_DENY => Some(Enforced::WouldDeny),
+        _ => None,
+    }
+}
+
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let header: EventHeader = read(bytes)?;
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
@@ -291,6 +302,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 hook,
                 uid: e.uid,
                 comm: c_string(&e.comm),
+                enforcement: enforced(e.decision),
                 boot_ns,
             }
         }
@@ -305,11 +317,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 port: e.port,
                 protocol: protocol_from_ip(e.protocol),
                 cookie: e.cookie,
-                enforcement: match e.decision {
-                    decision::DENIED => Some(Enforced::Denied),
-                    decision::WOULD_DENY => Some(Enforced::WouldDeny),
-                    _ => None,
-                },
+                enforcement: enforced(u32::from(e.decision)),
                 boot_ns,
             })
         }

@@ -233,11 +233,12 @@ pub struct Installed {
 
 impl EnforcementMaps {
     /// Puts `plan` in the kernel, and `mode` (`enforce_mode::*`) last: a plan with no slots
-    /// turns enforcement off. Returns the mode set.
+    /// turns enforcement off, unless opens are refused (`refuses_reads`). Returns the mode set.
     pub fn install(
         &mut self,
         plan: &Plan,
         mode: u32,
+        refuses_reads: bool,
         installed: &mut Installed,
     ) -> Result<u32, MapError> {
         let mut any = 0u64;
@@ -305,7 +306,7 @@ impl EnforcementMaps {
             installed.names.push(key);
         }
         self.any_address.set(0, &any, 0)?;
-        let mode = if plan.slots.is_empty() {
+        let mode = if plan.slots.is_empty() && !refuses_reads {
             enforce_mode::OFF
         } else {
             mode

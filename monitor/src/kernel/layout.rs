@@ -42,6 +42,7 @@ const MEMBERS: &[(&str, &str, Setter)] = &[
     ("sock_common", "skc_family", |o, v| o.sock_family = v),
     ("task_struct", "signal", |o, v| o.task_signal = v),
     ("signal_struct", "live", |o, v| o.signal_live = v),
+    ("mm_struct", "exe_file", |o, v| o.mm_exe_file = v),
 ];
 
 /// Offsets from BTF, and the names of members that were not found (said in the log).

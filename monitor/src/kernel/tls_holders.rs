@@ -15,8 +15,10 @@
 //! - one event per function, opened on keytrail itself, carries the BPF program: the kernel
 //!   runs an event's programs for every process the event's breakpoints are in, and a program
 //!   set on each process's event would run once per process followed;
-//! - `follow(pid)` opens one inherited event per function on that process, which puts the
-//!   breakpoints into it (and its children's after) and nothing else.
+//! - `follow(pid, children)` opens one event per function on that process, which puts the
+//!   breakpoints into it and nothing else; inherited (`children`) for a reader, whose children
+//!   hold what it read, and not for the ancestors that hold its read only as its ancestors (a
+//!   sibling forked later holds nothing).
 //!
 //! An event follows a process across exec, except into a setuid program (the kernel drops a
 //! process's perf events then). Events are closed when the process exits, and the tracefs
@@ -64,15 +66,22 @@ struct Point {
     _carrier: OwnedFd,
 }
 
+/// A process followed: its events (one per point), and whether they go to its children.
+struct Followed {
+    children: bool,
+    events: Vec<OwnedFd>,
+}
+
 pub struct TlsHolders {
     tracefs: PathBuf,
     group: String,
     program: OwnedFd,
     points: Vec<Point>,
-    /// Processes followed, with their events (one per point).
-    followed: HashMap<u32, Vec<OwnedFd>>,
-    /// Whether the log said `MAX_FOLLOWED` was reached.
+    /// Processes followed, by pid.
+    followed: HashMap<u32, Followed>,
+    /// Whether the log said `MAX_FOLLOWED` was reached, or a refusal.
     said_full: bool,
+    said_refused: bool,
 }
 
 impl TlsHolders {
@@ -94,6 +103,7 @@ impl TlsHolders {
             points: Vec::new(),
             followed: HashMap::new(),
             said_full: false,
+            said_refused: false,
         };
         holders.remove_stale();
         Ok(holders)
@@ -138,9 +148,9 @@ impl TlsHolders {
                     std::io::Error::last_os_error()
                 ));
             }
-            for (pid, events) in &mut self.followed {
-                if let Ok(event) = open_event(id, *pid as i32, true) {
-                    events.push(event);
+            for (pid, followed) in &mut self.followed {
+                if let Ok(event) = open_event(id, *pid as i32, followed.children) {
+                    followed.events.push(event);
                 }
             }
             self.points.push(Point {
@@ -151,29 +161,43 @@ impl TlsHolders {
         Ok(())
     }
 
-    /// Reads the TLS writes of process `pid` and of the children it forks from now on.
-    /// Returns false when it cannot be followed (gone, or `MAX_FOLLOWED` reached).
-    pub fn follow(&mut self, pid: u32) -> bool {
-        if self.followed.contains_key(&pid) {
-            return true;
-        }
-        if self.followed.len() >= MAX_FOLLOWED {
-            if !std::mem::replace(&mut self.said_full, true) {
-                log::warn!(
-                    "proof of use: {MAX_FOLLOWED} credential holders followed, no more will be \
-                     until some exit: the TLS requests of the others are not read"
-                );
+    /// Reads the TLS writes of process `pid`, and with `children` those of the children it
+    /// forks from now on. Returns false when it cannot be followed (gone, or `MAX_FOLLOWED`
+    /// reached).
+    pub fn follow(&mut self, pid: u32, children: bool) -> bool {
+        match self.followed.get(&pid) {
+            Some(f) if f.children || !children => return true,
+            Some(_) => {} // followed alone so far: again, with its children
+            None if self.followed.len() >= MAX_FOLLOWED => {
+                if !std::mem::replace(&mut self.said_full, true) {
+                    log::warn!(
+                        "proof of use: {MAX_FOLLOWED} credential holders followed, no more \
+                         will be until some exit: the TLS requests of the others are not read"
+                    );
+                }
+                return false;
             }
-            return false;
+            None => {}
         }
         let mut events = Vec::with_capacity(self.points.len());
         for point in &self.points {
-            match open_event(point.id, pid as i32, true) {
+            match open_event(point.id, pid as i32, children) {
                 Ok(event) => events.push(event),
-                Err(_) => return false, // gone: what was opened is closed
+                Err(e) => {
+                    // Gone (ESRCH) is common; any other refusal is said once.
+                    if e.raw_os_error() != Some(libc::ESRCH)
+                        && !std::mem::replace(&mut self.said_refused, true)
+                    {
+                        log::warn!(
+                            "proof of use: the kernel refused to follow process {pid}'s TLS \
+                             writes ({e}); holders' requests may stay unread"
+                        );
+                    }
+                    return false; // what was opened is closed
+                }
             }
         }
-        self.followed.insert(pid, events);
+        self.followed.insert(pid, Followed { children, events });
         true
     }
 

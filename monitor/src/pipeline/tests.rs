@@ -35,7 +35,7 @@ use crate::{
     process::ProcessTracker,
     record::Record,
     redact::Secrets,
-    vocab::{Hook, Kind, Protocol},
+    vocab::{Enforced, FindingAction, Hook, Kind, Protocol},
 };
 
 const MS: u64 = 1_000_000;
@@ -76,6 +76,9 @@ enum Recorded {
         hook: Hook,
         uid: u32,
         comm: String,
+        /// What read denial made of the open (`denied`, `would-deny`).
+        #[serde(default)]
+        enforcement: Option<Enforced>,
         at_ms: u64,
     },
     Connect {
@@ -170,6 +173,7 @@ impl Recorded {
                 hook,
                 uid,
                 comm,
+                enforcement,
                 at_ms,
             } => KernelEvent::FileAccess {
                 pid,
@@ -179,6 +183,7 @@ impl Recorded {
                 hook,
                 uid,
                 comm,
+                enforcement,
                 boot_ns: at_ms * MS,
             },
             Recorded::Connect {
@@ -240,14 +245,21 @@ fn project(record: &Record) -> Option<Value> {
             .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned())
     };
     let endpoint = |e: &crate::record::EndpointRef| format!("{}:{}", e.ip, e.port);
-    Some(match record {
+    let mut projected = match record {
         Record::CredentialAccess {
             credential,
             process,
             hook,
+            enforcement,
             ..
-        } => json!({"type": "credential_access", "file": file(&credential.path),
-            "pid": process.pid, "hook": hook, "context": process.context}),
+        } => {
+            let mut access = json!({"type": "credential_access", "file": file(&credential.path),
+                "pid": process.pid, "hook": hook, "context": process.context});
+            if let Some(enforced) = enforcement {
+                access["enforcement"] = json!(enforced);
+            }
+            access
+        }
         Record::Connection {
             process,
             endpoint: e,
@@ -268,7 +280,14 @@ fn project(record: &Record) -> Option<Value> {
             "file": f.credential.as_ref().map(|c| file(&c.path)), "pid": f.process.pid,
             "severity": f.severity, "context": f.context, "count": f.count}),
         Record::Ready { .. } | Record::Stats { .. } => return None,
-    })
+    };
+    // Said only where enforcement acted, so the other scenarios need not say "reported".
+    if let Record::Finding(f) = record
+        && f.action != FindingAction::Reported
+    {
+        projected["action"] = json!(f.action);
+    }
+    Some(projected)
 }
 
 fn scenarios() -> Vec<PathBuf> {

@@ -133,6 +133,10 @@ pub struct CredentialFacts {
     /// Its connects outside its scope are refused in the kernel: its rule's `action`, else
     /// `[rules.out-of-scope-use]`'s.
     pub deny: bool,
+    /// Its opens by programs outside its readers are refused in the kernel (where BPF LSM
+    /// runs): its rule's `action`, else `[rules.unexpected-reader]`'s; never when anyone may
+    /// read it.
+    pub deny_reads: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,8 +239,9 @@ pub struct CredentialRule {
     /// What an address without a learned name is to a scope written in names.
     #[serde(default)]
     pub unnamed: Unnamed,
-    /// `deny`: a process holding it may not connect outside its scope (refused in the kernel);
-    /// unset: as `[rules.out-of-scope-use]` says.
+    /// `deny`: a process holding it may not connect outside its scope, and a program outside
+    /// its readers may not open it (both refused in the kernel; the open where BPF LSM runs);
+    /// unset: as `[rules.out-of-scope-use]` and `[rules.unexpected-reader]` say.
     pub action: Option<Action>,
     /// `paths` as globs that match any home, compiled on first use.
     #[serde(skip)]
@@ -332,7 +337,8 @@ pub struct RuleSettings {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub severity: Option<Severity>,
-    /// `deny` (out-of-scope-use only): refuse what the rule reports, in the kernel.
+    /// `deny` (out-of-scope-use: the connect; unexpected-reader: the open, where BPF LSM runs):
+    /// refuse what the rule reports, in the kernel.
     pub action: Option<Action>,
 }
 
@@ -417,14 +423,15 @@ impl Policy {
             }
         }
         for (rule, settings) in &self.rules {
-            if settings.action == Some(Action::Deny) && *rule != RuleId::OutOfScopeUse {
+            let refusable = [RuleId::OutOfScopeUse, RuleId::UnexpectedReader];
+            if settings.action == Some(Action::Deny) && !refusable.contains(rule) {
                 let header = format!("[rules.{rule}]");
                 let at = text.find(&header).unwrap_or(0);
                 return fail(
                     at..at + header.len(),
                     format!(
-                        "[rules.{rule}] field `action`: only out-of-scope-use can deny (a \
-                         connect is refused in the kernel); the others report"
+                        "[rules.{rule}] field `action`: only out-of-scope-use (a connect) and \
+                         unexpected-reader (an open) can deny; the others report"
                     ),
                 );
             }
@@ -481,17 +488,19 @@ impl Policy {
                 .get(&kind)
                 .map_or_else(Vec::new, |k| k.readers.clone()),
         };
-        let rule_action = self
-            .rules
-            .get(&RuleId::OutOfScopeUse)
-            .filter(|s| s.enabled)
-            .and_then(|s| s.action);
-        let action = rule.and_then(|r| r.action).or(rule_action);
+        let rule_action = |id| {
+            self.rules
+                .get(&id)
+                .filter(|s| s.enabled)
+                .and_then(|s| s.action)
+        };
+        let denies = |id| rule.and_then(|r| r.action).or(rule_action(id)) == Some(Action::Deny);
         CredentialFacts {
             scope,
+            deny_reads: denies(RuleId::UnexpectedReader) && !readers.is_empty(),
             readers,
             context: rule.and_then(|r| r.context.clone()),
-            deny: action == Some(Action::Deny),
+            deny: denies(RuleId::OutOfScopeUse),
         }
     }
 

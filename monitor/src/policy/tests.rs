@@ -76,6 +76,24 @@ fn errors_name_file_line_and_field() {
     let e = parse("[rules.no-such-rule]\nenabled = false\n").unwrap_err();
     assert!(e.contains("no-such-rule"), "{e}");
 
+    let e = parse("[rules.identity-collapse]\naction = \"deny\"\n").unwrap_err();
+    assert!(e.contains("only out-of-scope-use"), "{e}");
+    // Read denial: the rule's action, for credentials with readers only.
+    let header = "[rules.unexpected-reader]\n";
+    let p =
+        parse(&DEFAULT_TEXT.replacen(header, &format!("{header}action = \"deny\"\n"), 1)).unwrap();
+    let ssh = p.credential_facts(Kind::Ssh, "/home/a/.ssh/id_ed25519");
+    assert!(ssh.deny_reads && !ssh.deny, "{ssh:?}");
+    assert!(
+        !p.credential_facts(Kind::Aws, "/home/a/.aws/credentials")
+            .deny_reads
+    );
+    assert!(
+        !Policy::embedded()
+            .credential_facts(Kind::Ssh, "/home/a/.ssh/id_ed25519")
+            .deny_reads
+    );
+
     let e = parse("[proof]\ntls = true\n").unwrap_err();
     assert!(
         e.starts_with("/etc/keytrail.toml:2:") && e.contains("field `tls`"),

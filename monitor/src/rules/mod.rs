@@ -110,6 +110,7 @@ impl Engine {
                 credential,
                 process,
                 hook,
+                enforcement,
                 ..
             } => {
                 self.accesses.remember(credential, process, record);
@@ -118,6 +119,7 @@ impl Engine {
                     credential,
                     process,
                     hook: *hook,
+                    enforcement: *enforcement,
                 };
                 for (rule, severity) in &mut self.rules {
                     let mut found = Vec::new();

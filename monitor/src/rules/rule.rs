@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::{
     policy::Verdict,
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Proof, Record, Via},
-    vocab::{Hook, RuleId, Severity},
+    vocab::{Enforced, Hook, RuleId, Severity},
 };
 
 /// A credential access, as a rule sees it.
@@ -15,6 +15,8 @@ pub struct Access<'a> {
     pub credential: &'a Arc<CredentialRef>,
     pub process: &'a Arc<ProcessRef>,
     pub hook: Hook,
+    /// What read denial made of it (refused, or would have been in a dry run).
+    pub enforcement: Option<Enforced>,
 }
 
 /// A credential use, as a rule sees it, with what the engine decided of it.

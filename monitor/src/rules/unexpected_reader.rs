@@ -9,7 +9,7 @@
 use super::rule::{Access, Evidence, Rule, finding};
 use crate::{
     record::Finding,
-    vocab::{Hook, RuleId},
+    vocab::{Enforced, Hook, RuleId},
 };
 
 pub struct UnexpectedReader;
@@ -41,12 +41,17 @@ impl Rule for UnexpectedReader {
             return;
         }
         let allowed: Vec<&str> = readers.iter().map(|g| g.as_str()).collect();
-        found.push(finding(
+        let mut found_one = finding(
             self.id(),
             format!(
-                "{} (pid {}) read {} credential {}, which only {} may read",
+                "{} (pid {}) {} {} credential {}, which only {} may read",
                 process.comm,
                 process.pid,
+                if a.enforcement == Some(Enforced::Denied) {
+                    "was refused opening"
+                } else {
+                    "read"
+                },
                 credential.kind,
                 credential.path,
                 allowed.join(", ")
@@ -55,6 +60,9 @@ impl Rule for UnexpectedReader {
             process,
             None,
             vec![a.record.clone()],
-        ));
+        );
+        // Refused at open (or would have been): said in the finding as for a connect.
+        found_one.action = a.enforcement.into();
+        found.push(found_one);
     }
 }

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use super::{Sink, printable::printable};
 use crate::{
     record::{EndpointRef, ProcessRef, Proof, Record},
-    vocab::{FindingAction, HostSource},
+    vocab::{Enforced, FindingAction, HostSource},
 };
 
 /// One line per record: `TIME  KIND  what happened`.
@@ -106,12 +106,18 @@ impl<W: Write> Sink for TextSink<W> {
                 credential,
                 process: p,
                 hook,
+                enforcement,
             } => format!(
-                "{time} {} {} ({}) read by {} via {hook:?}",
+                "{time} {} {} ({}) read by {} via {hook:?}{}",
                 self.label("access", "1;33"),
                 printable(&credential.path),
                 credential.kind,
                 process(p),
+                match enforcement {
+                    Some(Enforced::Denied) => " [open refused]",
+                    Some(Enforced::WouldDeny) => " [open would be refused]",
+                    None => "",
+                },
             ),
             Record::Connection {
                 time,

@@ -193,7 +193,8 @@ pub fn judge(serial: &str, token: &str, passes: &[&str]) -> Boot {
 }
 
 fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
-    let skipped: Vec<&str> = if name == "default" {
+    let enforce = name == "enforce";
+    let skipped: Vec<&str> = if name == "default" || enforce {
         Vec::new()
     } else {
         name.split(',').collect()
@@ -351,11 +352,32 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
     let over_tls = find("credential_use", &|r| {
         argv(r, 0) == "curl" && r["endpoint"]["port"] == 9445
     });
+    if enforce {
+        let mode = ready.map(|r| r["tls_writes"].clone());
+        checks.push((
+            "TLS writes are read from credential holders only".into(),
+            check(mode.as_ref().is_some_and(|m| m == "holders"), || {
+                format!("ready.tls_writes: {mode:?}; {}", summary())
+            }),
+        ));
+        checks.extend(read_denial_checks(text, kernel, &records, ready));
+    }
+    let path = if enforce { "/holders" } else { "/proof" };
     checks.push(match proof {
+        Some(hook) if enforce => (
+            format!(
+                "curl, started by a shell after its read, inherits the shell's uprobes and \
+                 proves its use ({hook})"
+            ),
+            check(
+                over_tls.is_some_and(|r| r["proof"] == "sent" && r["request"]["path"] == path),
+                || format!("record: {over_tls:?}; {}", summary()),
+            ),
+        ),
         Some(hook) => (
             format!("curl's request over TLS proves its use (uprobe on SSL_write, {hook})"),
             check(
-                over_tls.is_some_and(|r| r["proof"] == "sent" && r["request"]["path"] == "/proof"),
+                over_tls.is_some_and(|r| r["proof"] == "sent" && r["request"]["path"] == path),
                 || format!("record: {over_tls:?}; {}", summary()),
             ),
         ),
@@ -402,6 +424,64 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
             .and_then(|l| l.rsplit(", ").next())
             .map(|t| t.trim().trim_end_matches(" each").to_owned()),
     }
+}
+
+/// The `enforce` pass's read denial: where BPF LSM runs, busybox's `cat` of the SSH key is
+/// refused (EACCES), reported as a refused access and an `unexpected-reader` finding that says
+/// so, and kt-vm-helper, its allowed reader, reads it; elsewhere `ready` says read denial is
+/// unavailable and nothing is refused.
+fn read_denial_checks(
+    text: &str,
+    kernel: &Kernel,
+    records: &[Value],
+    ready: Option<&Value>,
+) -> Vec<(String, Result<(), String>)> {
+    const KEY: &str = "/root/.ssh/id_ed25519";
+    let reads = ready.map(|r| r["enforcement"]["reads"].clone());
+    let cat = marker(text, "KT-SSH-CAT ");
+    let helper = marker(text, "KT-SSH-HELPER ");
+    let refused = records.iter().find(|r| {
+        r["type"] == "credential_access"
+            && r["credential"]["path"] == KEY
+            && r["enforcement"] == "denied"
+    });
+    let finding = records.iter().find(|r| {
+        r["type"] == "finding" && r["rule"] == "unexpected-reader" && r["action"] == "denied"
+    });
+    let mut checks = vec![(
+        "kt-vm-helper, the SSH key's allowed reader, reads it".to_owned(),
+        check(helper == Some("read"), || {
+            format!("KT-SSH-HELPER {helper:?}")
+        }),
+    )];
+    if kernel.bpf_lsm {
+        checks.push((
+            "cat of the SSH key is refused at open (lsm/file_open, EACCES)".into(),
+            check(
+                cat == Some("refused") && reads.as_ref().is_some_and(|r| r == "deny"),
+                || format!("KT-SSH-CAT {cat:?}; ready.enforcement.reads {reads:?}"),
+            ),
+        ));
+        checks.push((
+            "the refused open is a denied access and a denied unexpected-reader finding".into(),
+            check(refused.is_some() && finding.is_some(), || {
+                format!("access {refused:?}; finding {finding:?}")
+            }),
+        ));
+    } else {
+        checks.push((
+            "without BPF LSM, read denial is reported unavailable and cat reads the key".into(),
+            check(
+                cat == Some("read")
+                    && reads
+                        .as_ref()
+                        .and_then(|r| r.as_str())
+                        .is_some_and(|r| r.starts_with("unavailable")),
+                || format!("KT-SSH-CAT {cat:?}; ready.enforcement.reads {reads:?}"),
+            ),
+        ));
+    }
+    checks
 }
 
 /// "kernel statistics: HOOKS ran N times, M ns each on average, missed K" lines of keytrail's

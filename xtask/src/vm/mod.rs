@@ -42,9 +42,12 @@ const LSM_WITH_BPF: &str = "lsm=lockdown,capability,landlock,yama,apparmor,bpf";
 /// One keytrail run per pass inside each VM, with these kinds of hook skipped, so that every
 /// fallback in the probe table serves at least once on every kernel: the preferred hooks; the
 /// classic filemap tracepoints; the fentry programs on the security functions; their kprobe
-/// forms; the openat syscall tracepoints (with the read hooks of 6.11+ kept).
+/// forms; the openat syscall tracepoints (with the read hooks of 6.11+ kept). And `enforce`:
+/// the preferred hooks, with a policy that refuses an SSH key's opens by other programs than
+/// its reader, and reads TLS writes from credential holders only.
 const PASSES: &[&str] = &[
     "default",
+    "enforce",
     "tp_btf",
     "tp_btf,tracepoint,lsm",
     "tp_btf,tracepoint,lsm,fentry",
@@ -130,7 +133,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long one boot may take: a boot with its five passes takes 30-40 s under emulation here;
+/// How long one boot may take: a boot with its six passes takes 35-50 s under emulation here;
 /// a guest that stalls is killed after this.
 const BOOT_TIMEOUT_S: u32 = 300;
 

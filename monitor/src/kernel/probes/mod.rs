@@ -67,6 +67,8 @@ pub struct Maps {
     pub watched: HashMap<MapData, FileKey, u32>,
     pub counters: Counters,
     pub enforcement: EnforcementMaps,
+    /// Read denial's allowed readers: a mask of reader sets by executable.
+    pub readers: HashMap<MapData, FileKey, u64>,
 }
 
 /// The kernel's per-CPU counters (`monitor_common::counter`).
@@ -158,6 +160,7 @@ impl Probes {
                 hash_powers: Array::try_from(take(&mut ebpf, map::NAME_HASH)?)?,
                 hash_key: 0,
             },
+            readers: HashMap::try_from(take(&mut ebpf, map::READERS)?)?,
         };
         let mut probes = Self {
             ebpf,
@@ -276,11 +279,11 @@ impl Probes {
         Ok(())
     }
 
-    /// Reads the TLS writes of process `pid` and its children to come, when they are read from
-    /// holders only. Returns whether its writes are read.
-    pub fn follow_tls(&mut self, pid: u32) -> bool {
+    /// Reads the TLS writes of process `pid` (and with `children`, of the children it forks
+    /// from now on), when they are read from holders only. Returns whether its writes are read.
+    pub fn follow_tls(&mut self, pid: u32, children: bool) -> bool {
         match &mut self.tls_holders {
-            Some(holders) => holders.follow(pid),
+            Some(holders) => holders.follow(pid, children),
             None => true,
         }
     }
@@ -293,13 +296,13 @@ impl Probes {
     }
 
     /// Whether opens of credentials can be refused here, and if not, why (for `ready`).
-    pub fn read_denial(&self) -> String {
+    pub fn read_denial(&self) -> Result<(), String> {
         let lsm = Attach::Lsm("file_open").hook();
         if let Some(why) = &self.machine.bpf_lsm_inactive {
-            return format!("unavailable: {why} (boot with lsm=...,bpf)");
+            return Err(format!("unavailable: {why} (boot with lsm=...,bpf)"));
         }
         if self.hooks.iter().any(|h| h.hook == lsm) {
-            return format!("unavailable: not built yet ({lsm} is attached, for reporting)");
+            return Ok(());
         }
         let refused = self
             .hooks
@@ -313,10 +316,10 @@ impl Probes {
                     .map(|(_, chain)| chain.refusals.clone()),
             )
             .next();
-        format!(
+        Err(format!(
             "unavailable: the kernel refused {lsm} ({})",
             refused.unwrap_or_else(|| "no reason given".into())
-        )
+        ))
     }
 
     /// Runs of the attached programs the kernel skipped so far, because the program was

@@ -1,0 +1,60 @@
+//! Read denial: refusing, at open, a credential to a program outside its allowed readers
+//! (policy `action = "deny"` for `unexpected-reader`), where BPF LSM runs.
+//!
+//! A credential whose opens are enforced carries a reader set in the watched map's value
+//! (`monitor_common::watched`); `READERS` maps each allowed executable, by file identity, to a
+//! mask of the sets it belongs to, as the daemon resolved them from policy's reader patterns.
+//! The executable is the process's `mm->exe_file`, the file the kernel runs: neither its name
+//! nor a symlink's counts, and a copy elsewhere is another file.
+use aya_ebpf::{helpers::bpf_get_current_task, macros::map, maps::HashMap};
+use monitor_common::{FileKey, MAX_READER_SETS, decision, enforce_mode, watched};
+
+use crate::{
+    enforce, enforcement_mode as mode,
+    kernel::{file_identity, offsets, read},
+};
+
+/// Allowed readers, by (s_dev, i_ino) of their executable: a mask of reader sets.
+#[map]
+static READERS: HashMap<FileKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// What to do with an open of a watched credential (the watched map's value `value`) by the
+/// current process, `tgid`.
+#[inline(always)]
+pub fn decide(tgid: u32, value: u32) -> u16 {
+    let set = watched::reader_set_plus_one(value);
+    if set == 0 || set > MAX_READER_SETS {
+        return decision::ALLOWED;
+    }
+    let mode = mode();
+    if mode == enforce_mode::OFF || enforce::is_exempt(tgid) {
+        return decision::ALLOWED;
+    }
+    let Some(exe) = current_exe() else {
+        return decision::ALLOWED; // a kernel thread: no program to judge
+    };
+    // SAFETY: the value is copied out at once.
+    let sets = unsafe { READERS.get(&exe) }.copied().unwrap_or(0);
+    if sets & (1u64 << (set - 1)) != 0 {
+        decision::ALLOWED
+    } else if mode == enforce_mode::DENY {
+        decision::DENIED
+    } else {
+        decision::WOULD_DENY
+    }
+}
+
+/// The file the current process runs, by identity.
+#[inline(always)]
+fn current_exe() -> Option<FileKey> {
+    let o = offsets();
+    // SAFETY: a helper with no arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let mm = read::<u64>(task, o.task_mm)?;
+    let exe = read::<u64>(mm, o.mm_exe_file)?;
+    if exe == 0 {
+        return None;
+    }
+    let (dev, ino) = file_identity(exe)?;
+    Some(FileKey::new(dev, ino))
+}
