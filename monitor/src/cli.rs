@@ -55,7 +55,8 @@ pub struct ReplayArgs {
     /// NDJSON records, one per line (`-` for standard input). Lines that are empty or start
     /// with `#` are skipped.
     pub file: PathBuf,
-    /// Policy file (default: the embedded default policy).
+    /// Policy file (default: KEYTRAIL_CONFIG's, else /etc/keytrail/policy.toml when present,
+    /// else the embedded default).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -64,7 +65,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Policy file (default: the embedded default policy; see `keytrail policy --default`).
+    /// Policy file (default: KEYTRAIL_CONFIG's, else /etc/keytrail/policy.toml when present,
+    /// else the embedded default: `keytrail policy --default`). `run` reads it again on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Also watch PATH (globs allowed), as credential KIND (default: guessed from the name).

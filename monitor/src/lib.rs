@@ -38,7 +38,7 @@ use crate::{
     catalog::{Catalog, Homes, Source},
     cli::{Cli, Command, WatchArgs},
     fingerprint::Fingerprinter,
-    policy::Policy,
+    policy::{Policy, PolicySource},
     redact::Secrets,
     sink::Format,
     vocab::Kind,
@@ -89,12 +89,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--config FILE`, or the embedded default.
+/// The policy `--config FILE` names, else `KEYTRAIL_CONFIG`'s, else /etc/keytrail/policy.toml,
+/// else the embedded default (`PolicySource`).
 fn load_policy(config: Option<&Path>) -> anyhow::Result<Policy> {
-    match config {
-        Some(path) => Ok(Policy::load(path)?),
-        None => Ok(Policy::embedded()),
-    }
+    Ok(PolicySource::find(config).load()?)
 }
 
 /// The policy's credentials in `homes`, plus `--watch` entries.
@@ -117,7 +115,8 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     // /proc/PID of keytrail readable by root only.
     // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    let policy = load_policy(args.watch.config.as_deref())?;
+    let source = PolicySource::find(args.watch.config.as_deref());
+    let policy = source.load()?;
     let homes = Homes::read(args.watch.passwd.as_deref());
     let catalog = catalog(&args.watch, &policy, &homes)?;
     let colour = args.format == Format::Text && std::io::stdout().is_terminal();
@@ -134,6 +133,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
             stats_interval: args.stats_interval,
             skip_hooks: args.skip_hooks,
             dry_run_enforce: args.dry_run_enforce,
+            policy_source: source,
         },
     ))
 }

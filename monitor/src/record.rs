@@ -248,6 +248,8 @@ pub enum Record {
         tls_libraries: Vec<String>,
         /// Whose TLS writes are read: `holders` (credential holders only), `all`, or `off`.
         tls_writes: String,
+        /// Where the policy came from: its file, or `embedded default`.
+        policy: String,
         /// What policy's `action = "deny"` does on this host.
         enforcement: EnforcementReport,
         credentials: usize,

@@ -45,9 +45,15 @@ pub struct Keytrail {
 impl Keytrail {
     /// Starts keytrail and waits for its `ready` record.
     pub fn start(extra_args: &[&str]) -> Self {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// The same, with variables set in keytrail's environment.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut child = Command::new(keytrail_bin())
             .args(["run", "--format", "json"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -94,6 +94,79 @@ fn sigquit_stops_cleanly_and_sighup_does_not_stop() {
     assert_eq!(records.last().unwrap()["type"], "stats");
 }
 
+/// SIGHUP reads the policy again from where it came (here the file `KEYTRAIL_CONFIG` names,
+/// which `ready` says): a broken file is refused with its line, and the running policy stays; a
+/// good one takes effect at once, without a restart: a credential path it adds is watched.
+#[test]
+fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("kt-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("deploy-token");
+    std::fs::write(&token, "kt-reload-token-3f9d\n").unwrap();
+    let policy = dir.join("policy.toml");
+    let default =
+        String::from_utf8(run(Command::new(keytrail_bin()).args(["policy", "--default"])).stdout)
+            .unwrap();
+    std::fs::write(&policy, &default).unwrap();
+    let mut k = Keytrail::start_with_env(&[], &[("KEYTRAIL_CONFIG", policy.as_os_str())]);
+    assert_eq!(
+        k.records[0]["policy"],
+        path_str(&policy),
+        "{}",
+        k.records[0]
+    );
+    let hangup = |k: &Keytrail| {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(k.pid() as i32, libc::SIGHUP) };
+    };
+    let read_token = || run(Command::new("cat").arg(&token));
+    read_token();
+    k.settle(Duration::from_millis(500));
+    let seen = |k: &Keytrail| {
+        k.records.iter().any(|r| {
+            r["type"] == "credential_access" && r["credential"]["path"] == path_str(&token)
+        })
+    };
+    assert!(!seen(&k), "not a credential before the reload");
+
+    std::fs::write(
+        &policy,
+        format!("{default}\n[[credentials]]\nkind = \"awz\"\n"),
+    )
+    .unwrap();
+    hangup(&k);
+    k.settle(Duration::from_millis(500));
+    assert!(k.running(), "a broken policy does not stop keytrail");
+
+    std::fs::write(
+        &policy,
+        format!(
+            "{default}\n[[credentials]]\nkind = \"generic\"\npaths = [{:?}]\n",
+            path_str(&token)
+        ),
+    )
+    .unwrap();
+    hangup(&k);
+    k.settle(Duration::from_millis(500));
+    let reader = run_pid(Command::new("cat").arg(&token));
+    k.wait_for("the read of the path the reload added", WAIT, |r| {
+        r["type"] == "credential_access" && r["process"]["pid"] == reader
+    });
+    let (_, stderr) = k.stop();
+    let refused = format!(
+        "policy not reloaded, the running one stays: {}:",
+        path_str(&policy)
+    );
+    assert!(
+        stderr.contains(&refused) && stderr.contains("awz"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("policy reloaded from"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn a_closed_output_stops_keytrail_with_its_own_status_and_the_stats_in_the_log() {
     use std::io::{BufRead, BufReader};

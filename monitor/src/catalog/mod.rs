@@ -46,6 +46,8 @@ pub struct Source {
     pub workspace: Option<PathBuf>,
     /// The user `home` must belong to, when a user named it (a workspace): the agent's.
     pub owner: Option<u32>,
+    /// It comes from policy's credential rules (made again when policy is reloaded).
+    pub from_policy: bool,
 }
 
 impl Source {
@@ -59,6 +61,7 @@ impl Source {
             home: None,
             workspace: None,
             owner: None,
+            from_policy: false,
         }
     }
 }
@@ -175,6 +178,17 @@ impl Catalog {
         std::mem::take(&mut self.changed)
     }
 
+    /// Policy was reloaded: its credential paths replace the old policy's (for `homes`), and
+    /// the other sources take their kind's new scope. The next `resolve` finds by them.
+    pub fn reload_policy(&mut self, policy: &Policy, homes: &[PathBuf]) {
+        self.sources.retain(|s| !s.from_policy);
+        for source in &mut self.sources {
+            source.scope = policy.kind_scope(source.kind);
+        }
+        self.sources.extend(Self::policy_sources(policy, homes));
+        self.changed = true;
+    }
+
     /// The policy's credential paths, `~/` taken as each of `homes`.
     pub fn policy_sources(policy: &Policy, homes: &[PathBuf]) -> Vec<Source> {
         let mut sources = Vec::new();
@@ -190,6 +204,7 @@ impl Catalog {
                     home: home.cloned(),
                     workspace: None,
                     owner: None,
+                    from_policy: true,
                 });
             };
             for path in &rule.paths {

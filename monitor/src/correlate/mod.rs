@@ -154,6 +154,12 @@ impl Correlator {
         }
     }
 
+    /// Policy was reloaded: the processes that exec from now on are attributed by it, and the
+    /// records made from now on judged by it.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
     /// Process `pid` writes into TLS connections through a library keytrail hooked: its first
     /// request in each says which credential went there.
     pub fn writes_tls(&mut self, pid: u32) {

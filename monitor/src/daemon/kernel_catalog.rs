@@ -82,6 +82,25 @@ impl KernelCatalog {
             log::error!("enforcement: drawing the name hash's key failed: {e}");
         }
         kernel.trust_resolvers();
+        kernel.exempt(policy);
+        kernel
+    }
+
+    /// Policy was reloaded: its dry run, exempt programs and resolvers take effect (the plan
+    /// follows at the next `sync`). `--dry-run-enforce` still holds.
+    pub fn reconfigure(&mut self, policy: &Policy, dry_run_flag: bool) {
+        self.mode = if dry_run_flag || policy.enforcement.dry_run {
+            enforce_mode::DRY_RUN
+        } else {
+            enforce_mode::DENY
+        };
+        self.resolvers = Resolvers::system(policy.names.resolvers.clone());
+        self.trust_resolvers();
+        self.exempt(policy);
+    }
+
+    /// Policy's exempt programs, by file identity, in the kernel (those no longer exempt out).
+    fn exempt(&mut self, policy: &Policy) {
         let exempt: Vec<FileKey> = policy
             .enforcement
             .exempt
@@ -94,10 +113,9 @@ impl KernelCatalog {
                 }
             })
             .collect();
-        if let Err(e) = kernel.enforcement.exempt(&exempt) {
+        if let Err(e) = self.enforcement.exempt(&exempt) {
             log::error!("enforcement: the kernel's exempt map refused an entry: {e}");
         }
-        kernel
     }
 
     /// What enforcement does, for `ready`.

@@ -26,7 +26,7 @@ use crate::{
     },
     names::Resolvers,
     pipeline::{Pipeline, SourceCounts},
-    policy::{Policy, TlsProof},
+    policy::{Policy, PolicySource, TlsProof},
     privileges,
     process::ProcessTracker,
     record::Record,
@@ -53,12 +53,14 @@ pub struct Settings {
     pub skip_hooks: Vec<&'static str>,
     /// Refuse nothing; report what policy's `deny` would have refused (`--dry-run-enforce`).
     pub dry_run_enforce: bool,
+    /// Where the policy was read from, and is read again on SIGHUP.
+    pub policy_source: PolicySource,
 }
 
 pub async fn run(
     mut catalog: Catalog,
     mut homes: Homes,
-    policy: Arc<Policy>,
+    mut policy: Arc<Policy>,
     mut sink: Box<dyn Sink + Send>,
     settings: Settings,
 ) -> anyhow::Result<()> {
@@ -66,6 +68,7 @@ pub async fn run(
         stats_interval,
         skip_hooks,
         dry_run_enforce,
+        policy_source,
     } = settings;
     let env = preflight::check()?;
     let clock = Clock::now();
@@ -120,7 +123,7 @@ pub async fn run(
 
     // Before `ready`: a signal right after it must stop us cleanly, not kill us. SIGQUIT stops
     // as SIGTERM does (its default is a core dump, and ours would hold environments); SIGHUP,
-    // whose default would end us, is logged and changes nothing yet.
+    // whose default would end us, reloads the policy.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigquit = signal(SignalKind::quit())?;
@@ -131,6 +134,7 @@ pub async fn run(
         hooks: probes.hooks.clone(),
         tls_libraries: tls_libraries.hooked(),
         tls_writes: tls_writes.name().into(),
+        policy: policy_source.describe(),
         enforcement: kernel.report(),
         credentials: catalog.credentials().count(),
         processes: tracker.len(),
@@ -217,7 +221,22 @@ pub async fn run(
         }
         match wake {
             Wake::Stop => break,
-            Wake::Hangup => log::warn!("SIGHUP: reloading is not supported yet; running on"),
+            Wake::Hangup => match policy_source.load() {
+                Ok(new) => {
+                    warn_what_takes_a_restart(&policy, &new);
+                    policy = Arc::new(new);
+                    pipeline.set_policy(Arc::clone(&policy));
+                    catalog.reload_policy(&policy, homes.present());
+                    kernel.reconfigure(&policy, dry_run_enforce);
+                    kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher);
+                    log::info!(
+                        "SIGHUP: policy reloaded from {}; watching {} credentials",
+                        policy_source.describe(),
+                        catalog.credentials().count()
+                    );
+                }
+                Err(e) => log::error!("SIGHUP: policy not reloaded, the running one stays: {e}"),
+            },
             Wake::Stats => {
                 read_kernel_counts(&counters, &mut counts);
                 counts.secrets_forgotten = catalog.secrets().forgotten();
@@ -369,6 +388,20 @@ fn tls_writes_read(asked: TlsProof, probes: &mut Probes) -> TlsProof {
                 TlsProof::All
             }
         },
+    }
+}
+
+/// What a reload does not change, said in the log: whose TLS writes are read (the uprobes are
+/// set at start) and the resolvers that name endpoints.
+fn warn_what_takes_a_restart(running: &Policy, new: &Policy) {
+    if running.proof.tls != new.proof.tls {
+        log::warn!("SIGHUP: [proof] tls changed: it takes effect at the next start");
+    }
+    if running.names.resolvers != new.names.resolvers {
+        log::warn!(
+            "SIGHUP: [names] resolvers changed: enforcement trusts them now; endpoint names \
+             take them at the next start"
+        );
     }
 }
 

@@ -353,10 +353,20 @@ impl EnforcementMaps {
         Ok(())
     }
 
-    /// Executables (by file identity) whose processes are never refused.
+    /// Executables (by file identity) whose processes are never refused: these, and no
+    /// others (new ones first, then those gone).
     pub fn exempt(&mut self, files: &[FileKey]) -> Result<(), MapError> {
         for file in files {
             self.exempt.insert(file, &1, 0)?;
+        }
+        let gone: Vec<FileKey> = self
+            .exempt
+            .keys()
+            .flatten()
+            .filter(|k| !files.contains(k))
+            .collect();
+        for file in gone {
+            let _ = self.exempt.remove(&file);
         }
         Ok(())
     }

@@ -65,6 +65,13 @@ impl Pipeline {
         }
     }
 
+    /// Policy was reloaded (SIGHUP): what is remembered (processes, reads, connections, fold
+    /// windows, rule memory) stays; what comes next is judged by `policy`.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.engine.set_policy(&policy);
+        self.correlator.set_policy(policy);
+    }
+
     /// Agents already running at start: their working directories are workspaces.
     pub fn seed_workspaces(&mut self, catalog: &mut Catalog) {
         self.correlator.seed_workspaces(catalog);

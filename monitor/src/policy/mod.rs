@@ -1,9 +1,11 @@
 //! The policy: which files are credentials and what each may do, how contexts and agents are
-//! found, which rules report, and what is refused in the kernel (`action = "deny"`). Read from a TOML file (`--config`) or the embedded default
-//! (`default.toml`, printed by `keytrail policy --default`). A file that does not check out
+//! found, which rules report, and what is refused in the kernel (`action = "deny"`). Read from a
+//! TOML file (`--config`, `KEYTRAIL_CONFIG`, /etc/keytrail/policy.toml: source.rs) or the
+//! embedded default (`default.toml`, printed by `keytrail policy --default`). A file that does not check out
 //! is refused with its path, line, column and field: keytrail does not start on it.
 mod error;
 pub mod scope;
+mod source;
 pub mod types;
 
 use std::{collections::BTreeMap, path::Path, sync::OnceLock, time::Duration};
@@ -14,6 +16,7 @@ use toml::Spanned;
 pub use self::{
     error::PolicyError,
     scope::{Scope, Verdict},
+    source::PolicySource,
     types::{Cidr, Glob},
 };
 use crate::vocab::{Kind, RuleId, Severity};

@@ -32,6 +32,11 @@ impl Folder {
         }
     }
 
+    /// The window's new length (a policy reload), for the windows open and to come.
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
+    }
+
     /// The finding to report now, if any: the first of a window carries the count of what the
     /// previous window held back, plus itself.
     pub fn fold(&mut self, mut finding: Finding) -> Option<Finding> {

@@ -77,6 +77,28 @@ impl Engine {
         }
     }
 
+    /// Policy was reloaded: each rule takes its new severity, a rule switched off goes and one
+    /// switched on starts afresh; the rules still on keep what they remember, and the fold
+    /// windows open now take the new length.
+    pub fn set_policy(&mut self, policy: &Policy) {
+        let mut kept: Vec<(Box<dyn Rule + Send>, Severity)> = Vec::new();
+        let mut old = std::mem::take(&mut self.rules);
+        for fresh in all_rules() {
+            let id = fresh.id();
+            let Some(severity) = policy.severity(id) else {
+                continue;
+            };
+            let rule = match old.iter().position(|(r, _)| r.id() == id) {
+                Some(at) => old.swap_remove(at).0,
+                None => fresh,
+            };
+            kept.push((rule, severity));
+        }
+        self.rules = kept;
+        self.folder.set_window(policy.fold_window());
+        self.blind = policy.severity(RuleId::MonitorBlind);
+    }
+
     /// A `monitor-blind` finding the daemon made (it is about keytrail, not about records):
     /// folded and counted like the others, at the severity policy gives it.
     pub fn report_blind(&mut self, finding: Finding, out: &mut Vec<Record>) {

@@ -80,6 +80,7 @@ impl<W: Write> Sink for TextSink<W> {
                 hooks,
                 tls_libraries,
                 tls_writes,
+                policy,
                 enforcement,
                 credentials,
                 processes,
@@ -92,9 +93,11 @@ impl<W: Write> Sink for TextSink<W> {
                     printable(&tls_libraries.join(", ")).into_owned()
                 };
                 format!(
-                    "{time} {} watching {credentials} credentials, {processes} processes; hooks: \
-                     {}; TLS libraries read ({tls_writes}): {tls}; enforcement: {} ({} credentials), reads: {}",
+                    "{time} {} watching {credentials} credentials, {processes} processes; policy: \
+                     {}; hooks: {}; TLS libraries read ({tls_writes}): {tls}; enforcement: {} \
+                     ({} credentials), reads: {}",
                     self.label("ready", "1;32"),
+                    printable(policy),
                     hooks.join(", "),
                     enforcement.mode,
                     enforcement.credentials,
