@@ -423,6 +423,8 @@ pub struct KernelOffsets {
     pub signal_live: u32,
     /// `mm_struct.exe_file`: the executable a process runs (read denial checks it).
     pub mm_exe_file: u32,
+    /// `task_struct.ptrace`: nonzero while a tracer is attached (read denial refuses then).
+    pub task_ptrace: u32,
     /// Offsets of `i_ino` and `s_dev` in the filemap:* tracepoint records (from tracefs format).
     pub filemap_ino: u32,
     pub filemap_dev: u32,
@@ -460,6 +462,7 @@ impl KernelOffsets {
         task_signal: UNKNOWN_OFFSET,
         signal_live: UNKNOWN_OFFSET,
         mm_exe_file: UNKNOWN_OFFSET,
+        task_ptrace: UNKNOWN_OFFSET,
         filemap_ino: UNKNOWN_OFFSET,
         filemap_dev: UNKNOWN_OFFSET,
     };

@@ -30,9 +30,17 @@ pub fn decide(tgid: u32, value: u32) -> u16 {
     if mode == enforce_mode::OFF || enforce::is_exempt(tgid) {
         return decision::ALLOWED;
     }
-    let Some(exe) = current_exe() else {
+    let Some((exe, traced)) = current_exe() else {
         return decision::ALLOWED; // a kernel thread: no program to judge
     };
+    // A traced reader runs its tracer's will (ptrace, gdb, strace): not the reader's own code.
+    if traced {
+        return if mode == enforce_mode::DENY {
+            decision::DENIED
+        } else {
+            decision::WOULD_DENY
+        };
+    }
     // SAFETY: the value is copied out at once.
     let sets = unsafe { READERS.get(&exe) }.copied().unwrap_or(0);
     if sets & (1u64 << (set - 1)) != 0 {
@@ -44,9 +52,10 @@ pub fn decide(tgid: u32, value: u32) -> u16 {
     }
 }
 
-/// The file the current process runs, by identity.
+/// The file the current process runs, by identity, and whether a tracer is attached to the
+/// current thread (an unknown `ptrace` member counts as none).
 #[inline(always)]
-fn current_exe() -> Option<FileKey> {
+fn current_exe() -> Option<(FileKey, bool)> {
     let o = offsets();
     // SAFETY: a helper with no arguments.
     let task = unsafe { bpf_get_current_task() };
@@ -56,5 +65,6 @@ fn current_exe() -> Option<FileKey> {
         return None;
     }
     let (dev, ino) = file_identity(exe)?;
-    Some(FileKey::new(dev, ino))
+    let traced = read::<u32>(task, o.task_ptrace).unwrap_or(0) != 0;
+    Some((FileKey::new(dev, ino), traced))
 }

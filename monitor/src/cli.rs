@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// testing the fallbacks, and for working around a kernel bug in one kind of hook.
     #[arg(long, value_name = "KIND,...", value_delimiter = ',', value_parser = parse_hook_kind)]
     pub skip_hooks: Vec<&'static str>,
+    /// Append records to FILE instead of printing them (created 0640 when missing). SIGHUP
+    /// reopens it, after logrotate moved it away.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Refuse nothing: report what policy's `action = "deny"` would have refused, as findings
     /// with `action: would-deny` (also `[enforcement] dry_run = true` in the policy).
     #[arg(long)]

@@ -119,8 +119,17 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let policy = source.load()?;
     let homes = Homes::read(args.watch.passwd.as_deref());
     let catalog = catalog(&args.watch, &policy, &homes)?;
-    let colour = args.format == Format::Text && std::io::stdout().is_terminal();
-    let sink = sink::for_format(args.format, daemon::stdout(), colour);
+    let (out, reopen_output): (Box<dyn std::io::Write + Send>, _) = match &args.output {
+        Some(path) => {
+            let (file, reopen) = sink::OutputFile::open(path)
+                .with_context(|| format!("opening the output {}", path.display()))?;
+            (Box::new(file), Some(reopen))
+        }
+        None => (daemon::stdout(), None),
+    };
+    let colour =
+        args.output.is_none() && args.format == Format::Text && std::io::stdout().is_terminal();
+    let sink = sink::for_format(args.format, out, colour);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -134,6 +143,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
             skip_hooks: args.skip_hooks,
             dry_run_enforce: args.dry_run_enforce,
             policy_source: source,
+            reopen_output,
         },
     ))
 }

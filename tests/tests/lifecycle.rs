@@ -1,6 +1,6 @@
 //! The daemon's own life: ready first, clean stop with stats, nothing lost, clear errors.
 //! Needs root: run with `cargo xtask test`.
-use std::{process::Command, time::Duration};
+use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
 
 use keytrail_tests::*;
 
@@ -164,6 +164,64 @@ fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
         "{stderr}"
     );
     assert!(stderr.contains("policy reloaded from"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--output FILE` appends records to the file; after logrotate moves it away and sends
+/// SIGHUP, the next records go to a new file at the path, and none is lost or split.
+#[test]
+fn an_output_file_is_reopened_on_sighup_as_logrotate_expects() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("kt-output-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (out, rotated) = (dir.join("keytrail.ndjson"), dir.join("keytrail.ndjson.1"));
+    let mut child = Command::new(keytrail_bin())
+        .args(["run", "--format", "json", "--output"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let records = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("whole NDJSON lines"))
+            .collect()
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} within {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("ready record in the file", &|| {
+        records(&out).first().is_some_and(|r| r["type"] == "ready")
+    });
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    std::fs::rename(&out, &rotated).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    // The file is made at the next batch: the stats record at stop, at the latest.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    let (before, after) = (records(&rotated), records(&out));
+    assert_eq!(
+        before.len(),
+        1,
+        "only ready went before the rotation: {before:?}"
+    );
+    assert_eq!(after.last().unwrap()["type"], "stats", "{after:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -167,8 +167,13 @@ impl Correlator {
     }
 
     /// `pid` and its ancestors of the same user and session.
-    pub fn holders_by_reading(&self, pid: u32) -> Vec<u32> {
+    pub fn holders_by_reading(&self, pid: u32) -> Vec<ProcKey> {
         self.tracker.same_user_lineage(pid, MAX_ANCESTORS)
+    }
+
+    /// Whether the process `key` is still known (running, or exited with a descendant alive).
+    pub fn tracks(&self, key: ProcKey) -> bool {
+        self.tracker.get_key(key).is_some()
     }
 
     /// The record of `process`, redacted with every secret known now. With `resolve_exe` (for

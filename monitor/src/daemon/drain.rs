@@ -112,14 +112,12 @@ fn discover(
             pid, enforcement, ..
         } if *enforcement != Some(Enforced::Denied) => {
             for holder in pipeline.holders_by_reading(*pid) {
-                probes.follow_tls(holder, holder == *pid);
+                probes.follow_tls(holder.pid, holder.start, holder.pid == *pid);
             }
         }
         KernelEvent::Exec(e) => libraries.forget(e.pid),
-        KernelEvent::Exit { pid, .. } => {
-            libraries.forget(*pid);
-            probes.unfollow_tls(*pid);
-        }
+        // Holders are let go by the sweep (daemon): a reader's children keep its events.
+        KernelEvent::Exit { pid, .. } => libraries.forget(*pid),
         _ => {}
     }
 }

@@ -29,6 +29,8 @@ pub struct KernelCatalog {
     said_reads_unavailable: bool,
     /// Executables the readers map allows, as last installed.
     allowed_readers: usize,
+    /// Some credential's opens are refused now.
+    refuses_reads: bool,
     /// What the watch map holds, to write only what changed.
     values: StdHashMap<FileKey, u32>,
     enforcement: EnforcementMaps,
@@ -58,6 +60,7 @@ impl KernelCatalog {
             reads_available: reads_available.clone(),
             said_reads_unavailable: false,
             allowed_readers: 0,
+            refuses_reads: false,
             values: StdHashMap::new(),
             enforcement,
             installed: Installed::default(),
@@ -185,7 +188,8 @@ impl KernelCatalog {
             log::warn!("enforcement: {path:?} is not enforced: {why}");
         }
         let reader_sets = self.reader_sets_of(&facts);
-        let refuses_reads = !self.reader_sets.is_empty();
+        let refuses_reads = !reader_sets.is_empty();
+        self.refuses_reads = refuses_reads;
         if refuses_reads {
             self.refresh_readers();
         }
@@ -258,7 +262,7 @@ impl KernelCatalog {
     /// file in place), and tells the kernel. Every `read_denial::RESCAN`, when reads are
     /// refused.
     pub fn refresh_readers(&mut self) {
-        if self.reader_sets.is_empty() {
+        if !self.refuses_reads {
             return;
         }
         let allowed = self.reader_sets.allowed();

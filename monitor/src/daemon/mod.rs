@@ -28,7 +28,7 @@ use crate::{
     pipeline::{Pipeline, SourceCounts},
     policy::{Policy, PolicySource, TlsProof},
     privileges,
-    process::ProcessTracker,
+    process::{ProcKey, ProcessTracker},
     record::Record,
     sink::{Sink, Writer},
     vocab::Timestamp,
@@ -55,6 +55,8 @@ pub struct Settings {
     pub dry_run_enforce: bool,
     /// Where the policy was read from, and is read again on SIGHUP.
     pub policy_source: PolicySource,
+    /// Set on SIGHUP when records go to a file (`--output`): reopened before the next batch.
+    pub reopen_output: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub async fn run(
@@ -69,8 +71,10 @@ pub async fn run(
         skip_hooks,
         dry_run_enforce,
         policy_source,
+        reopen_output,
     } = settings;
     let env = preflight::check()?;
+    raise_descriptor_limit();
     let clock = Clock::now();
     // Probes first, then /proc: a process that execs while keytrail starts is then either in
     // /proc already exec'd or in an exec event handled after the seed. The other way round, an
@@ -221,22 +225,24 @@ pub async fn run(
         }
         match wake {
             Wake::Stop => break,
-            Wake::Hangup => match policy_source.load() {
-                Ok(new) => {
-                    warn_what_takes_a_restart(&policy, &new);
-                    policy = Arc::new(new);
-                    pipeline.set_policy(Arc::clone(&policy));
-                    catalog.reload_policy(&policy, homes.present());
-                    kernel.reconfigure(&policy, dry_run_enforce);
-                    kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher);
-                    log::info!(
-                        "SIGHUP: policy reloaded from {}; watching {} credentials",
-                        policy_source.describe(),
-                        catalog.credentials().count()
-                    );
+            Wake::Hangup => {
+                if let Some(reopen) = &reopen_output {
+                    reopen.store(true, std::sync::atomic::Ordering::Release);
                 }
-                Err(e) => log::error!("SIGHUP: policy not reloaded, the running one stays: {e}"),
-            },
+                reload(
+                    &policy_source,
+                    &mut policy,
+                    dry_run_enforce,
+                    Reloaded {
+                        pipeline: &mut pipeline,
+                        catalog: &mut catalog,
+                        homes: &homes,
+                        kernel: &mut kernel,
+                        probes: &mut probes,
+                        watcher: &mut watcher,
+                    },
+                );
+            }
             Wake::Stats => {
                 read_kernel_counts(&counters, &mut counts);
                 counts.secrets_forgotten = catalog.secrets().forgotten();
@@ -272,6 +278,7 @@ pub async fn run(
                 ticks += 1;
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     pipeline.sweep(clock::boot_ns(), Timestamp::now());
+                    probes.sweep_tls(|pid, start| pipeline.tracks(ProcKey { pid, start }));
                     kernel.reread_resolvers();
                     if last_readers_scan.elapsed() >= read_denial::RESCAN {
                         last_readers_scan = std::time::Instant::now();
@@ -391,6 +398,40 @@ fn tls_writes_read(asked: TlsProof, probes: &mut Probes) -> TlsProof {
     }
 }
 
+/// What a policy reload brings in line.
+struct Reloaded<'a> {
+    pipeline: &'a mut Pipeline,
+    catalog: &'a mut Catalog,
+    homes: &'a Homes,
+    kernel: &'a mut KernelCatalog,
+    probes: &'a mut Probes,
+    watcher: &'a mut Watcher,
+}
+
+/// SIGHUP: reads the policy again from `source`. A policy that does not check out is refused
+/// (its file, line and field in the log) and `policy` stays; a good one replaces it, and the
+/// pipeline, the catalog and the kernel's maps follow it, keeping what they remember.
+fn reload(source: &PolicySource, policy: &mut Arc<Policy>, dry_run_flag: bool, r: Reloaded) {
+    let new = match source.load() {
+        Ok(new) => new,
+        Err(e) => {
+            log::error!("SIGHUP: policy not reloaded, the running one stays: {e}");
+            return;
+        }
+    };
+    warn_what_takes_a_restart(policy, &new);
+    *policy = Arc::new(new);
+    r.pipeline.set_policy(Arc::clone(policy));
+    r.catalog.reload_policy(policy, r.homes.present());
+    r.kernel.reconfigure(policy, dry_run_flag);
+    r.kernel.sync(r.catalog, policy, r.probes, r.watcher);
+    log::info!(
+        "SIGHUP: policy reloaded from {}; watching {} credentials",
+        source.describe(),
+        r.catalog.credentials().count()
+    );
+}
+
 /// What a reload does not change, said in the log: whose TLS writes are read (the uprobes are
 /// set at start) and the resolvers that name endpoints.
 fn warn_what_takes_a_restart(running: &Policy, new: &Policy) {
@@ -402,6 +443,29 @@ fn warn_what_takes_a_restart(running: &Policy, new: &Policy) {
             "SIGHUP: [names] resolvers changed: enforcement trusts them now; endpoint names \
              take them at the next start"
         );
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard one: following credential holders'
+/// TLS writes takes a descriptor per process and hooked function (tls_holders.rs), and the
+/// catalog, /proc and the TLS libraries need theirs too (systemd's soft limit is 1,024).
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!(
+                    "raising the descriptor limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
     }
 }
 

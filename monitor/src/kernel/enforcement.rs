@@ -58,6 +58,10 @@ pub struct Plan {
     pub skipped: Vec<(String, String)>,
     /// Credentials enforced.
     pub enforced: usize,
+    /// The slots some credential has now (a mask). A slot no credential has any more (policy
+    /// reloaded: its credentials no longer refuse) lets anything through, so the processes that
+    /// read them before are not held to the old scope.
+    pub in_use: u64,
 }
 
 /// A host pattern as the kernel matches it.
@@ -185,6 +189,11 @@ pub fn plan<'a>(slots: &mut Slots, credentials: impl IntoIterator<Item = Candida
         plan.values.push((c.file, slot as u32 + 1));
     }
     plan.slots = slots.scopes.iter().map(|(s, _)| s.clone()).collect();
+    plan.in_use = plan
+        .values
+        .iter()
+        .filter(|(_, v)| *v != 0)
+        .fold(0u64, |mask, (_, v)| mask | 1 << (v - 1));
     plan
 }
 
@@ -246,6 +255,11 @@ impl EnforcementMaps {
         let mut names: BTreeMap<(u64, u32), u64> = BTreeMap::new();
         for (slot, scope) in plan.slots.iter().enumerate() {
             let bit = 1u64 << slot;
+            if plan.in_use & bit == 0 {
+                self.ports.set(slot as u32, &SlotPorts::default(), 0)?;
+                any |= bit;
+                continue;
+            }
             let mut ports = SlotPorts::default();
             let listed = scope.ports.len().min(SLOT_PORTS);
             ports.count = listed as u32;
@@ -306,7 +320,7 @@ impl EnforcementMaps {
             installed.names.push(key);
         }
         self.any_address.set(0, &any, 0)?;
-        let mode = if plan.slots.is_empty() && !refuses_reads {
+        let mode = if plan.in_use == 0 && !refuses_reads {
             enforce_mode::OFF
         } else {
             mode

@@ -11,7 +11,7 @@
 //! every catalog change and every `RESCAN` (a package upgrade puts a new file in place).
 use std::{
     collections::{BTreeMap, BTreeSet},
-    os::unix::fs::MetadataExt,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -66,10 +66,6 @@ impl ReaderSets {
         Ok(self.sets.len() as u32)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.sets.is_empty()
-    }
-
     /// The executables each set allows, as the kernel map holds them: a mask of sets by file.
     pub fn allowed(&self) -> BTreeMap<FileKey, u64> {
         let mut allowed = BTreeMap::new();
@@ -122,16 +118,25 @@ fn candidates(sets: &[Vec<Glob>]) -> BTreeSet<PathBuf> {
     files
 }
 
-/// `path`'s file, symlinks resolved, when it is a regular file root owns: its identity and
-/// resolved path.
+/// `path`'s file, symlinks resolved, when it is a regular file root owns and only root may
+/// write: its identity and resolved path. The file is opened once (`O_PATH`, not following a
+/// last symlink) and judged by that descriptor, and its path read back from it, so a path
+/// swapped between two looks cannot lend another file a reader's name.
 fn root_program(path: &Path) -> Option<(FileKey, String)> {
+    use std::os::unix::fs::OpenOptionsExt;
     let resolved = std::fs::canonicalize(path).ok()?;
-    let meta = std::fs::metadata(&resolved).ok()?;
-    if !meta.is_file() || meta.uid() != 0 {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(&resolved)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
         return None;
     }
+    let named = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
     let key = FileKey::new(kernel_dev(meta.dev()), meta.ino());
-    Some((key, resolved.to_str()?.to_owned()))
+    Some((key, named.to_str()?.to_owned()))
 }
 
 /// The kernel's map of allowed readers, and what it holds.

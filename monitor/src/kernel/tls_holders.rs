@@ -36,8 +36,9 @@ use std::{
 const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 /// Prefix of keytrail's tracefs groups; the keytrail's pid follows.
 const GROUP_PREFIX: &str = "keytrail_";
-/// Processes followed at once, at most: each costs a descriptor per hooked function.
-pub const MAX_FOLLOWED: usize = 1024;
+/// Events open for followed processes, at most (one per process and hooked function, each a
+/// descriptor): keytrail raises its descriptor limit for them at start.
+pub const MAX_EVENTS: usize = 16_384;
 
 /// `perf_event_attr` as of its first version (64 bytes), which the kernel accepts as is.
 #[repr(C)]
@@ -60,14 +61,18 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 
-/// One hooked function: its tracefs event and the event that carries the program.
+/// One hooked function: its tracefs event, its name there, and the event that carries the
+/// program.
 struct Point {
     id: u64,
+    name: String,
     _carrier: OwnedFd,
 }
 
-/// A process followed: its events (one per point), and whether they go to its children.
+/// A process followed: when it started (a reused pid is another process), its events (one per
+/// point), and whether they go to its children.
 struct Followed {
+    start: u64,
     children: bool,
     events: Vec<OwnedFd>,
 }
@@ -77,9 +82,13 @@ pub struct TlsHolders {
     group: String,
     program: OwnedFd,
     points: Vec<Point>,
+    /// Names given in tracefs so far (never reused: a failed one may linger).
+    named: usize,
     /// Processes followed, by pid.
     followed: HashMap<u32, Followed>,
-    /// Whether the log said `MAX_FOLLOWED` was reached, or a refusal.
+    /// Events open for followed processes: bounded by `MAX_EVENTS`.
+    events: usize,
+    /// Whether the log said the bound was reached, or a refusal.
     said_full: bool,
     said_refused: bool,
 }
@@ -101,7 +110,9 @@ impl TlsHolders {
             tracefs,
             program,
             points: Vec::new(),
+            named: 0,
             followed: HashMap::new(),
+            events: 0,
             said_full: false,
             said_refused: false,
         };
@@ -111,73 +122,101 @@ impl TlsHolders {
 
     /// Defines a uprobe at each of `offsets` in the file at `path` (keytrail's /proc/self/fd
     /// link to it: tracefs resolves it once, as it is defined), for processes followed (those
-    /// already followed included).
+    /// already followed included, within `MAX_EVENTS`). A point that fails leaves no
+    /// definition behind; those before it stay.
     pub fn add_points(&mut self, path: &Path, offsets: &[u64]) -> Result<(), String> {
         let path = path.to_str().ok_or("a path tracefs cannot take")?;
         if path.contains(char::is_whitespace) {
             return Err("a path tracefs cannot take (it has white space)".into());
         }
         for offset in offsets {
-            let name = format!("w{}", self.points.len());
-            self.command(&format!("p:{}/{name} {path}:{offset:#x}", self.group))
-                .map_err(|e| format!("defining the uprobe in tracefs: {e}"))?;
-            let id_file = self
-                .tracefs
-                .join("events")
-                .join(&self.group)
-                .join(&name)
-                .join("id");
-            let id: u64 = std::fs::read_to_string(&id_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| format!("no event id in {}", id_file.display()))?;
-            let carrier = open_event(id, std::process::id() as i32, false)
-                .map_err(|e| format!("opening the uprobe event: {e}"))?;
-            // SAFETY: an ioctl on descriptors this function owns; the argument is the
-            // program's descriptor by value, as PERF_EVENT_IOC_SET_BPF takes it.
-            let set = unsafe {
-                libc::ioctl(
-                    carrier.as_raw_fd(),
-                    PERF_EVENT_IOC_SET_BPF,
-                    self.program.as_raw_fd(),
-                )
-            };
-            if set != 0 {
-                return Err(format!(
-                    "attaching the program to the uprobe event: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            for (pid, followed) in &mut self.followed {
-                if let Ok(event) = open_event(id, *pid as i32, followed.children) {
-                    followed.events.push(event);
-                }
-            }
-            self.points.push(Point {
-                id,
-                _carrier: carrier,
-            });
+            self.add_point(path, *offset)?;
         }
         Ok(())
     }
 
-    /// Reads the TLS writes of process `pid`, and with `children` those of the children it
-    /// forks from now on. Returns false when it cannot be followed (gone, or `MAX_FOLLOWED`
-    /// reached).
-    pub fn follow(&mut self, pid: u32, children: bool) -> bool {
-        match self.followed.get(&pid) {
-            Some(f) if f.children || !children => return true,
-            Some(_) => {} // followed alone so far: again, with its children
-            None if self.followed.len() >= MAX_FOLLOWED => {
-                if !std::mem::replace(&mut self.said_full, true) {
-                    log::warn!(
-                        "proof of use: {MAX_FOLLOWED} credential holders followed, no more \
-                         will be until some exit: the TLS requests of the others are not read"
-                    );
-                }
-                return false;
+    fn add_point(&mut self, path: &str, offset: u64) -> Result<(), String> {
+        let name = format!("w{}", self.named);
+        self.named += 1;
+        self.command(&format!("p:{}/{name} {path}:{offset:#x}", self.group))
+            .map_err(|e| format!("defining the uprobe in tracefs: {e}"))?;
+        let undefine = |holders: &Self, why: String| {
+            let _ = holders.command(&format!("-:{}/{name}", holders.group));
+            why
+        };
+        let id_file = self
+            .tracefs
+            .join("events")
+            .join(&self.group)
+            .join(&name)
+            .join("id");
+        let Some(id) = std::fs::read_to_string(&id_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        else {
+            return Err(undefine(
+                self,
+                format!("no event id in {}", id_file.display()),
+            ));
+        };
+        let carrier = match open_event(id, std::process::id() as i32, false) {
+            Ok(carrier) => carrier,
+            Err(e) => return Err(undefine(self, format!("opening the uprobe event: {e}"))),
+        };
+        // SAFETY: an ioctl on descriptors this function owns; the argument is the program's
+        // descriptor by value, as PERF_EVENT_IOC_SET_BPF takes it.
+        let set = unsafe {
+            libc::ioctl(
+                carrier.as_raw_fd(),
+                PERF_EVENT_IOC_SET_BPF,
+                self.program.as_raw_fd(),
+            )
+        };
+        if set != 0 {
+            let e = std::io::Error::last_os_error();
+            drop(carrier);
+            return Err(undefine(
+                self,
+                format!("attaching the program to the uprobe event: {e}"),
+            ));
+        }
+        for (pid, followed) in &mut self.followed {
+            if self.events >= MAX_EVENTS {
+                break; // said in `follow` when it counts
             }
+            if let Ok(event) = open_event(id, *pid as i32, followed.children) {
+                followed.events.push(event);
+                self.events += 1;
+            }
+        }
+        self.points.push(Point {
+            id,
+            name,
+            _carrier: carrier,
+        });
+        Ok(())
+    }
+
+    /// Reads the TLS writes of process `pid` (started at `start`, as the tracker knows it),
+    /// and with `children` those of the children it forks from now on. Returns false when it
+    /// cannot be followed (gone, or the bound reached).
+    pub fn follow(&mut self, pid: u32, start: u64, children: bool) -> bool {
+        match self.followed.get(&pid) {
+            Some(f) if f.start == start && (f.children || !children) => return true,
+            // Followed alone so far (again, with its children), or a reused pid: afresh.
+            Some(_) => self.unfollow(pid),
             None => {}
+        }
+        if self.events + self.points.len() > MAX_EVENTS {
+            if !std::mem::replace(&mut self.said_full, true) {
+                log::warn!(
+                    "proof of use: {} credential holders followed ({MAX_EVENTS} events), no \
+                     more will be until some are gone: the TLS requests of the others are not \
+                     read",
+                    self.followed.len()
+                );
+            }
+            return false;
         }
         let mut events = Vec::with_capacity(self.points.len());
         for point in &self.points {
@@ -197,13 +236,42 @@ impl TlsHolders {
                 }
             }
         }
-        self.followed.insert(pid, Followed { children, events });
+        self.events += events.len();
+        self.followed.insert(
+            pid,
+            Followed {
+                start,
+                children,
+                events,
+            },
+        );
         true
     }
 
-    /// Process `pid` exited: its events go (its children's went with them).
-    pub fn unfollow(&mut self, pid: u32) {
-        self.followed.remove(&pid);
+    /// Stops following `pid`: its events go, and the events its children inherited with them.
+    fn unfollow(&mut self, pid: u32) {
+        if let Some(followed) = self.followed.remove(&pid) {
+            self.events -= followed.events.len();
+        }
+    }
+
+    /// Stops following the processes `tracked` no longer knows. The tracker keeps an exited
+    /// process while a descendant of it lives, and a reader's children's events go with the
+    /// reader's: so a child that outlives its reader stays followed; and an exit whose event
+    /// was lost (a flooded ring) does not leak.
+    pub fn sweep(&mut self, tracked: impl Fn(u32, u64) -> bool) {
+        let gone: Vec<u32> = self
+            .followed
+            .iter()
+            .filter(|(pid, f)| !tracked(**pid, f.start))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            self.unfollow(pid);
+        }
+        if self.events + self.points.len() <= MAX_EVENTS {
+            self.said_full = false;
+        }
     }
 
     fn command(&self, line: &str) -> std::io::Result<()> {
@@ -214,7 +282,7 @@ impl TlsHolders {
     }
 
     /// Removes the definitions an earlier keytrail left (a crash): those of groups whose
-    /// process is gone.
+    /// process is gone, or is no keytrail (a reused pid).
     fn remove_stale(&self) {
         let Ok(defined) = std::fs::read_to_string(self.tracefs.join("uprobe_events")) else {
             return;
@@ -236,7 +304,9 @@ impl TlsHolders {
             else {
                 continue;
             };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
+            let keytrail = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "keytrail");
+            if pid != std::process::id() && !keytrail {
                 let _ = self.command(&format!("-:{event}"));
             }
         }
@@ -246,11 +316,14 @@ impl TlsHolders {
 impl Drop for TlsHolders {
     fn drop(&mut self) {
         self.followed.clear();
-        let count = self.points.len();
-        self.points.clear(); // closes the events: a definition in use cannot be removed
-        for n in 0..count {
-            if let Err(e) = self.command(&format!("-:{}/w{n}", self.group)) {
-                log::warn!("removing the uprobe {}/w{n} from tracefs: {e}", self.group);
+        // The events go first: a definition in use cannot be removed.
+        let names: Vec<String> = self.points.drain(..).map(|p| p.name).collect();
+        for name in names {
+            if let Err(e) = self.command(&format!("-:{}/{name}", self.group)) {
+                log::warn!(
+                    "removing the uprobe {}/{name} from tracefs: {e}",
+                    self.group
+                );
             }
         }
     }

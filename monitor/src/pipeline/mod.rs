@@ -13,7 +13,7 @@ use crate::{
     decode::KernelEvent,
     names::{NameCounts, Resolvers},
     policy::Policy,
-    process::ProcessTracker,
+    process::{ProcKey, ProcessTracker},
     record::{Evictions, Finding, Record},
     redact::Secrets,
     rules::Engine,
@@ -148,8 +148,13 @@ impl Pipeline {
 
     /// The processes that hold what `pid` reads, whose TLS writes are then read: `pid` and
     /// its ancestors of the same user and session (`ProcessTracker::same_user_lineage`).
-    pub fn holders_by_reading(&self, pid: u32) -> Vec<u32> {
+    pub fn holders_by_reading(&self, pid: u32) -> Vec<ProcKey> {
         self.correlator.holders_by_reading(pid)
+    }
+
+    /// Whether the process `key` is still known (running, or exited with a descendant alive).
+    pub fn tracks(&self, key: ProcKey) -> bool {
+        self.correlator.tracks(key)
     }
 
     /// Time passing: connections that waited long enough for their name are reported.

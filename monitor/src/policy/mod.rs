@@ -498,9 +498,11 @@ impl Policy {
                 .and_then(|s| s.action)
         };
         let denies = |id| rule.and_then(|r| r.action).or(rule_action(id)) == Some(Action::Deny);
+        // An open is refused only where the rule that reports it is on: never silently.
+        let reports_readers = self.severity(RuleId::UnexpectedReader).is_some();
         CredentialFacts {
             scope,
-            deny_reads: denies(RuleId::UnexpectedReader) && !readers.is_empty(),
+            deny_reads: denies(RuleId::UnexpectedReader) && reports_readers && !readers.is_empty(),
             readers,
             context: rule.and_then(|r| r.context.clone()),
             deny: denies(RuleId::OutOfScopeUse),

@@ -407,11 +407,11 @@ impl ProcessTracker {
     /// Process `pid` and those of its ancestors that share its user and session, nearest
     /// first, at most `limit`: the processes the rules count as using what `pid` reads (a read
     /// is handed up within a session). Init is never one.
-    pub fn same_user_lineage(&self, pid: u32, limit: usize) -> Vec<u32> {
+    pub fn same_user_lineage(&self, pid: u32, limit: usize) -> Vec<ProcKey> {
         let Some(process) = self.get(pid) else {
-            return vec![pid];
+            return Vec::new();
         };
-        let mut lineage = vec![pid];
+        let mut lineage = vec![process.key];
         for key in self.ancestors(process.key, limit) {
             let Some(ancestor) = self.get_key(key) else {
                 break;
@@ -422,7 +422,7 @@ impl ProcessTracker {
             {
                 break;
             }
-            lineage.push(key.pid);
+            lineage.push(key);
         }
         lineage
     }

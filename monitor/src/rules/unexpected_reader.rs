@@ -37,7 +37,11 @@ impl Rule for UnexpectedReader {
                 .iter()
                 .any(|g| g.matches(&process.comm) || g.matches(&process.exe) || g.matches(base)),
         };
-        if readers.is_empty() || allowed {
+        // The kernel's judgement wins: it refuses by the executable's identity, resolved from
+        // the program directories (read_denial.rs), where this rule matches names; an open it
+        // refused is reported whatever the names say.
+        let refused = a.enforcement.is_some();
+        if readers.is_empty() || (allowed && !refused) {
             return;
         }
         let allowed: Vec<&str> = readers.iter().map(|g| g.as_str()).collect();

@@ -1,5 +1,6 @@
 //! Where records go: one printer per output format, behind one trait.
 mod json;
+mod output_file;
 mod printable;
 mod text;
 mod writer;
@@ -7,6 +8,7 @@ mod writer;
 use std::io::{self, Write};
 
 pub use json::JsonSink;
+pub use output_file::OutputFile;
 pub use text::TextSink;
 pub use writer::Writer;
 

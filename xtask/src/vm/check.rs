@@ -444,9 +444,13 @@ fn read_denial_checks(
         r["type"] == "credential_access"
             && r["credential"]["path"] == KEY
             && r["enforcement"] == "denied"
+            && argv(r, 0) == "cat"
     });
     let finding = records.iter().find(|r| {
-        r["type"] == "finding" && r["rule"] == "unexpected-reader" && r["action"] == "denied"
+        r["type"] == "finding"
+            && r["rule"] == "unexpected-reader"
+            && r["action"] == "denied"
+            && r["credential"]["path"] == KEY
     });
     let mut checks = vec![(
         "kt-vm-helper, the SSH key's allowed reader, reads it".to_owned(),

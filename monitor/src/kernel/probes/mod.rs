@@ -102,6 +102,8 @@ struct Machine {
     filemap_format_known: bool,
     /// Why BPF LSM programs would never run here, if the kernel says so.
     bpf_lsm_inactive: Option<String>,
+    /// Why a process's executable cannot be known in the kernel, if it cannot.
+    exe_unknown: Option<String>,
     /// Kinds of hook not to use (`--skip-hooks`), as `Attach::kind` names them.
     skip: Vec<&'static str>,
 }
@@ -133,6 +135,11 @@ impl Probes {
                 missing.join(", ")
             );
         }
+        // Read denial judges a process by `task->mm->exe_file`: without those members it would
+        // let every open through while saying it refuses.
+        let exe_unknown = [offsets.task_mm, offsets.mm_exe_file]
+            .contains(&monitor_common::UNKNOWN_OFFSET)
+            .then(|| "the kernel's BTF lacks task_struct.mm or mm_struct.exe_file".to_owned());
         let filemap =
             layout::tracepoint_field_offsets(&env.tracefs, "filemap", "mm_filemap_get_pages");
         if let Some((ino, dev)) = filemap {
@@ -169,6 +176,7 @@ impl Probes {
                 btf: Some(aya::Btf::from_sys_fs()),
                 filemap_format_known: filemap.is_some(),
                 bpf_lsm_inactive: bpf_lsm_inactive(),
+                exe_unknown,
                 skip: skip.to_vec(),
             },
             hooks: Vec::new(),
@@ -279,19 +287,20 @@ impl Probes {
         Ok(())
     }
 
-    /// Reads the TLS writes of process `pid` (and with `children`, of the children it forks
-    /// from now on), when they are read from holders only. Returns whether its writes are read.
-    pub fn follow_tls(&mut self, pid: u32, children: bool) -> bool {
+    /// Reads the TLS writes of process `pid` (started at `start`; and with `children`, of the
+    /// children it forks from now on), when they are read from holders only. Returns whether
+    /// its writes are read.
+    pub fn follow_tls(&mut self, pid: u32, start: u64, children: bool) -> bool {
         match &mut self.tls_holders {
-            Some(holders) => holders.follow(pid, children),
+            Some(holders) => holders.follow(pid, start, children),
             None => true,
         }
     }
 
-    /// Process `pid` exited.
-    pub fn unfollow_tls(&mut self, pid: u32) {
+    /// Stops following the processes `tracked` (pid, start) no longer knows.
+    pub fn sweep_tls(&mut self, tracked: impl Fn(u32, u64) -> bool) {
         if let Some(holders) = &mut self.tls_holders {
-            holders.unfollow(pid);
+            holders.sweep(tracked);
         }
     }
 
@@ -300,6 +309,9 @@ impl Probes {
         let lsm = Attach::Lsm("file_open").hook();
         if let Some(why) = &self.machine.bpf_lsm_inactive {
             return Err(format!("unavailable: {why} (boot with lsm=...,bpf)"));
+        }
+        if let Some(why) = &self.machine.exe_unknown {
+            return Err(format!("unavailable: {why}"));
         }
         if self.hooks.iter().any(|h| h.hook == lsm) {
             return Ok(());
