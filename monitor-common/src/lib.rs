@@ -142,6 +142,9 @@ pub enum AccessHook {
     Mmap = 2,
     /// An open of the file (LSM file_open, or the openat exit on filesystems without a page cache).
     Open = 3,
+    /// A rename or hard link of the file, reported only when read denial refuses it (it would
+    /// take the file out of the catalog's paths).
+    Move = 4,
 }
 
 /// The first access of process `header.tgid` to a watched file.
@@ -425,6 +428,8 @@ pub struct KernelOffsets {
     pub mm_exe_file: u32,
     /// `task_struct.ptrace`: nonzero while a tracer is attached (read denial refuses then).
     pub task_ptrace: u32,
+    /// `dentry.d_inode`: the file a rename or link moves (read denial judges it).
+    pub dentry_inode: u32,
     /// Offsets of `i_ino` and `s_dev` in the filemap:* tracepoint records (from tracefs format).
     pub filemap_ino: u32,
     pub filemap_dev: u32,
@@ -463,6 +468,7 @@ impl KernelOffsets {
         signal_live: UNKNOWN_OFFSET,
         mm_exe_file: UNKNOWN_OFFSET,
         task_ptrace: UNKNOWN_OFFSET,
+        dentry_inode: UNKNOWN_OFFSET,
         filemap_ino: UNKNOWN_OFFSET,
         filemap_dev: UNKNOWN_OFFSET,
     };
@@ -508,6 +514,8 @@ pub mod program {
     pub const FILEMAP_FAULT: &str = "keytrail_filemap_fault";
     pub const FILEMAP_MAP_PAGES: &str = "keytrail_filemap_map_pages";
     pub const FILE_OPEN: &str = "keytrail_file_open";
+    pub const INODE_RENAME: &str = "keytrail_inode_rename";
+    pub const INODE_LINK: &str = "keytrail_inode_link";
     pub const OPEN_EXIT: &str = "keytrail_open_exit";
     pub const FILE_OPEN_FENTRY: &str = "keytrail_file_open_fentry";
     pub const FILE_READ_FENTRY: &str = "keytrail_file_read_fentry";

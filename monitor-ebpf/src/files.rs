@@ -26,8 +26,8 @@ use monitor_common::{AccessHook, EventKind, FileAccessEvent, FileKey, SeenKey, d
 use crate::{
     SEEN, SELF_TGID, WATCHED, emit,
     kernel::{
-        EEXIST, file_identity, file_identity_typed, load, offsets, process_start_ns,
-        process_start_ns_typed, read, read_addr,
+        EEXIST, file_identity, file_identity_typed, inode_identity, load, offsets,
+        process_start_ns, process_start_ns_typed, read, read_addr,
     },
 };
 
@@ -56,9 +56,13 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
     } else {
         decision::ALLOWED
     };
+    // A move that read denial lets through is no access: not reported (and no read).
+    if hook == AccessHook::Move && decision == decision::ALLOWED {
+        return decision;
+    }
     // Before the dedup below: the process holds the credential from this read on, whatever
-    // the LRU of reported reads remembers. A refused open reads nothing.
-    if decision != decision::DENIED {
+    // the LRU of reported reads remembers. A refused open reads nothing, nor does a move.
+    if decision != decision::DENIED && hook != AccessHook::Move {
         crate::enforce::mark_holder(tgid, watched::slot_plus_one(value));
     }
     let seen = SeenKey {
@@ -195,6 +199,47 @@ pub fn keytrail_file_open(ctx: LsmContext) -> i32 {
 
 /// `EACCES`, as an LSM hook returns it negated.
 const EACCES: i32 = 13;
+
+/// `security_inode_rename(old_dir, old_dentry, new_dir, new_dentry, flags)`: moving a
+/// credential whose opens are refused, by a program outside its readers, is refused too: a
+/// renamed file leaves the catalog's paths (and with it the watch), and its opens at the new
+/// path would be neither refused nor seen. With RENAME_EXCHANGE both files move.
+#[lsm(hook = "inode_rename")]
+pub fn keytrail_inode_rename(ctx: LsmContext) -> i32 {
+    const RENAME_EXCHANGE: u32 = 1 << 1;
+    let (old_dentry, new_dentry, flags): (u64, u64, u32) = (ctx.arg(1), ctx.arg(3), ctx.arg(4));
+    if refuse_moving(old_dentry) {
+        return -EACCES;
+    }
+    if flags & RENAME_EXCHANGE != 0 && refuse_moving(new_dentry) {
+        return -EACCES;
+    }
+    0
+}
+
+/// `security_inode_link(old_dentry, dir, new_dentry)`: a hard link elsewhere is a way out of
+/// the catalog's paths as a rename is (the original then removed).
+#[lsm(hook = "inode_link")]
+pub fn keytrail_inode_link(ctx: LsmContext) -> i32 {
+    let old_dentry: u64 = ctx.arg(0);
+    if refuse_moving(old_dentry) {
+        -EACCES
+    } else {
+        0
+    }
+}
+
+/// Whether read denial refuses moving the file of `dentry` (reported when it does).
+#[inline(always)]
+fn refuse_moving(dentry: u64) -> bool {
+    let Some(inode) = read::<u64>(dentry, offsets().dentry_inode) else {
+        return false;
+    };
+    let Some((dev, ino)) = inode_identity(inode) else {
+        return false;
+    };
+    report_deciding(dev, ino, AccessHook::Move, process_start_ns, true) == decision::DENIED
+}
 
 /// `MAY_READ` in `security_file_permission`'s mask (include/linux/fs.h); writes are not reads.
 const MAY_READ: u32 = 4;

@@ -100,8 +100,13 @@ pub fn task_tgid(task: u64) -> Option<u32> {
 /// (s_dev, i_ino) of a `struct file *`.
 #[inline(always)]
 pub fn file_identity(file: u64) -> Option<(u32, u64)> {
+    inode_identity(read::<u64>(file, offsets().file_inode)?)
+}
+
+/// (s_dev, i_ino) of a `struct inode *`, by helper reads.
+#[inline(always)]
+pub fn inode_identity(inode: u64) -> Option<(u32, u64)> {
     let o = offsets();
-    let inode = read::<u64>(file, o.file_inode)?;
     let ino = read::<u64>(inode, o.inode_ino)?;
     let sb = read::<u64>(inode, o.inode_sb)?;
     let dev = read::<u32>(sb, o.sb_dev)?;

@@ -81,6 +81,16 @@ pass() {
         echo "KT-SSH-CAT $r"
         if kt-vm-helper loop /root/.ssh/id_ed25519 1 > /dev/null 2>&1; then r=read; else r=refused; fi
         echo "KT-SSH-HELPER $r"
+        # Nor may busybox move or link it out of the catalog's paths (put back where it was not
+        # refused, as on 5.10 without BPF LSM).
+        if mv /root/.ssh/id_ed25519 /root/moved-key 2> /dev/null; then
+            r=moved; mv /root/moved-key /root/.ssh/id_ed25519
+        else r=refused; fi
+        echo "KT-SSH-MV $r"
+        if ln /root/.ssh/id_ed25519 /root/linked-key 2> /dev/null; then
+            r=linked; rm /root/linked-key
+        else r=refused; fi
+        echo "KT-SSH-LN $r"
     fi
     # A reader through a bind mount, and one through another process's root.
     cat /mnt/aws/credentials > /dev/null

@@ -267,9 +267,9 @@ impl Correlator {
                 let process = self.tracker.get_or_learn(*pid, comm, *uid).clone();
                 let credential = Arc::clone(&credential.record);
                 let checks_readers = !credential.readers.is_empty();
-                if *enforcement == Some(Enforced::Denied) {
-                    // Refused: the process read nothing, and holds nothing. Its access is
-                    // reported (each refusal once per process: the kernel dedups them).
+                if *enforcement == Some(Enforced::Denied) || *hook == Hook::Move {
+                    // Refused, or a move: the process read nothing, and holds nothing. Its
+                    // access is reported (each once per process: the kernel dedups them).
                     let process_ref = self.process_ref(&process, catalog.secrets(), true);
                     out.push(Record::CredentialAccess {
                         time: self.clock.at(*boot_ns),

@@ -14,7 +14,7 @@ use crate::{
     pipeline::{Pipeline, SourceCounts},
     proof,
     sink::Writer,
-    vocab::{Enforced, Protocol},
+    vocab::{Enforced, Hook, Protocol},
 };
 
 /// The TLS libraries found so far, and the probes that hook new ones (None at stop, when the
@@ -109,8 +109,11 @@ fn discover(
         // ancestors the rules count as using it become holders, whose TLS writes are read from
         // now on (where only holders' are).
         KernelEvent::FileAccess {
-            pid, enforcement, ..
-        } if *enforcement != Some(Enforced::Denied) => {
+            pid,
+            enforcement,
+            hook,
+            ..
+        } if *enforcement != Some(Enforced::Denied) && *hook != Hook::Move => {
             for holder in pipeline.holders_by_reading(*pid) {
                 probes.follow_tls(holder.pid, holder.start, holder.pid == *pid);
             }

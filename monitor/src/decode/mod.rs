@@ -294,6 +294,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             let hook = match e.hook {
                 h if h == AccessHook::Mmap as u32 => Hook::Mmap,
                 h if h == AccessHook::Open as u32 => Hook::Open,
+                h if h == AccessHook::Move as u32 => Hook::Move,
                 _ => Hook::Read,
             };
             KernelEvent::FileAccess {

@@ -44,6 +44,7 @@ const MEMBERS: &[(&str, &str, Setter)] = &[
     ("signal_struct", "live", |o, v| o.signal_live = v),
     ("mm_struct", "exe_file", |o, v| o.mm_exe_file = v),
     ("task_struct", "ptrace", |o, v| o.task_ptrace = v),
+    ("dentry", "d_inode", |o, v| o.dentry_inode = v),
 ];
 
 /// Offsets from BTF, and the names of members that were not found (said in the log).

@@ -51,10 +51,11 @@ impl Rule for UnexpectedReader {
                 "{} (pid {}) {} {} credential {}, which only {} may read",
                 process.comm,
                 process.pid,
-                if a.enforcement == Some(Enforced::Denied) {
-                    "was refused opening"
-                } else {
-                    "read"
+                match (a.hook, a.enforcement) {
+                    (Hook::Move, Some(Enforced::Denied)) => "was refused moving",
+                    (Hook::Move, _) => "moved",
+                    (_, Some(Enforced::Denied)) => "was refused opening",
+                    _ => "read",
                 },
                 credential.kind,
                 credential.path,

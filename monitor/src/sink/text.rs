@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use super::{Sink, printable::printable};
 use crate::{
     record::{EndpointRef, ProcessRef, Proof, Record},
-    vocab::{Enforced, FindingAction, HostSource},
+    vocab::{Enforced, FindingAction, Hook, HostSource},
 };
 
 /// One line per record: `TIME  KIND  what happened`.
@@ -116,10 +116,12 @@ impl<W: Write> Sink for TextSink<W> {
                 printable(&credential.path),
                 credential.kind,
                 process(p),
-                match enforcement {
-                    Some(Enforced::Denied) => " [open refused]",
-                    Some(Enforced::WouldDeny) => " [open would be refused]",
-                    None => "",
+                match (hook, enforcement) {
+                    (Hook::Move, Some(Enforced::Denied)) => " [move refused]",
+                    (Hook::Move, _) => " [move would be refused]",
+                    (_, Some(Enforced::Denied)) => " [open refused]",
+                    (_, Some(Enforced::WouldDeny)) => " [open would be refused]",
+                    (_, None) => "",
                 },
             ),
             Record::Connection {

@@ -31,6 +31,8 @@ pub enum Hook {
     Read,
     Mmap,
     Open,
+    /// A rename or hard link read denial refused (or would have, in a dry run): no read.
+    Move,
     /// A secret variable in the environment at exec.
     Environment,
 }

@@ -440,6 +440,7 @@ fn read_denial_checks(
     let reads = ready.map(|r| r["enforcement"]["reads"].clone());
     let cat = marker(text, "KT-SSH-CAT ");
     let helper = marker(text, "KT-SSH-HELPER ");
+    let (mv, ln) = (marker(text, "KT-SSH-MV "), marker(text, "KT-SSH-LN "));
     let refused = records.iter().find(|r| {
         r["type"] == "credential_access"
             && r["credential"]["path"] == KEY
@@ -467,6 +468,26 @@ fn read_denial_checks(
             ),
         ));
         checks.push((
+            "mv and ln of the SSH key out of the catalog's paths are refused (lsm/inode_rename, \
+             lsm/inode_link)"
+                .into(),
+            check(mv == Some("refused") && ln == Some("refused"), || {
+                format!("KT-SSH-MV {mv:?}; KT-SSH-LN {ln:?}")
+            }),
+        ));
+        let moved = records.iter().find(|r| {
+            r["type"] == "credential_access"
+                && r["credential"]["path"] == KEY
+                && r["hook"] == "move"
+                && r["enforcement"] == "denied"
+        });
+        checks.push((
+            "the refused move is reported (hook move, enforcement denied)".into(),
+            check(moved.is_some(), || {
+                format!("no such access; {} records", records.len())
+            }),
+        ));
+        checks.push((
             "the refused open is a denied access and a denied unexpected-reader finding".into(),
             check(refused.is_some() && finding.is_some(), || {
                 format!("access {refused:?}; finding {finding:?}")
@@ -477,6 +498,7 @@ fn read_denial_checks(
             "without BPF LSM, read denial is reported unavailable and cat reads the key".into(),
             check(
                 cat == Some("read")
+                    && mv == Some("moved")
                     && reads
                         .as_ref()
                         .and_then(|r| r.as_str())

@@ -11,6 +11,8 @@ pub enum Purpose {
     EndpointNames,
     CredentialRead,
     CredentialOpen,
+    /// Renames and links of credentials whose opens are refused (read denial).
+    CredentialMove,
     /// The send that follows a TLS write: says which connection the write's bytes go to.
     Proof,
 }
@@ -23,6 +25,7 @@ impl Purpose {
             Purpose::EndpointNames => "endpoint-names",
             Purpose::CredentialRead => "credential-read",
             Purpose::CredentialOpen => "credential-open",
+            Purpose::CredentialMove => "credential-move",
             Purpose::Proof => "proof",
         }
     }
@@ -252,6 +255,26 @@ pub static TABLE: &[Probe] = &[
             Purpose::CredentialOpen,
             program::FILE_OPEN,
             Attach::Lsm("file_open"),
+        )
+    },
+    // Read denial: a credential whose opens are refused may not be moved or linked out of the
+    // catalog's paths either. BPF LSM only: nothing else can refuse.
+    Probe {
+        needs: Needs::ActiveBpfLsm,
+        without: "a credential whose opens are refused can be renamed or linked away",
+        ..probe(
+            Purpose::CredentialMove,
+            program::INODE_RENAME,
+            Attach::Lsm("inode_rename"),
+        )
+    },
+    Probe {
+        needs: Needs::ActiveBpfLsm,
+        without: "a credential whose opens are refused can be linked away",
+        ..probe(
+            Purpose::CredentialMove,
+            program::INODE_LINK,
+            Attach::Lsm("inode_link"),
         )
     },
     // Proof of use over TLS: the TLS libraries' write functions are hooked as they are found
