@@ -92,6 +92,9 @@ pub struct RunArgs {
     /// testing the fallbacks, and for working around a kernel bug in one kind of hook.
     #[arg(long, value_name = "KIND,...", value_delimiter = ',', value_parser = parse_hook_kind)]
     pub skip_hooks: Vec<&'static str>,
+    /// Colour in text output: `auto` on a terminal unless NO_COLOR is set, `always`, `never`.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
     /// Append records to FILE instead of printing them (created 0640 when missing). SIGHUP
     /// reopens it, after logrotate moved it away.
     #[arg(long, value_name = "FILE")]
@@ -110,6 +113,26 @@ pub struct CatalogArgs {
     pub format: Format,
     #[command(flatten)]
     pub watch: WatchArgs,
+}
+
+/// When text output is coloured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    /// Whether to colour, writing to a terminal or not, with NO_COLOR set or not
+    /// (no-color.org: any non-empty value).
+    pub fn wanted(self, terminal: bool, no_color: bool) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => terminal && !no_color,
+        }
+    }
 }
 
 /// A duration written for humans: `10s`, `1m`.
@@ -161,6 +184,15 @@ mod tests {
                 .contains("unknown credential kind")
         );
         assert!(parse_watch("rel").unwrap().0.starts_with('/'));
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_unless_asked() {
+        assert!(Color::Auto.wanted(true, false));
+        assert!(!Color::Auto.wanted(true, true), "NO_COLOR");
+        assert!(!Color::Auto.wanted(false, false), "a pipe or a file");
+        assert!(Color::Always.wanted(false, true));
+        assert!(!Color::Never.wanted(true, false));
     }
 
     #[test]

@@ -127,8 +127,11 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         }
         None => (daemon::stdout(), None),
     };
-    let colour =
-        args.output.is_none() && args.format == Format::Text && std::io::stdout().is_terminal();
+    let colour = args.format == Format::Text
+        && args.color.wanted(
+            args.output.is_none() && std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        );
     let sink = sink::for_format(args.format, out, colour);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -21,9 +21,12 @@
 //!   sibling forked later holds nothing).
 //!
 //! An event follows a process across exec, except into a setuid program (the kernel drops a
-//! process's perf events then). Events are closed when the process exits, and the tracefs
-//! definitions removed when keytrail stops; a crash leaves definitions without events (which
-//! cost nothing), removed at the next start.
+//! process's perf events then). A process's events are closed when the tracker forgets it (it
+//! and its descendants gone: a reader's children lose theirs with the reader's), and the
+//! tracefs definitions removed when keytrail stops; a crash leaves definitions without events
+//! (which cost nothing), removed at the next start. The perf_event_paranoid > 2 of Debian's
+//! kernels makes each event take CAP_SYS_ADMIN, which keytrail gives up after start: the daemon
+//! reads every process's writes there instead.
 use std::{
     collections::HashMap,
     fs::OpenOptions,
