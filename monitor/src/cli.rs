@@ -30,7 +30,7 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// Print the embedded default policy (a starting point for --config).
     Policy(PolicyArgs),
-    /// Check a policy file; errors name the file, line and field. Exit status 1 if it is bad.
+    /// Check a policy file; errors name the file, line and field. Exit status 2 if it is bad.
     CheckConfig(CheckConfigArgs),
     /// Run a recorded NDJSON stream (from `run --format json`, or hand-written) through the
     /// rules and print the findings. Needs no privileges.

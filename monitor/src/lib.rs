@@ -47,6 +47,8 @@ use crate::{
 /// Exit status of `run` when its output was closed under it (0: stopped by a signal; 1: another
 /// error; 2: bad usage).
 const EXIT_OUTPUT_CLOSED: u8 = 3;
+/// Exit status on bad usage: clap's for bad arguments, and a policy that does not check out.
+const EXIT_USAGE: u8 = 2;
 
 /// The `keytrail` command line.
 pub fn main() -> ExitCode {
@@ -74,6 +76,11 @@ pub fn main() -> ExitCode {
         Err(e) if e.downcast_ref::<daemon::OutputClosed>().is_some() => {
             log::error!("{e:#}");
             ExitCode::from(EXIT_OUTPUT_CLOSED)
+        }
+        // A policy that does not check out is bad usage, as a bad argument is.
+        Err(e) if e.downcast_ref::<policy::PolicyError>().is_some() => {
+            log::error!("{e:#}");
+            ExitCode::from(EXIT_USAGE)
         }
         // A reader that went away (`keytrail replay F | head`) is not an error.
         Err(e)

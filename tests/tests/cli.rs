@@ -102,7 +102,7 @@ fn check_config_refuses_a_broken_policy_naming_file_line_and_column() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{name} is refused");
+        assert_eq!(out.status.code(), Some(2), "{name} is refused as bad usage");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let at = format!("{}:{line}:", path.display());
         let rest = stderr

@@ -339,13 +339,12 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
             format!("record: {netrc:?}")
         }),
     ));
+    // By its port, not nc's argv: under emulation the kernel's read of a new program's argv
+    // fails now and then (its page not faulted in yet), and the process keeps its parent's.
     checks.push((
         "a shell's read then nc's connect is a credential_use".into(),
         check(
-            find("credential_use", &|r| {
-                argv(r, 0) == "nc" && r["endpoint"]["port"] == 9000
-            })
-            .is_some(),
+            find("credential_use", &|r| r["endpoint"]["port"] == 9000).is_some(),
             summary,
         ),
     ));

@@ -414,7 +414,15 @@ impl Probes {
                 source: refused,
             }),
             Fallback::None if std::ptr::eq(chain.head, probe) => {
-                log::warn!("{hook} unavailable ({refused}): {}", probe.without);
+                // Without BPF LSM, `ready.enforcement.reads` already says why nothing is
+                // refused: the LSM-only probes need no warning of their own.
+                if matches!(probe.needs, Needs::ActiveBpfLsm)
+                    && self.machine.bpf_lsm_inactive.is_some()
+                {
+                    log::info!("{hook} unavailable ({refused}): {}", probe.without);
+                } else {
+                    log::warn!("{hook} unavailable ({refused}): {}", probe.without);
+                }
                 Ok(())
             }
             Fallback::None => {
