@@ -309,6 +309,14 @@ pub fn catalog_json() -> Vec<Value> {
         .collect()
 }
 
+/// An empty directory of this test run's own under the temporary directory.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kt-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn run(command: &mut Command) -> std::process::Output {
     let output = command
         .output()

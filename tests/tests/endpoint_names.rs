@@ -169,7 +169,7 @@ fn read_then_tls(port: u16, names: &[&str]) -> String {
 fn a_tls_server_name_names_a_connection_without_any_dns() {
     require_root();
     let user = user_with_netrc("sni");
-    let dir = tempdir("sni");
+    let dir = scratch_dir("sni");
     run(Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -240,7 +240,7 @@ fn a_tls_server_name_names_a_connection_without_any_dns() {
 fn a_late_hello_naming_another_server_is_still_compared() {
     require_root();
     let user = user_with_netrc("latehello");
-    let dir = tempdir("latehello");
+    let dir = scratch_dir("latehello");
     run(Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -387,12 +387,6 @@ fn malformed_and_truncated_dns_is_counted_and_ignored() {
     let names = &records.iter().find(|r| r["type"] == "stats").unwrap()["names"];
     assert!(names["dns_malformed"].as_u64() >= Some(2), "{names}");
     assert!(names["dns_truncated"].as_u64() >= Some(1), "{names}");
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("kt-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// An answer that matches no query its socket sent names nothing: here another socket on a

@@ -100,9 +100,7 @@ fn sigquit_stops_cleanly_and_sighup_does_not_stop() {
 #[test]
 fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
     require_root();
-    let dir = std::env::temp_dir().join(format!("kt-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("reload");
     let token = dir.join("deploy-token");
     std::fs::write(&token, "kt-reload-token-3f9d\n").unwrap();
     let policy = dir.join("policy.toml");
@@ -172,9 +170,7 @@ fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
 #[test]
 fn an_output_file_is_reopened_on_sighup_as_logrotate_expects() {
     require_root();
-    let dir = std::env::temp_dir().join(format!("kt-output-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("output");
     let (out, rotated) = (dir.join("keytrail.ndjson"), dir.join("keytrail.ndjson.1"));
     let mut child = Command::new(keytrail_bin())
         .args(["run", "--format", "json", "--output"])
