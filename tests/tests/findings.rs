@@ -281,7 +281,13 @@ fn a_program_that_calls_itself_git_does_not_read_ssh_keys_quietly() {
         .arg(&user.home));
     let mut k = Keytrail::start(&[]);
     let copied = run_pid(user.command(copy.to_str().unwrap()).arg(&key));
-    let script = format!("open({:?}).read()", path_str(&key));
+    // The link is judged by the file behind it, which keytrail resolves while the process
+    // lives: it stays a moment after its read. (One gone before its exec is handled is judged
+    // by the link's name, as the README's threat model says; a fresh CI run met that race.)
+    let script = format!(
+        "import time; open({:?}).read(); time.sleep(0.5)",
+        path_str(&key)
+    );
     let linked = run_pid(user.command(link.to_str().unwrap()).args(["-c", &script]));
     for (pid, exe_owner) in [(copied, user.uid), (linked, 0)] {
         let finding = k.wait_for("unexpected-reader", WAIT, |r| {
