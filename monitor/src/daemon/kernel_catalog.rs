@@ -52,7 +52,6 @@ impl KernelCatalog {
         dry_run: bool,
         reads_available: Result<(), String>,
     ) -> Self {
-        let dry_run = dry_run || policy.enforcement.dry_run;
         let mut kernel = Self {
             watched,
             readers,
@@ -65,12 +64,9 @@ impl KernelCatalog {
             enforcement,
             installed: Installed::default(),
             slots: Slots::default(),
-            mode: if dry_run {
-                enforce_mode::DRY_RUN
-            } else {
-                enforce_mode::DENY
-            },
-            resolvers: Resolvers::system(policy.names.resolvers.clone()),
+            // Both set from policy by `reconfigure` below.
+            mode: enforce_mode::OFF,
+            resolvers: Resolvers::only(Vec::new()),
             report: EnforcementReport {
                 mode: "off".into(),
                 credentials: 0,
@@ -84,13 +80,12 @@ impl KernelCatalog {
         if let Err(e) = kernel.enforcement.draw_hash_key() {
             log::error!("enforcement: drawing the name hash's key failed: {e}");
         }
-        kernel.trust_resolvers();
-        kernel.exempt(policy);
+        kernel.reconfigure(policy, dry_run);
         kernel
     }
 
-    /// Policy was reloaded: its dry run, exempt programs and resolvers take effect (the plan
-    /// follows at the next `sync`). `--dry-run-enforce` still holds.
+    /// Policy's dry run, exempt programs and resolvers take effect, at start and when it is
+    /// reloaded (the plan follows at the next `sync`). `--dry-run-enforce` still holds.
     pub fn reconfigure(&mut self, policy: &Policy, dry_run_flag: bool) {
         self.mode = if dry_run_flag || policy.enforcement.dry_run {
             enforce_mode::DRY_RUN
