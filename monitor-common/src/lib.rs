@@ -275,18 +275,57 @@ pub mod decision {
     pub const DENIED: u16 = 1;
     /// Would have been refused; let through (dry run).
     pub const WOULD_DENY: u16 = 2;
+    /// Set beside `DENIED` or `WOULD_DENY` of a connect: the refusal was for the context the
+    /// process acts in (`cross-context-reuse`), not for the endpoint's scope.
+    pub const BY_CONTEXT: u16 = 0x10;
+    /// The decision without its reason.
+    pub const fn outcome(decision: u16) -> u16 {
+        decision & 0x0f
+    }
 }
 
-/// How enforcement runs (the `ENFORCE_MODE` map's one value).
+/// What the kernel refuses under one generation of the plan (`PLAN`): the daemon writes the
+/// generation not in force, and the watched map's half for it, then makes it the one in force
+/// with one 4-byte write (`PLAN_GEN`), so a program judges by one plan or the next, never by
+/// a mix. A slot's own data (ports, address blocks, names, owner) never changes in a run, so
+/// it needs no generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanMasks {
+    /// `enforce_mode::*`.
+    pub mode: u32,
+    pub _pad: u32,
+    /// Slots whose scopes are refused.
+    pub scoped: u64,
+    /// Slots whose use in another context is refused.
+    pub contexts: u64,
+    /// Of those, the slots owned by a context (`CONTEXT_OWNERS` says which).
+    pub owned: u64,
+}
+
+/// How enforcement runs (`PlanMasks::mode`).
 pub mod enforce_mode {
     pub const OFF: u32 = 0;
     pub const DRY_RUN: u32 = 1;
     pub const DENY: u32 = 2;
 }
 
-/// The watched map's value: the credential's enforcement slot + 1 in the low byte (0: its
-/// connects are not enforced), its reader set + 1 in the next (0: its opens are not enforced).
+/// The watched map's value: one half (u32) per plan generation, the generation's in the low
+/// half for 0 and the high half for 1; each half has the credential's enforcement slot + 1 in
+/// its low byte (0: its connects are not enforced), its reader set + 1 in the next (0: its
+/// opens are not enforced).
 pub mod watched {
+    /// The half of `value` generation `generation` reads.
+    pub const fn half(value: u64, generation: u32) -> u32 {
+        (value >> ((generation & 1) * 32)) as u32
+    }
+
+    /// `value` with generation `generation`'s half set to `half`.
+    pub const fn with_half(value: u64, generation: u32, half: u32) -> u64 {
+        let shift = (generation & 1) * 32;
+        (value & !(0xffff_ffffu64 << shift)) | ((half as u64) << shift)
+    }
+
     pub const SLOT_MASK: u32 = 0xff;
     pub const READER_SET_SHIFT: u32 = 8;
 
@@ -373,6 +412,45 @@ pub const fn name_hash(wire: &[u8], key: u64) -> u64 {
         i += 1;
     }
     h
+}
+
+/// The hash of a context label's bytes as they are (case counts): `h = h * key + byte`, the
+/// key of [`name_hash`]. The kernel hashes the label variable's name and value in a process's
+/// environment at exec this way (contexts.rs), and the daemon hashes the variable's name and
+/// the contexts that own credentials.
+pub const fn label_hash(bytes: &[u8], key: u64) -> u64 {
+    let mut h = 0u64;
+    let mut i = 0;
+    while i < bytes.len() {
+        h = h.wrapping_mul(key).wrapping_add(bytes[i] as u64);
+        i += 1;
+    }
+    h
+}
+
+/// A process's context as the kernel knows it (`CONTEXTS`): the hash of its context label,
+/// and the slots it holds that were read in another context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcContext {
+    /// [`label_hash`] of the label's value; 0 for a process with no label in its lineage,
+    /// [`CONTEXT_UNKNOWN`] for one whose environment could not be read.
+    pub context: u64,
+    /// Slots held from before the exec that gave the process its context.
+    pub carried: u64,
+}
+
+/// A context no label hashes to (an environment that could not be read): no credential's
+/// owner, and unlike every context a process had before.
+pub const CONTEXT_UNKNOWN: u64 = u64::MAX;
+
+/// The label variable's name as the kernel looks for it (`CONTEXT_LABEL`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ContextLabel {
+    pub hash: u64,
+    pub len: u32,
+    pub _pad: u32,
 }
 
 /// Addresses a trusted resolver gave for a name in some enforced scope: the slots they are in,
@@ -526,6 +604,8 @@ pub mod program {
     pub const TLS_WRITE: &str = "keytrail_tls_write";
     pub const TLS_SEND_BTF: &str = "keytrail_tls_send_btf";
     pub const TLS_SEND_KPROBE: &str = "keytrail_tls_send_kprobe";
+    pub const EXEC_CONTEXT: &str = "keytrail_exec_context";
+    pub const ENV_SCAN: &str = "keytrail_env_scan";
 }
 
 /// The names of the maps and load-time globals the daemon uses; the kernel side declares them
@@ -537,7 +617,8 @@ pub mod map {
     pub const COUNTERS: &str = "COUNTERS";
     pub const OFFSETS: &str = "OFFSETS";
     pub const SELF_TGID: &str = "SELF_TGID";
-    pub const ENFORCE_MODE: &str = "ENFORCE_MODE";
+    pub const PLAN: &str = "PLAN";
+    pub const PLAN_GEN: &str = "PLAN_GEN";
     pub const HOLDERS: &str = "HOLDERS";
     pub const SLOT_PORTS: &str = "SLOT_PORTS";
     pub const ANY_ADDRESS: &str = "ANY_ADDRESS";
@@ -548,6 +629,10 @@ pub mod map {
     pub const EXEMPT_EXES: &str = "EXEMPT_EXES";
     pub const NAME_HASH: &str = "NAME_HASH";
     pub const READERS: &str = "READERS";
+    pub const CONTEXT_OWNERS: &str = "CONTEXT_OWNERS";
+    pub const CONTEXTS: &str = "CONTEXTS";
+    pub const CONTEXT_LABEL: &str = "CONTEXT_LABEL";
+    pub const ENV_SCAN_NEXT: &str = "ENV_SCAN_NEXT";
 }
 
 #[cfg(feature = "user")]
@@ -563,4 +648,7 @@ mod pod {
     unsafe impl aya::Pod for SlotPorts {}
     unsafe impl aya::Pod for NameKey {}
     unsafe impl aya::Pod for Learned {}
+    unsafe impl aya::Pod for ProcContext {}
+    unsafe impl aya::Pod for ContextLabel {}
+    unsafe impl aya::Pod for PlanMasks {}
 }

@@ -13,6 +13,11 @@
 //! before the process can connect), or the slot allows any address (`ANY_ADDRESS`: a scope of
 //! ports only, or with `*` or `unnamed = "allow"`).
 //!
+//! A slot may also refuse a connect for the context the process acts in (contexts.rs); a slot
+//! there for that alone (not in the plan's `scoped`) lets any endpoint through its scope.
+//! Which slots refuse what, and the mode, come from the plan in force (`crate::plan`), read
+//! once per decision; a slot's ports, blocks and names never change in a run.
+//!
 //! A query to a trusted resolver (port 53) is never refused.
 //!
 //! Maps go with the programs: if keytrail exits or crashes, the hooks detach and nothing stays
@@ -21,22 +26,14 @@ use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::bpf_ktime_get_boot_ns,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, lpm_trie::Key, lpm_trie::LpmTrie},
+    maps::{Array, HashMap, lpm_trie::Key, lpm_trie::LpmTrie},
 };
-use monitor_common::{
-    AddrKey, DNS_PORT, EXEMPT_BIT, MAX_SLOTS, SLOT_PORTS as PORTS_PER_SLOT, SlotPorts, decision,
-    enforce_mode,
+use monitor_common::{AddrKey, DNS_PORT, EXEMPT_BIT, MAX_SLOTS, PlanMasks, decision, enforce_mode};
+
+use crate::{
+    LEARNED, TRUSTED_RESOLVERS, enforcement_mode as mode,
+    holdings::{self, HOLDERS},
 };
-
-use crate::{LEARNED, TRUSTED_RESOLVERS, enforcement_mode as mode};
-
-/// Processes (by tgid) holding enforced credentials: a mask of slots, and `EXEMPT_BIT`.
-#[map]
-static HOLDERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(65536, 0);
-
-/// Each slot's ports.
-#[map]
-static SLOT_PORTS: Array<SlotPorts> = Array::with_max_entries(MAX_SLOTS, 0);
 
 /// The slots that allow any address (their ports still count).
 #[map]
@@ -57,11 +54,12 @@ const ADDRESS_BITS: u32 = 160;
 /// A read of a credential in `slot` by process `tgid` (`watched`: the credential's slot + 1,
 /// from the watched map's value; 0 for a credential whose connects are not enforced).
 #[inline(always)]
-pub fn mark_holder(tgid: u32, watched: u32) {
+pub fn mark_holder(tgid: u32, watched: u32, plan: &PlanMasks) {
     if watched == 0 || watched > MAX_SLOTS {
         return;
     }
     let bit = 1u64 << (watched - 1);
+    crate::contexts::on_read(tgid, bit, plan);
     match HOLDERS.get_ptr_mut(&tgid) {
         // SAFETY: an LRU map value pointer, valid during this program. Not atomic (5.10 has
         // no atomic OR): two threads of one process reading two credentials at the same
@@ -90,6 +88,7 @@ pub fn on_fork(parent: u32, child: u32) {
             let _ = HOLDERS.remove(&child);
         }
     }
+    crate::contexts::on_fork(parent, child);
 }
 
 /// A process exec'd the file (`dev`, `ino`): it is exempt while it runs an exempt program.
@@ -123,6 +122,7 @@ pub fn is_exempt(tgid: u32) -> bool {
 
 pub fn on_exit(tgid: u32) {
     let _ = HOLDERS.remove(&tgid);
+    crate::contexts::on_exit(tgid);
 }
 
 /// What to do with a connect (or a UDP send) by `tgid` to (`family`, `addr`, `port`).
@@ -135,7 +135,8 @@ pub fn decide(tgid: u32, family: u16, addr: [u8; 16], port: u16) -> u16 {
     if held == 0 || held & EXEMPT_BIT != 0 {
         return decision::ALLOWED;
     }
-    let mode = mode();
+    let (_, plan) = crate::plan();
+    let mode = plan.mode;
     if mode == enforce_mode::OFF {
         return decision::ALLOWED;
     }
@@ -161,13 +162,20 @@ pub fn decide(tgid: u32, family: u16, addr: [u8; 16], port: u16) -> u16 {
             inside |= learned.mask;
         }
     }
-    if held & inside & ports_allowing(held, port) != 0 {
-        return decision::ALLOWED;
-    }
-    if mode == enforce_mode::DENY {
-        decision::DENIED
+    // Held slots whose scopes contain the endpoint: the address here, the port below.
+    let in_scope = held & inside;
+    let scoped = held & plan.scoped;
+    let reason = if scoped != 0 && !holdings::some_port_allows(scoped & in_scope, port) {
+        0
+    } else if crate::contexts::refuses(tgid, held, in_scope, port, &plan) {
+        decision::BY_CONTEXT
     } else {
-        decision::WOULD_DENY
+        return decision::ALLOWED;
+    };
+    if mode == enforce_mode::DENY {
+        decision::DENIED | reason
+    } else {
+        decision::WOULD_DENY | reason
     }
 }
 
@@ -194,29 +202,4 @@ fn unmapped(family: u16, addr: [u8; 16]) -> (u16, [u8; 16]) {
     v4[2] = addr[14];
     v4[3] = addr[15];
     (AF_INET, v4)
-}
-
-/// The slots of `held` whose ports allow `port`.
-#[inline(always)]
-fn ports_allowing(held: u64, port: u16) -> u64 {
-    let mut allowing = 0u64;
-    for slot in 0..MAX_SLOTS {
-        if held & (1u64 << slot) == 0 {
-            continue;
-        }
-        let Some(ports) = SLOT_PORTS.get(slot) else {
-            continue;
-        };
-        let count = ports.count;
-        if count == 0 {
-            allowing |= 1u64 << slot;
-            continue;
-        }
-        for i in 0..PORTS_PER_SLOT {
-            if (i as u32) < count && ports.ports[i] == port {
-                allowing |= 1u64 << slot;
-            }
-        }
-    }
-    allowing
 }

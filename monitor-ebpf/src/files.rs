@@ -47,12 +47,15 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
     let Some(value) = unsafe { WATCHED.get(&key) }.copied() else {
         return decision::ALLOWED;
     };
+    // One plan for the whole decision, and the watched value's half for it.
+    let (generation, plan) = crate::plan();
+    let value = watched::half(value, generation);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == SELF_TGID.load() {
         return decision::ALLOWED;
     }
     let decision = if decide {
-        crate::readers::decide(tgid, value)
+        crate::readers::decide(tgid, value, plan.mode)
     } else {
         decision::ALLOWED
     };
@@ -63,7 +66,7 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
     // Before the dedup below: the process holds the credential from this read on, whatever
     // the LRU of reported reads remembers. A refused open reads nothing, nor does a move.
     if decision != decision::DENIED && hook != AccessHook::Move {
-        crate::enforce::mark_holder(tgid, watched::slot_plus_one(value));
+        crate::enforce::mark_holder(tgid, watched::slot_plus_one(value), &plan);
     }
     let seen = SeenKey {
         tgid,

@@ -2,7 +2,7 @@
 use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_get_current_task_btf, generated};
-use monitor_common::{KernelOffsets, UNKNOWN_OFFSET, counter};
+use monitor_common::{ENV_HALF, ENV_LEN, KernelOffsets, UNKNOWN_OFFSET, counter};
 
 use crate::{OFFSETS, count};
 
@@ -125,5 +125,48 @@ pub fn file_identity_typed(file: u64) -> Option<(u32, u64)> {
         let sb = load::<u64>(inode, o.inode_sb)?;
         let dev = load::<u32>(sb, o.sb_dev)?;
         Some((dev, ino))
+    }
+}
+
+/// Copies the environment of `mm` (a `struct mm_struct *`) to `dst` (`ENV_LEN` bytes): all of
+/// it, or when longer its first and last `ENV_HALF` bytes. Returns the bytes copied and where
+/// the last half starts (0: all of it); (0, 0) when it could not be read. (Plain values, not an
+/// Option: see `keytrail_fork`.)
+///
+/// # Safety
+/// `dst` must point at `ENV_LEN` writable bytes.
+#[inline(always)]
+pub unsafe fn read_environment(mm: u64, dst: *mut u8) -> (u32, u32) {
+    let o = offsets();
+    let (Some(start), Some(end)) = (
+        read::<u64>(mm, o.mm_env_start),
+        read::<u64>(mm, o.mm_env_end),
+    ) else {
+        return (0, 0);
+    };
+    let total = end.saturating_sub(start);
+    if total < ENV_LEN as u64 {
+        // Masked so the verifier sees a bound below ENV_LEN.
+        let len = (total as u32) & (ENV_LEN as u32 - 1);
+        // SAFETY: `dst` holds ENV_LEN bytes (the caller's promise) and `len` is below that.
+        let read = unsafe { generated::bpf_probe_read_user(dst.cast(), len, start as *const _) };
+        return if read == 0 { (len, 0) } else { (0, 0) };
+    }
+    let half = ENV_HALF as u32;
+    // SAFETY: as above; each half is ENV_HALF bytes, the second at ENV_HALF.
+    let (head, tail) = unsafe {
+        (
+            generated::bpf_probe_read_user(dst.cast(), half, start as *const _),
+            generated::bpf_probe_read_user(
+                dst.add(ENV_HALF).cast(),
+                half,
+                (end - ENV_HALF as u64) as *const _,
+            ),
+        )
+    };
+    if head == 0 && tail == 0 {
+        (ENV_LEN as u32, half)
+    } else {
+        (0, 0)
     }
 }

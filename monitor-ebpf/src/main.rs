@@ -8,9 +8,11 @@
 #![no_std]
 #![no_main]
 
+mod contexts;
 mod emit;
 mod enforce;
 mod files;
+mod holdings;
 mod kernel;
 mod net;
 mod packets;
@@ -25,7 +27,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
 };
 use monitor_common::{
-    AddrKey, FileKey, KernelOffsets, Learned, NameKey, SeenKey, SocketWatch, UdpKey, counter,
+    AddrKey, FileKey, KernelOffsets, Learned, NameKey, PlanMasks, SeenKey, SocketWatch, UdpKey,
+    counter,
 };
 
 use crate::emit::Budget;
@@ -59,7 +62,7 @@ static LAST_FORCED_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 /// credential's enforcement slot + 1, which a read sets in the reader's `HOLDERS` mask
 /// (enforce.rs), and its reader set + 1, which an open is checked against (readers.rs).
 #[map]
-static WATCHED: HashMap<FileKey, u32> = HashMap::with_max_entries(16384, 0);
+static WATCHED: HashMap<FileKey, u64> = HashMap::with_max_entries(16384, 0);
 
 /// (process, file) pairs already reported, so a process reading a file in a loop sends one event.
 /// Keyed by pid and start time, so a reused pid starts afresh and the entries of exited
@@ -80,9 +83,13 @@ static DNS_SOCKETS: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(
 #[map]
 static TLS_WATCH: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(16384, 0);
 
-/// How enforcement runs (`monitor_common::enforce_mode`), set by the daemon.
+/// What enforcement refuses, in two generations (`monitor_common::PlanMasks`), and which is in
+/// force (`PLAN_GEN`): the daemon prepares one while the other is in force, then switches.
 #[map]
-static ENFORCE_MODE: Array<u32> = Array::with_max_entries(1, 0);
+static PLAN: Array<PlanMasks> = Array::with_max_entries(2, 0);
+
+#[map]
+static PLAN_GEN: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Host names of enforced scopes, by hash (scope_names.rs), with their slots.
 #[map]
@@ -99,12 +106,20 @@ static LEARNED: LruHashMap<AddrKey, Learned> = LruHashMap::with_max_entries(6553
 #[map]
 static TRUSTED_RESOLVERS: LpmTrie<AddrKey, u8> = LpmTrie::with_max_entries(256, 0);
 
+/// The plan in force, and its generation. Read once per decision: the rest of that decision
+/// goes by what this returned.
+#[inline(always)]
+fn plan() -> (u32, PlanMasks) {
+    let generation = PLAN_GEN.get(0).copied().unwrap_or(0) & 1;
+    (
+        generation,
+        PLAN.get(generation).copied().unwrap_or_default(),
+    )
+}
+
 #[inline(always)]
 fn enforcement_mode() -> u32 {
-    ENFORCE_MODE
-        .get(0)
-        .copied()
-        .unwrap_or(monitor_common::enforce_mode::OFF)
+    plan().1.mode
 }
 
 /// Whether policy refuses anything (else the hooks that feed enforcement do nothing).

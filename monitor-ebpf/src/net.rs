@@ -67,7 +67,7 @@ fn report(ctx: &SockAddrContext, family: u16) -> i32 {
         _pad2: 0,
         cookie,
     };
-    if connect.decision == decision::DENIED {
+    if decision::outcome(connect.decision) == decision::DENIED {
         send(connect);
         return DENY;
     }

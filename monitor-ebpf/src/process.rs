@@ -8,9 +8,7 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use monitor_common::{
-    ARGV_LEN, ENV_HALF, ENV_LEN, EventKind, ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent,
-};
+use monitor_common::{ARGV_LEN, EventKind, ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent};
 
 use crate::{
     EVENTS, emit,
@@ -78,34 +76,9 @@ pub fn keytrail_exec(ctx: RawTracePointContext) -> i32 {
             }
         }
 
-        (*ev).env_len = 0;
-        (*ev).env_cut = 0;
-        if let (Some(start), Some(end)) = (
-            read::<u64>(mm, o.mm_env_start),
-            read::<u64>(mm, o.mm_env_end),
-        ) {
-            let total = end.saturating_sub(start);
-            let env = (*ev).env.as_mut_ptr();
-            if total < ENV_LEN as u64 {
-                // Masked so the verifier sees a bound below ENV_LEN.
-                let len = (total as u32) & (ENV_LEN as u32 - 1);
-                if bpf_probe_read_user(env.cast(), len, start as *const _) == 0 {
-                    (*ev).env_len = len;
-                }
-            } else {
-                let half = ENV_HALF as u32;
-                let head = bpf_probe_read_user(env.cast(), half, start as *const _);
-                let tail = bpf_probe_read_user(
-                    env.add(ENV_HALF).cast(),
-                    half,
-                    (end - ENV_HALF as u64) as *const _,
-                );
-                if head == 0 && tail == 0 {
-                    (*ev).env_len = ENV_LEN as u32;
-                    (*ev).env_cut = half;
-                }
-            }
-        }
+        let (len, cut) = crate::kernel::read_environment(mm, (*ev).env.as_mut_ptr());
+        (*ev).env_len = len;
+        (*ev).env_cut = cut;
     }
     emit::submit_batched(entry, &EVENTS);
     0

@@ -10,7 +10,7 @@ use aya_ebpf::{helpers::bpf_get_current_task, macros::map, maps::HashMap};
 use monitor_common::{FileKey, MAX_READER_SETS, decision, enforce_mode, watched};
 
 use crate::{
-    enforce, enforcement_mode as mode,
+    enforce,
     kernel::{file_identity, offsets, read},
 };
 
@@ -18,15 +18,14 @@ use crate::{
 #[map]
 static READERS: HashMap<FileKey, u64> = HashMap::with_max_entries(4096, 0);
 
-/// What to do with an open of a watched credential (the watched map's value `value`) by the
-/// current process, `tgid`.
+/// What to do with an open of a watched credential (the watched map's value `value`, its half
+/// for the plan in force, whose mode is `mode`) by the current process, `tgid`.
 #[inline(always)]
-pub fn decide(tgid: u32, value: u32) -> u16 {
+pub fn decide(tgid: u32, value: u32, mode: u32) -> u16 {
     let set = watched::reader_set_plus_one(value);
     if set == 0 || set > MAX_READER_SETS {
         return decision::ALLOWED;
     }
-    let mode = mode();
     if mode == enforce_mode::OFF || enforce::is_exempt(tgid) {
         return decision::ALLOWED;
     }

@@ -62,6 +62,12 @@ const MAX_TTL_S: u64 = 86_400;
 #[map]
 static NAME_HASH: Array<u64> = Array::with_max_entries(NAME_HASH_POWERS, 0);
 
+/// The name hash's key (also the key of context labels' hashes, contexts.rs).
+#[inline(always)]
+pub fn hash_key() -> u64 {
+    power(1)
+}
+
 #[inline(always)]
 fn power(n: usize) -> u64 {
     NAME_HASH.get(n as u32).copied().unwrap_or(0)

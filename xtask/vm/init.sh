@@ -58,11 +58,16 @@ pass() {
         # A policy that refuses: opens of the SSH key by programs other than kt-vm-helper
         # (read denial, where BPF LSM runs); and TLS writes read from credential holders only
         # (per-process uprobes through tracefs).
-        # The SSH key's rule comes first: the first rule that names a file is its rule.
+        # And connects with a credential in another context than the one that owns it
+        # (/root/.aws/credentials, owned by kt-a).
+        # These rules come first: the first rule that names a file is its rule.
         printf '[[credentials]]\nkind = "ssh"\npaths = ["/root/.ssh/id_ed25519"]\nreaders = ["kt-vm-helper"]\n\n' \
             > /tmp/enforce.toml
+        printf '[[credentials]]\nkind = "aws"\npaths = ["/root/.aws/credentials"]\ncontext = "kt-a"\n\n' \
+            >> /tmp/enforce.toml
         keytrail policy --default | sed -e 's/^tls = "all"/tls = "holders"/' \
-            -e 's/^\[rules.unexpected-reader\]/&\naction = "deny"/' >> /tmp/enforce.toml
+            -e 's/^\[rules.unexpected-reader\]/&\naction = "deny"/' \
+            -e 's/^\[rules.cross-context-reuse\]/&\naction = "deny"/' >> /tmp/enforce.toml
         keytrail run --format json --config /tmp/enforce.toml > /tmp/records 2> /tmp/log & ;;
     *) keytrail run --format json --skip-hooks "$1" > /tmp/records 2> /tmp/log & ;;
     esac
@@ -91,6 +96,16 @@ pass() {
             r=linked; rm /root/linked-key
         else r=refused; fi
         echo "KT-SSH-LN $r"
+        # Contexts: the AWS key belongs to kt-a; read in kt-b, no connect may go out (EPERM,
+        # where the kernel knows contexts); read in kt-a, it may (refused by the peer here).
+        nc -l -p 9002 > /dev/null &
+        sleep 1
+        for ctx in kt-b kt-a; do
+            out=$(KEYTRAIL_CONTEXT=$ctx sh -c 'read line < /root/.aws/credentials
+                echo hello | nc 127.0.0.1 9002' 2>&1)
+            case "$out" in *"not permitted"*) r=refused ;; *) r=connected ;; esac
+            echo "KT-CTX-$ctx $r"
+        done
     fi
     # A reader through a bind mount, and one through another process's root.
     cat /mnt/aws/credentials > /dev/null

@@ -502,6 +502,7 @@ impl Correlator {
             host: host.map(|h| h.to_string()),
             host_claimed: None,
             enforcement: c.enforcement,
+            enforcement_rule: c.enforcement_rule,
         };
         // Asking a DNS server for a name is not acting with a credential: such a connection is
         // reported, and is the use of nothing, now or when a credential is read later.

@@ -231,6 +231,7 @@ mod tests {
             host_verified: false,
             host_claimed: None,
             enforcement: None,
+            enforcement_rule: None,
         }
     }
 

@@ -81,6 +81,7 @@ fn connect(pid: u32, port: u16) -> KernelEvent {
         protocol: Protocol::Tcp,
         cookie: 0,
         enforcement: None,
+        enforcement_rule: None,
         boot_ns: 2,
     })
 }

@@ -9,7 +9,7 @@ use monitor_common::{FileKey, enforce_mode, watched};
 use crate::{
     catalog::{Catalog, kernel_dev},
     kernel::{
-        enforcement::{self, Candidate, EnforcementMaps, Installed, Slots},
+        enforcement::{self, Candidate, EnforcementMaps, Installed, Prepared, Slots},
         probes::{Probes, Purpose},
         read_denial::{ReaderSets, ReadersMap},
     },
@@ -20,19 +20,22 @@ use crate::{
 };
 
 pub struct KernelCatalog {
-    watched: HashMap<MapData, FileKey, u32>,
+    watched: HashMap<MapData, FileKey, u64>,
     readers: ReadersMap,
     reader_sets: ReaderSets,
     /// Whether opens can be refused here (BPF LSM runs and `lsm/file_open` is attached), and
     /// if not, why.
     reads_available: Result<(), String>,
     said_reads_unavailable: bool,
+    /// Whether the kernel knows contexts here (its exec programs loaded), and if not, why;
+    /// None until a plan first refuses a context (loading them takes the verifier a while).
+    contexts_available: Option<Result<(), String>>,
     /// Executables the readers map allows, as last installed.
     allowed_readers: usize,
     /// Some credential's opens are refused now.
     refuses_reads: bool,
     /// What the watch map holds, to write only what changed.
-    values: StdHashMap<FileKey, u32>,
+    values: StdHashMap<FileKey, u64>,
     enforcement: EnforcementMaps,
     installed: Installed,
     slots: Slots,
@@ -45,7 +48,7 @@ pub struct KernelCatalog {
 
 impl KernelCatalog {
     pub fn new(
-        watched: HashMap<MapData, FileKey, u32>,
+        watched: HashMap<MapData, FileKey, u64>,
         enforcement: EnforcementMaps,
         readers: ReadersMap,
         policy: &Policy,
@@ -58,6 +61,7 @@ impl KernelCatalog {
             reader_sets: ReaderSets::default(),
             reads_available: reads_available.clone(),
             said_reads_unavailable: false,
+            contexts_available: None,
             allowed_readers: 0,
             refuses_reads: false,
             values: StdHashMap::new(),
@@ -75,6 +79,7 @@ impl KernelCatalog {
                     Ok(()) => "off".into(),
                     Err(why) => why,
                 },
+                contexts: "off".into(),
             },
         };
         if let Err(e) = kernel.enforcement.draw_hash_key() {
@@ -95,6 +100,9 @@ impl KernelCatalog {
         self.resolvers = Resolvers::system(policy.names.resolvers.clone());
         self.trust_resolvers();
         self.exempt(policy);
+        if let Err(e) = self.enforcement.set_context_label(&policy.context.label) {
+            log::error!("enforcement: the kernel's context label map refused it: {e}");
+        }
     }
 
     /// Policy's exempt programs, by file identity, in the kernel (those no longer exempt out).
@@ -114,6 +122,11 @@ impl KernelCatalog {
         if let Err(e) = self.enforcement.exempt(&exempt) {
             log::error!("enforcement: the kernel's exempt map refused an entry: {e}");
         }
+    }
+
+    /// The contexts of the processes that ran before keytrail: (pid, label).
+    pub fn seed_contexts(&mut self, labels: &[(u32, String)]) {
+        self.enforcement.seed_contexts(labels);
     }
 
     /// What enforcement does, for `ready`.
@@ -145,7 +158,7 @@ impl KernelCatalog {
                 let _ = self.watched.remove(key);
                 self.values.remove(key);
             }
-            self.enforce(catalog, policy);
+            self.enforce(catalog, policy, probes);
             if catalog.needs_open_hook() {
                 probes.ensure(Purpose::CredentialOpen);
             }
@@ -159,7 +172,7 @@ impl KernelCatalog {
     /// The slots of enforced credentials and the reader sets of those whose opens are
     /// refused, in the kernel before their files are watched with them: a read marks its reader
     /// as it happens, and an open is judged as it happens.
-    fn enforce(&mut self, catalog: &Catalog, policy: &Policy) {
+    fn enforce(&mut self, catalog: &Catalog, policy: &Policy, probes: &mut Probes) {
         let facts: Vec<(FileKey, &str, CredentialFacts)> = catalog
             .credentials()
             .map(|c| {
@@ -176,44 +189,91 @@ impl KernelCatalog {
                 scope: &c.record.scope,
                 owner: c.record.owner,
                 deny: facts.deny,
+                deny_context: facts.deny_context,
+                context: facts.context.as_deref(),
+                context_by_label: facts
+                    .context
+                    .as_deref()
+                    .is_none_or(|o| policy.is_label_context(o)),
             })
             .collect();
         let plan = enforcement::plan(&mut self.slots, candidates);
         for (path, why) in &plan.skipped {
             log::warn!("enforcement: {path:?} is not enforced: {why}");
         }
+        for (path, why) in &plan.context_reported {
+            log::warn!("enforcement: {path:?} in another context is reported, not refused: {why}");
+        }
+        let refuses_contexts = plan
+            .slots
+            .iter()
+            .enumerate()
+            .any(|(slot, s)| s.refuses_context && plan.in_use & (1 << slot) != 0);
+        let contexts_known = refuses_contexts && self.know_contexts(probes).is_ok();
         let reader_sets = self.reader_sets_of(&facts);
         let refuses_reads = !reader_sets.is_empty();
         self.refuses_reads = refuses_reads;
         if refuses_reads {
             self.refresh_readers();
         }
-        self.report.mode =
-            match self
-                .enforcement
-                .install(&plan, self.mode, refuses_reads, &mut self.installed)
-            {
-                Ok(enforce_mode::OFF) => "off".into(),
-                Ok(enforce_mode::DRY_RUN) => "dry-run".into(),
-                Ok(_) => "deny".into(),
-                Err(e) => {
-                    // Half a plan would refuse at random: nothing is refused, and it is said.
-                    log::error!(
-                        "enforcement: the kernel's maps refused the plan ({e}); nothing is refused"
-                    );
-                    let _ = self.enforcement.mode.set(0, &enforce_mode::OFF, 0);
-                    format!("off: the kernel refused the plan ({e})")
-                }
-            };
+        // The next generation of the plan and the watched map's half for it, then both in
+        // force at once.
+        let prepared = self
+            .enforcement
+            .prepare(&plan, self.mode, refuses_reads, contexts_known)
+            .and_then(|prepared| {
+                self.watch(&plan.values, &reader_sets, prepared.generation);
+                self.enforcement.commit(prepared)?;
+                Ok(prepared)
+            });
+        self.report.mode = match prepared {
+            Ok(Prepared {
+                mode: enforce_mode::OFF,
+                ..
+            }) => "off".into(),
+            Ok(Prepared {
+                mode: enforce_mode::DRY_RUN,
+                ..
+            }) => "dry-run".into(),
+            Ok(_) => "deny".into(),
+            Err(e) => {
+                // Half a plan would refuse at random: nothing is refused, and it is said.
+                log::error!(
+                    "enforcement: the kernel's maps refused the plan ({e}); nothing is refused"
+                );
+                self.enforcement.turn_off();
+                format!("off: the kernel refused the plan ({e})")
+            }
+        };
         self.report.credentials = plan.enforced;
         self.report.scopes = plan.slots.len();
+        self.report.contexts = match (&self.contexts_available, refuses_contexts) {
+            (Some(Err(why)), true) => why.clone(),
+            (_, true) if contexts_known => self.report.mode.clone(),
+            _ => "off".into(),
+        };
         self.report.reads = match (&self.reads_available, refuses_reads) {
             (Err(why), _) => why.clone(),
             (Ok(()), false) => "off".into(),
             (Ok(()), true) => self.report.mode.clone(),
         };
-        for (key, slot) in plan.values {
-            let value = watched::value(slot, reader_sets.get(&key).copied().unwrap_or(0));
+    }
+
+    /// Each credential file's value in the watch map for plan generation `generation` (its
+    /// slot and reader set), the other half kept as it is (a file new to the map gets the
+    /// same in both: the plan in force had no word on it).
+    fn watch(
+        &mut self,
+        values: &[(FileKey, u32)],
+        reader_sets: &StdHashMap<FileKey, u32>,
+        generation: u32,
+    ) {
+        for &(key, slot) in values {
+            let half = watched::value(slot, reader_sets.get(&key).copied().unwrap_or(0));
+            let value = match self.values.get(&key) {
+                Some(old) => watched::with_half(*old, generation, half),
+                None => watched::with_half(watched::with_half(0, 0, half), 1, half),
+            };
             if self.values.get(&key) == Some(&value) {
                 continue;
             }
@@ -228,6 +288,29 @@ impl KernelCatalog {
                 ),
             }
         }
+    }
+
+    /// Loads the kernel's exec programs that know contexts, the first time a plan needs
+    /// them; whether the kernel knows contexts now, and if not, why.
+    fn know_contexts(&mut self, probes: &mut Probes) -> &Result<(), String> {
+        self.contexts_available.get_or_insert_with(|| {
+            let started = std::time::Instant::now();
+            let loaded = probes
+                .load_context_scan()
+                .map_err(|why| format!("unavailable: {why}"));
+            match &loaded {
+                Ok(()) => log::info!(
+                    "contexts: the kernel reads each exec's label ({} ms to load)",
+                    started.elapsed().as_millis()
+                ),
+                Err(why) => {
+                    log::warn!(
+                        "contexts in the kernel {why}: cross-context-reuse is reported, not refused"
+                    )
+                }
+            }
+            loaded
+        })
     }
 
     /// The reader set (+ 1) of each credential whose opens are refused, where they can be.

@@ -119,6 +119,9 @@ pub async fn run(
 
     let mut watcher = Watcher::new().context("starting inotify")?;
     kernel.sync(&mut catalog, &policy, &mut probes, &mut watcher);
+    // After the sync that attached the exec hook of contexts, where policy needs them: a
+    // process that exec'd since keeps the context the kernel gave it.
+    kernel.seed_contexts(&tracker.context_labels());
     // Everything that needed root is done: attaching, mounting, the first look at the homes.
     match privileges::drop_to_kept() {
         Ok(()) => log::debug!("capabilities dropped to {:#x}", privileges::KEPT),

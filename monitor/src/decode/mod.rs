@@ -9,7 +9,7 @@ use monitor_common::{
     FileAccessEvent, FileKey, ForkEvent, PayloadEvent, decision,
 };
 
-use crate::vocab::{Enforced, Hook, Protocol};
+use crate::vocab::{Enforced, Hook, Protocol, RuleId};
 
 /// One kernel event, decoded. `boot_ns` is nanoseconds since boot (see `clock`).
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +121,8 @@ pub struct Connect {
     pub cookie: u64,
     /// Refused, or would have been, by enforcement.
     pub enforcement: Option<Enforced>,
+    /// The rule whose refusal it was: `out-of-scope-use` or `cross-context-reuse`.
+    pub enforcement_rule: Option<RuleId>,
     pub boot_ns: u64,
 }
 
@@ -240,7 +242,8 @@ impl KernelEvent {
 
 /// An event's `decision` field, as the record says it.
 fn enforced(decision: u32) -> Option<Enforced> {
-    match u16::try_from(decision).ok()? {
+    // The reason beside it (`BY_CONTEXT`) shows in the finding's rule, not here.
+    match decision::outcome(u16::try_from(decision).ok()?) {
         decision::DENIED => Some(Enforced::Denied),
         decision::WOULD_DENY => Some(Enforced::WouldDeny),
         _ => None,
@@ -319,6 +322,13 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 protocol: protocol_from_ip(e.protocol),
                 cookie: e.cookie,
                 enforcement: enforced(u32::from(e.decision)),
+                enforcement_rule: enforced(u32::from(e.decision)).map(|_| {
+                    if e.decision & decision::BY_CONTEXT != 0 {
+                        RuleId::CrossContextReuse
+                    } else {
+                        RuleId::OutOfScopeUse
+                    }
+                }),
                 boot_ns,
             })
         }

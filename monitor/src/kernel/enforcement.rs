@@ -9,15 +9,12 @@
 //! block around it, since a lookup returns the longest match only), and its host names by hash
 //! (`github.com` exactly, `*.github.com` as a suffix; other patterns cannot be matched in the
 //! kernel and leave the credential unenforced, said in the log).
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
 use monitor_common::{
-    AddrKey, FileKey, MAX_SLOTS, NAME_HASH_POWERS, NameKey, SLOT_PORTS, SlotPorts, enforce_mode,
-    name_hash,
+    AddrKey, ContextLabel, FileKey, MAX_SLOTS, NAME_HASH_POWERS, NameKey, PlanMasks, ProcContext,
+    SLOT_PORTS, SlotPorts, enforce_mode, label_hash, name_hash,
 };
 
 use crate::policy::{Cidr, Scope};
@@ -30,8 +27,26 @@ pub struct Candidate<'a> {
     /// Its file's owner: a user's own files may name hosts (a netrc's `machine`), so each user
     /// gets a share of the slots.
     pub owner: Option<u32>,
-    /// Its policy says `deny`.
+    /// Its policy says `deny` of its connects outside its scope.
     pub deny: bool,
+    /// Its policy says `deny` of its use in another context (`cross-context-reuse`).
+    pub deny_context: bool,
+    /// The context that owns it, if policy gives it one.
+    pub context: Option<&'a str>,
+    /// That context is one the kernel can know: a label (not a `[[contexts]]` rule's or a
+    /// tool's).
+    pub context_by_label: bool,
+}
+
+/// What one slot refuses: connects outside `scope`, and the use of its credentials in another
+/// context than the one they were read in or the one that owns them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    pub scope: Scope,
+    pub refuses_scope: bool,
+    pub refuses_context: bool,
+    /// The owning context (only where `refuses_context`).
+    pub owner: Option<String>,
 }
 
 /// Distinct scopes one user's files may take (root's are not counted).
@@ -44,18 +59,21 @@ const NAMES_PER_SCOPE: usize = 64;
 /// addresses carry slot bits, which must keep their meaning.
 #[derive(Default)]
 pub struct Slots {
-    scopes: Vec<(Scope, Option<u32>)>,
+    scopes: Vec<(Slot, Option<u32>)>,
 }
 
 /// What the kernel is to enforce.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// The scopes, by slot (every slot given in this run, used or not).
-    pub slots: Vec<Scope>,
+    /// The slots (every slot given in this run, used or not).
+    pub slots: Vec<Slot>,
     /// The watched map's value for each credential file: its slot + 1, or 0.
     pub values: Vec<(FileKey, u32)>,
     /// Credentials whose policy says `deny` that are not enforced, and why.
     pub skipped: Vec<(String, String)>,
+    /// Credentials whose scope is enforced but whose use in another context is only
+    /// reported, and why.
+    pub context_reported: Vec<(String, String)>,
     /// Credentials enforced.
     pub enforced: usize,
     /// The slots some credential has now (a mask). A slot no credential has any more (policy
@@ -150,7 +168,16 @@ fn unenforceable(scope: &Scope) -> Option<String> {
 pub fn plan<'a>(slots: &mut Slots, credentials: impl IntoIterator<Item = Candidate<'a>>) -> Plan {
     let mut plan = Plan::default();
     for c in credentials {
-        if !c.deny {
+        let mut refuses_context = c.deny_context;
+        if refuses_context && !c.context_by_label {
+            refuses_context = false;
+            let owner = c.context.unwrap_or_default();
+            plan.context_reported.push((
+                c.path.to_owned(),
+                format!("it belongs to context {owner}, which the kernel knows only by label"),
+            ));
+        }
+        if !c.deny && !refuses_context {
             plan.values.push((c.file, 0));
             continue;
         }
@@ -159,8 +186,14 @@ pub fn plan<'a>(slots: &mut Slots, credentials: impl IntoIterator<Item = Candida
             plan.values.push((c.file, 0));
             continue;
         }
+        let wanted = Slot {
+            scope: c.scope.clone(),
+            refuses_scope: c.deny,
+            refuses_context,
+            owner: c.context.filter(|_| refuses_context).map(str::to_owned),
+        };
         let user = c.owner.filter(|uid| *uid != 0);
-        let slot = match slots.scopes.iter().position(|(s, _)| s == c.scope) {
+        let slot = match slots.scopes.iter().position(|(s, _)| *s == wanted) {
             Some(slot) => slot,
             None if slots.scopes.len() >= MAX_SLOTS as usize => {
                 plan.skipped.push((
@@ -181,7 +214,7 @@ pub fn plan<'a>(slots: &mut Slots, credentials: impl IntoIterator<Item = Candida
                 continue;
             }
             None => {
-                slots.scopes.push((c.scope.clone(), user));
+                slots.scopes.push((wanted, user));
                 slots.scopes.len() - 1
             }
         };
@@ -220,13 +253,23 @@ fn address(ip: IpAddr) -> (u16, [u8; 16], u32) {
 
 /// The kernel's enforcement maps.
 pub struct EnforcementMaps {
-    pub mode: Array<MapData, u32>,
+    /// What is refused, in two generations, and which one is in force (see `PlanMasks`).
+    pub plan: Array<MapData, PlanMasks>,
+    pub generation: Array<MapData, u32>,
+    /// The generation in force.
+    pub active: u32,
     pub ports: Array<MapData, SlotPorts>,
     pub any_address: Array<MapData, u64>,
     pub cidrs: LpmTrie<MapData, AddrKey, u64>,
     pub names: HashMap<MapData, NameKey, u64>,
     pub resolvers: LpmTrie<MapData, AddrKey, u8>,
     pub exempt: HashMap<MapData, FileKey, u8>,
+    /// The slots each owning context (by label hash) owns.
+    pub owners: HashMap<MapData, u64, u64>,
+    /// The label variable the kernel looks for at exec.
+    pub context_label: Array<MapData, ContextLabel>,
+    /// Processes' contexts, by tgid (the kernel's from each exec on; seeded at start).
+    pub contexts: HashMap<MapData, u32, ProcContext>,
     /// Powers of the name hash's key, which is drawn at random by `draw_hash_key`.
     pub hash_powers: Array<MapData, u64>,
     pub hash_key: u64,
@@ -235,31 +278,40 @@ pub struct EnforcementMaps {
 /// What is installed, to take out what a new plan no longer has.
 #[derive(Default)]
 pub struct Installed {
-    cidrs: Vec<Cidr>,
-    names: Vec<NameKey>,
     resolvers: Vec<Cidr>,
 }
 
+/// A plan written into the generation not in force, to be put in force by `commit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub generation: u32,
+    /// The mode it sets (`enforce_mode::*`).
+    pub mode: u32,
+}
+
 impl EnforcementMaps {
-    /// Puts `plan` in the kernel, and `mode` (`enforce_mode::*`) last: a plan with no slots
-    /// turns enforcement off, unless opens are refused (`refuses_reads`). Returns the mode set.
-    pub fn install(
+    /// Writes `plan` into the generation not in force, and `mode` (`enforce_mode::*`) with it: a
+    /// plan with no slots in use turns enforcement off, unless opens are refused
+    /// (`refuses_reads`). `contexts_known`: the kernel's exec programs that know contexts are
+    /// loaded (without them no slot refuses for its context: every process would look
+    /// unlabelled). The slots' own data (ports, address blocks, names, owners) goes in as it
+    /// is: it never changes in a run, so the generation in force sees nothing new. Nothing
+    /// changes what the kernel refuses until `commit`.
+    pub fn prepare(
         &mut self,
         plan: &Plan,
         mode: u32,
         refuses_reads: bool,
-        installed: &mut Installed,
-    ) -> Result<u32, MapError> {
+        contexts_known: bool,
+    ) -> Result<Prepared, MapError> {
+        let mut masks = PlanMasks::default();
         let mut any = 0u64;
         let mut cidrs: BTreeMap<String, (Cidr, u64)> = BTreeMap::new();
         let mut names: BTreeMap<(u64, u32), u64> = BTreeMap::new();
-        for (slot, scope) in plan.slots.iter().enumerate() {
+        let mut owners: BTreeMap<u64, u64> = BTreeMap::new();
+        for (slot, rule) in plan.slots.iter().enumerate() {
             let bit = 1u64 << slot;
-            if plan.in_use & bit == 0 {
-                self.ports.set(slot as u32, &SlotPorts::default(), 0)?;
-                any |= bit;
-                continue;
-            }
+            let scope = &rule.scope;
             let mut ports = SlotPorts::default();
             let listed = scope.ports.len().min(SLOT_PORTS);
             ports.count = listed as u32;
@@ -279,36 +331,35 @@ impl EnforcementMaps {
             {
                 *names.entry((key.hash, key.suffix)).or_default() |= bit;
             }
+            if let Some(owner) = &rule.owner {
+                *owners
+                    .entry(label_hash(owner.as_bytes(), self.hash_key))
+                    .or_default() |= bit;
+            }
+            if plan.in_use & bit == 0 {
+                continue; // in no mask: it refuses nothing
+            }
+            if rule.refuses_scope {
+                masks.scoped |= bit;
+            }
+            if rule.refuses_context && contexts_known {
+                masks.contexts |= bit;
+                if rule.owner.is_some() {
+                    masks.owned |= bit;
+                }
+            }
         }
         // A lookup finds the longest block only: each block carries the slots of the blocks
         // around it too.
         let blocks: Vec<(Cidr, u64)> = cidrs.values().copied().collect();
-        let folded: Vec<(Cidr, u64)> = blocks
-            .iter()
-            .map(|(inner, _)| {
-                let mask = blocks
-                    .iter()
-                    .filter(|(outer, _)| {
-                        outer.prefix() <= inner.prefix() && outer.contains(inner.network())
-                    })
-                    .fold(0, |m, (_, bits)| m | bits);
-                (*inner, mask)
-            })
-            .collect();
-        for old in installed.cidrs.drain(..) {
-            if !folded.iter().any(|(c, _)| *c == old) {
-                let _ = self.cidrs.remove(&cidr_key(&old));
-            }
-        }
-        for (cidr, mask) in &folded {
-            self.cidrs.insert(&cidr_key(cidr), mask, 0)?;
-            installed.cidrs.push(*cidr);
-        }
-        let keys: BTreeSet<(u64, u32)> = names.keys().copied().collect();
-        for old in installed.names.drain(..) {
-            if !keys.contains(&(old.hash, old.suffix)) {
-                let _ = self.names.remove(&old);
-            }
+        for (inner, _) in &blocks {
+            let mask = blocks
+                .iter()
+                .filter(|(outer, _)| {
+                    outer.prefix() <= inner.prefix() && outer.contains(inner.network())
+                })
+                .fold(0, |m, (_, bits)| m | bits);
+            self.cidrs.insert(&cidr_key(inner), &mask, 0)?;
         }
         for ((hash, suffix), mask) in names {
             let key = NameKey {
@@ -317,16 +368,37 @@ impl EnforcementMaps {
                 _pad: 0,
             };
             self.names.insert(&key, &mask, 0)?;
-            installed.names.push(key);
+        }
+        for (owner, mask) in owners {
+            self.owners.insert(&owner, &mask, 0)?;
         }
         self.any_address.set(0, &any, 0)?;
-        let mode = if plan.in_use == 0 && !refuses_reads {
+        masks.mode = if plan.in_use == 0 && !refuses_reads {
             enforce_mode::OFF
         } else {
             mode
         };
-        self.mode.set(0, &mode, 0)?;
-        Ok(mode)
+        let generation = self.active ^ 1;
+        self.plan.set(generation, &masks, 0)?;
+        Ok(Prepared {
+            generation,
+            mode: masks.mode,
+        })
+    }
+
+    /// Puts a prepared generation in force: one 4-byte map write, so each decision goes by
+    /// the plan before or the plan after.
+    pub fn commit(&mut self, prepared: Prepared) -> Result<(), MapError> {
+        self.generation.set(0, &prepared.generation, 0)?;
+        self.active = prepared.generation;
+        Ok(())
+    }
+
+    /// Refuses nothing from now on (a plan the maps refused): both generations off.
+    pub fn turn_off(&mut self) {
+        for generation in 0..2 {
+            let _ = self.plan.set(generation, &PlanMasks::default(), 0);
+        }
     }
 
     /// Draws the name hash's key (odd, from the kernel's random source) and gives the kernel
@@ -347,6 +419,31 @@ impl EnforcementMaps {
             power = power.wrapping_mul(self.hash_key);
         }
         Ok(())
+    }
+
+    /// The label variable whose value, in a process's environment at exec, is its context
+    /// (policy's `[context] label`). After `draw_hash_key`.
+    pub fn set_context_label(&mut self, name: &str) -> Result<(), MapError> {
+        let label = ContextLabel {
+            hash: label_hash(name.as_bytes(), self.hash_key),
+            len: name.len() as u32,
+            _pad: 0,
+        };
+        self.context_label.set(0, &label, 0)
+    }
+
+    /// The contexts of the processes that ran before keytrail started, by the label each has
+    /// (or its nearest ancestor has): (tgid, label). An entry the kernel made since (an exec)
+    /// is kept.
+    pub fn seed_contexts(&mut self, labels: &[(u32, String)]) {
+        for (tgid, label) in labels {
+            let context = ProcContext {
+                context: label_hash(label.as_bytes(), self.hash_key),
+                carried: 0,
+            };
+            // BPF_NOEXIST: the kernel's own entry is newer.
+            let _ = self.contexts.insert(tgid, &context, 1);
+        }
     }
 
     /// The resolvers whose answers teach the kernel a scope name's addresses.
@@ -403,6 +500,9 @@ mod tests {
             scope,
             owner: Some(1000),
             deny,
+            deny_context: false,
+            context: None,
+            context_by_label: true,
         };
         let mut slots = Slots::default();
         let plan = plan(
@@ -457,6 +557,9 @@ mod tests {
                 scope: s,
                 owner: Some(1000),
                 deny: true,
+                deny_context: false,
+                context: None,
+                context_by_label: true,
             }),
         );
         assert_eq!(plan.enforced, SLOTS_PER_USER);
@@ -470,9 +573,47 @@ mod tests {
                 scope: &scopes[19],
                 owner: Some(0),
                 deny: true,
+                deny_context: false,
+                context: None,
+                context_by_label: true,
             }],
         );
         assert_eq!(plan.enforced, 1);
+    }
+
+    #[test]
+    fn a_credential_refused_by_context_gets_a_slot_of_its_own_and_a_rule_context_is_reported() {
+        let aws = scope(&["*.amazonaws.com"], &[], &[443]);
+        let candidate = |ino, deny, deny_context, context, context_by_label| Candidate {
+            file: FileKey::new(1, ino),
+            path: "/home/a/.aws/credentials",
+            scope: &aws,
+            owner: Some(1000),
+            deny,
+            deny_context,
+            context,
+            context_by_label,
+        };
+        let mut slots = Slots::default();
+        let plan = plan(
+            &mut slots,
+            [
+                candidate(1, true, false, None, true),
+                candidate(2, false, true, None, true),
+                candidate(3, false, true, Some("tenant-a"), true),
+                candidate(4, true, true, Some("ci"), false),
+                candidate(5, false, true, Some("ci"), false),
+            ],
+        );
+        let values: Vec<u32> = plan.values.iter().map(|(_, v)| *v).collect();
+        // Scope only (and the rule-owned one, whose context the kernel cannot know); handed
+        // across contexts; owned by a label.
+        assert_eq!(values, [1, 2, 3, 1, 0]);
+        assert_eq!(plan.slots[1].owner, None);
+        assert!(plan.slots[1].refuses_context && !plan.slots[1].refuses_scope);
+        assert_eq!(plan.slots[2].owner.as_deref(), Some("tenant-a"));
+        assert_eq!(plan.context_reported.len(), 2);
+        assert!(plan.context_reported[0].1.contains("context ci"));
     }
 
     /// The kernel hashes a question's name as it reads it and derives each suffix's hash by

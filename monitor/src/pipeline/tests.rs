@@ -203,6 +203,7 @@ impl Recorded {
                 protocol,
                 cookie: 0, // a recorded connection does not wait for its first bytes
                 enforcement: None,
+                enforcement_rule: None,
                 boot_ns: at_ms * MS,
             }),
             Recorded::DnsAnswer {

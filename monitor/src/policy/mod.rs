@@ -140,6 +140,10 @@ pub struct CredentialFacts {
     /// runs): its rule's `action`, else `[rules.unexpected-reader]`'s; never when anyone may
     /// read it.
     pub deny_reads: bool,
+    /// Its use in another context than the one it was read in, or the one that owns it, is
+    /// refused in the kernel (where contexts are labels): its rule's `action`, else
+    /// `[rules.cross-context-reuse]`'s; only while that rule is on.
+    pub deny_context: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,9 +246,11 @@ pub struct CredentialRule {
     /// What an address without a learned name is to a scope written in names.
     #[serde(default)]
     pub unnamed: Unnamed,
-    /// `deny`: a process holding it may not connect outside its scope, and a program outside
-    /// its readers may not open it (both refused in the kernel; the open where BPF LSM runs);
-    /// unset: as `[rules.out-of-scope-use]` and `[rules.unexpected-reader]` say.
+    /// `deny`: a process holding it may not connect outside its scope, nor with it in another
+    /// context (while `cross-context-reuse` is on), and a program outside its readers may not
+    /// open it (all refused in the kernel; the open where BPF LSM runs); unset: as
+    /// `[rules.out-of-scope-use]`, `[rules.cross-context-reuse]` and
+    /// `[rules.unexpected-reader]` say.
     pub action: Option<Action>,
     /// `paths` as globs that match any home, compiled on first use.
     #[serde(skip)]
@@ -340,8 +346,8 @@ pub struct RuleSettings {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub severity: Option<Severity>,
-    /// `deny` (out-of-scope-use: the connect; unexpected-reader: the open, where BPF LSM runs):
-    /// refuse what the rule reports, in the kernel.
+    /// `deny` (out-of-scope-use and cross-context-reuse: the connect; unexpected-reader: the
+    /// open, where BPF LSM runs): refuse what the rule reports, in the kernel.
     pub action: Option<Action>,
 }
 
@@ -426,15 +432,20 @@ impl Policy {
             }
         }
         for (rule, settings) in &self.rules {
-            let refusable = [RuleId::OutOfScopeUse, RuleId::UnexpectedReader];
+            let refusable = [
+                RuleId::OutOfScopeUse,
+                RuleId::UnexpectedReader,
+                RuleId::CrossContextReuse,
+            ];
             if settings.action == Some(Action::Deny) && !refusable.contains(rule) {
                 let header = format!("[rules.{rule}]");
                 let at = text.find(&header).unwrap_or(0);
                 return fail(
                     at..at + header.len(),
                     format!(
-                        "[rules.{rule}] field `action`: only out-of-scope-use (a connect) and \
-                         unexpected-reader (an open) can deny; the others report"
+                        "[rules.{rule}] field `action`: only out-of-scope-use (a connect), \
+                         cross-context-reuse (a connect) and unexpected-reader (an open) can \
+                         deny; the others report"
                     ),
                 );
             }
@@ -506,7 +517,25 @@ impl Policy {
             readers,
             context: rule.and_then(|r| r.context.clone()),
             deny: denies(RuleId::OutOfScopeUse),
+            deny_context: denies(RuleId::CrossContextReuse)
+                && self.severity(RuleId::CrossContextReuse).is_some(),
         }
+    }
+
+    /// Whether the processes of `context` are in it by their label (what the kernel knows of
+    /// contexts), not as a tool server, by a `[[contexts]]` rule (`cgroup:PATH`, `user:UID`,
+    /// `COMM:PID`) or by default (`uid:UID/session:ID`).
+    pub fn is_label_context(&self, context: &str) -> bool {
+        let by_rule = !self.contexts.is_empty()
+            && (context.starts_with("cgroup:")
+                || context.starts_with("user:")
+                || context.rsplit_once(':').is_some_and(|(_, pid)| {
+                    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+                }));
+        !context.is_empty()
+            && !context.starts_with("tool:")
+            && !context.starts_with("uid:")
+            && !by_rule
     }
 
     /// Whether a program run as `comm` from `path` is named like an allowed reader of some

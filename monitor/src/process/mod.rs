@@ -384,6 +384,32 @@ impl ProcessTracker {
         }
     }
 
+    /// Each process's context label as its environment gave it, or as its nearest ancestor's
+    /// did (what the kernel's exec hook would have taken for it): (pid, label).
+    pub fn context_labels(&self) -> Vec<(u32, String)> {
+        let raw = |p: &Process| {
+            let label = p.attribution.label.as_deref()?;
+            // `attribute` keeps a label from claiming a tool's context; the kernel has the
+            // value as it is.
+            Some(match label.strip_prefix("label:") {
+                Some(rest) if rest.starts_with("tool:") => rest.to_owned(),
+                _ => label.to_owned(),
+            })
+        };
+        self.by_pid
+            .values()
+            .filter_map(|p| {
+                let own = raw(p);
+                let label = own.or_else(|| {
+                    self.ancestors(p.key, 64)
+                        .iter()
+                        .find_map(|k| self.get_key(*k).and_then(raw))
+                })?;
+                Some((p.key.pid, label))
+            })
+            .collect()
+    }
+
     /// Ancestors of `key`, nearest first, at most `limit` of them.
     pub fn ancestors(&self, key: ProcKey, limit: usize) -> Vec<ProcKey> {
         let mut chain = Vec::new();

@@ -360,6 +360,7 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
             }),
         ));
         checks.extend(read_denial_checks(text, kernel, &records, ready));
+        checks.push(context_check(text, ready));
     }
     let path = if enforce { "/holders" } else { "/proof" };
     checks.push(match proof {
@@ -422,6 +423,42 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
             .find(|l| l.contains("opens and reads of"))
             .and_then(|l| l.rsplit(", ").next())
             .map(|t| t.trim().trim_end_matches(" each").to_owned()),
+    }
+}
+
+/// The `enforce` pass's contexts: the AWS key belongs to context kt-a; busybox's `nc` after a
+/// read of it in kt-b is refused (EPERM), in kt-a it connects. A kernel whose verifier refuses
+/// the exec programs that know contexts must say so in `ready`, and refuse nothing.
+fn context_check(text: &str, ready: Option<&Value>) -> (String, Result<(), String>) {
+    let contexts = ready.map(|r| r["enforcement"]["contexts"].clone());
+    let other = marker(text, "KT-CTX-kt-b ");
+    let owner = marker(text, "KT-CTX-kt-a ");
+    let status = contexts.as_ref().and_then(|c| c.as_str()).unwrap_or("");
+    let detail = || {
+        format!(
+            "KT-CTX-kt-b {other:?}; KT-CTX-kt-a {owner:?}; ready.enforcement.contexts {contexts:?}"
+        )
+    };
+    if status == "deny" {
+        (
+            "a credential owned by context kt-a: a connect after its read in kt-b is refused, \
+             in kt-a it goes out"
+                .into(),
+            check(
+                other == Some("refused") && owner == Some("connected"),
+                detail,
+            ),
+        )
+    } else {
+        (
+            "where the kernel cannot know contexts, ready says why and nothing is refused".into(),
+            check(
+                status.starts_with("unavailable")
+                    && other == Some("connected")
+                    && owner == Some("connected"),
+                detail,
+            ),
+        )
     }
 }
 

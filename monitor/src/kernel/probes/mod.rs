@@ -1,6 +1,7 @@
 //! Loading the kernel programs and attaching them from the probe table (table.rs): each purpose
 //! is served by the first hook this kernel allows, and the `ready` record says which. One loop
 //! attaches every hook; what differs between hooks is data in the table.
+mod context_scan;
 mod statistics;
 mod table;
 
@@ -64,7 +65,7 @@ pub struct Maps {
     /// Credential accesses and connects: a ring of their own, so a flood of the others cannot
     /// push them out.
     pub critical: RingBuf<MapData>,
-    pub watched: HashMap<MapData, FileKey, u32>,
+    pub watched: HashMap<MapData, FileKey, u64>,
     pub counters: Counters,
     pub enforcement: EnforcementMaps,
     /// Read denial's allowed readers: a mask of reader sets by executable.
@@ -157,7 +158,9 @@ impl Probes {
             watched: HashMap::try_from(take(&mut ebpf, map::WATCHED)?)?,
             counters: Counters(PerCpuArray::try_from(take(&mut ebpf, map::COUNTERS)?)?),
             enforcement: EnforcementMaps {
-                mode: Array::try_from(take(&mut ebpf, map::ENFORCE_MODE)?)?,
+                plan: Array::try_from(take(&mut ebpf, map::PLAN)?)?,
+                generation: Array::try_from(take(&mut ebpf, map::PLAN_GEN)?)?,
+                active: 0,
                 ports: Array::try_from(take(&mut ebpf, map::SLOT_PORTS)?)?,
                 any_address: Array::try_from(take(&mut ebpf, map::ANY_ADDRESS)?)?,
                 cidrs: LpmTrie::try_from(take(&mut ebpf, map::SCOPE_CIDRS)?)?,
@@ -165,6 +168,9 @@ impl Probes {
                 resolvers: LpmTrie::try_from(take(&mut ebpf, map::TRUSTED_RESOLVERS)?)?,
                 exempt: HashMap::try_from(take(&mut ebpf, map::EXEMPT_EXES)?)?,
                 hash_powers: Array::try_from(take(&mut ebpf, map::NAME_HASH)?)?,
+                owners: HashMap::try_from(take(&mut ebpf, map::CONTEXT_OWNERS)?)?,
+                context_label: Array::try_from(take(&mut ebpf, map::CONTEXT_LABEL)?)?,
+                contexts: HashMap::try_from(take(&mut ebpf, map::CONTEXTS)?)?,
                 hash_key: 0,
             },
             readers: HashMap::try_from(take(&mut ebpf, map::READERS)?)?,
