@@ -35,6 +35,12 @@ pub enum Command {
     /// Run a recorded NDJSON stream (from `run --format json`, or hand-written) through the
     /// rules and print the findings. Needs no privileges.
     Replay(ReplayArgs),
+    /// Print the man page (roff), for packaging.
+    #[command(hide = true)]
+    Manpage,
+    /// Print the completions for SHELL, for packaging.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]

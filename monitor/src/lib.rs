@@ -69,6 +69,14 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args.file),
         Command::Replay(args) => load_policy(args.config.as_deref())
             .and_then(|policy| replay::run(&args.file, Arc::new(policy), args.format)),
+        Command::Manpage => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(Into::into),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "keytrail", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! through here, so plain `cargo build` and `cargo test` stay simple.
 mod bench;
 mod build;
+mod dist;
 mod run;
 mod test;
 mod vm;
@@ -25,6 +26,9 @@ enum Command {
     VmTest(vm::Options),
     /// Measure keytrail's cost against no monitor, auditd and bpftrace (as root).
     Bench(bench::Options),
+    /// Build the Debian package (target/dist/keytrail_VERSION_amd64.deb): the binary, the
+    /// systemd unit, the default policy, the man page and the shell completions.
+    Dist,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Test(opts) => test::run(opts),
         Command::Bench(opts) => bench::run(opts),
         Command::VmTest(opts) => vm::run(opts),
+        Command::Dist => dist::run(),
     }
 }

@@ -42,6 +42,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     let binary = build::keytrail()?;
+    // The package's test (tests/tests/package.rs) checks what `cargo xtask dist` builds.
+    let deb = crate::dist::package(&binary)?;
     eprintln!(
         "xtask: live-kernel integration tests with {}",
         binary.display()
@@ -64,6 +66,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .args(opts.filter.iter())
         .args(["--test-threads=1", "--nocapture"])
         .env("KEYTRAIL_BIN", &binary)
+        .env("KEYTRAIL_DEB", &deb)
         .current_dir(&root);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

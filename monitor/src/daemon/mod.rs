@@ -3,6 +3,7 @@
 //! is left and print stats.
 mod drain;
 mod kernel_catalog;
+mod notify;
 
 use std::{io::Write, sync::Arc, time::Duration};
 
@@ -152,6 +153,10 @@ pub async fn run(
         "watching {} credentials; stop with Ctrl-C",
         catalog.credentials().count()
     );
+    notify::notify(&format!(
+        "READY=1\nSTATUS=watching {} credentials",
+        catalog.credentials().count()
+    ));
 
     let resolvers = Resolvers::system(policy.names.resolvers.clone());
     log::info!(
@@ -308,6 +313,7 @@ pub async fn run(
     }
 
     log::info!("stopping: detaching probes and draining what is left");
+    notify::notify("STOPPING=1");
     log_run_statistics(&probes);
     counts.missed_runs = probes.missed_runs();
     drop(probes);
@@ -415,10 +421,15 @@ struct Reloaded<'a> {
 /// (its file, line and field in the log) and `policy` stays; a good one replaces it, and the
 /// pipeline, the catalog and the kernel's maps follow it, keeping what they remember.
 fn reload(source: &PolicySource, policy: &mut Arc<Policy>, dry_run_flag: bool, r: Reloaded) {
+    notify::notify(&format!(
+        "RELOADING=1\nMONOTONIC_USEC={}",
+        notify::monotonic_usec()
+    ));
     let new = match source.load() {
         Ok(new) => new,
         Err(e) => {
             log::error!("SIGHUP: policy not reloaded, the running one stays: {e}");
+            notify::notify("READY=1\nSTATUS=policy not reloaded (see the log)");
             return;
         }
     };
@@ -433,6 +444,10 @@ fn reload(source: &PolicySource, policy: &mut Arc<Policy>, dry_run_flag: bool, r
         source.describe(),
         r.catalog.credentials().count()
     );
+    notify::notify(&format!(
+        "READY=1\nSTATUS=watching {} credentials",
+        r.catalog.credentials().count()
+    ));
 }
 
 /// What a reload does not change, said in the log: whose TLS writes are read (the uprobes are

@@ -9,9 +9,14 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum PreflightError {
-    /// Loading BPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_NET_ADMIN).
-    #[error("keytrail run needs root to load its kernel probes: run it with sudo (or as root)")]
-    NotRoot,
+    /// Loading and attaching the probes needs capabilities the process lacks.
+    #[error(
+        "keytrail run lacks {}: it needs them to load its kernel probes; run it as root (sudo), \
+         or give its service these capabilities (the packaged unit does): {}",
+        .missing.join(", "),
+        REQUIRED.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" ")
+    )]
+    MissingCapabilities { missing: Vec<&'static str> },
     /// The kernel has no BTF, so struct offsets cannot be found.
     #[error(
         "{0} is missing: this kernel was built without CONFIG_DEBUG_INFO_BTF, and keytrail needs BTF to read kernel structures"
@@ -30,6 +35,50 @@ pub enum PreflightError {
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
+/// The capabilities `keytrail run` starts with, and what each is for. After load it keeps
+/// only some of them (privileges.rs). CAP_SYS_RESOURCE is welcome, not required: kernels
+/// before 5.11 charge maps to the locked-memory limit, which it lifts; some container hosts
+/// (this project's CI) give root none.
+pub const REQUIRED: &[(&str, u32)] = &[
+    // bpf(): maps, programs, BTF (kernels before 5.8 want CAP_SYS_ADMIN for all of it).
+    ("CAP_BPF", 39),
+    // Tracing programs (tracepoints, kprobes, uprobes) and perf events.
+    ("CAP_PERFMON", 38),
+    // Attaching to the root cgroup (connects and packets).
+    ("CAP_NET_ADMIN", 12),
+    // Mounting tracefs, bpffs and securityfs where they are not; perf events where
+    // kernel.perf_event_paranoid is 3 (Debian's).
+    ("CAP_SYS_ADMIN", 21),
+    // Reading users' credential files and watching their directories.
+    ("CAP_DAC_READ_SEARCH", 2),
+    // Reading other users' /proc/PID/environ and exe.
+    ("CAP_SYS_PTRACE", 19),
+    // Dropping the others after load.
+    ("CAP_SETPCAP", 8),
+];
+
+/// The required capabilities the process's effective set lacks, by name.
+pub fn missing_capabilities(effective: u64) -> Vec<&'static str> {
+    REQUIRED
+        .iter()
+        .filter(|(_, bit)| effective & (1u64 << bit) == 0)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// The effective capability set, from /proc/self/status (`CapEff`); none when unreadable.
+fn effective_capabilities() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Paths the probes use, once checked.
 pub struct Environment {
     pub tracefs: PathBuf,
@@ -37,9 +86,9 @@ pub struct Environment {
 }
 
 pub fn check() -> Result<Environment, PreflightError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(PreflightError::NotRoot);
+    let missing = missing_capabilities(effective_capabilities());
+    if !missing.is_empty() {
+        return Err(PreflightError::MissingCapabilities { missing });
     }
     if !Path::new(BTF_PATH).exists() {
         return Err(PreflightError::NoBtf(BTF_PATH.into()));
@@ -81,5 +130,30 @@ fn mount(fs: &'static str, path: &Path) -> Result<PathBuf, PreflightError> {
         Ok(s) if s.success() => Ok(path.into()),
         Ok(s) => Err(error(format!("mount exited with {s}"))),
         Err(e) => Err(error(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_names_each_missing_capability() {
+        let all = REQUIRED.iter().fold(0u64, |set, (_, bit)| set | 1 << bit);
+        assert!(missing_capabilities(all).is_empty());
+        assert!(
+            missing_capabilities(u64::MAX >> 23).is_empty(),
+            "root's set (41 bits)"
+        );
+        let without = all & !(1 << 12) & !(1 << 39);
+        assert_eq!(missing_capabilities(without), ["CAP_BPF", "CAP_NET_ADMIN"]);
+        let e = PreflightError::MissingCapabilities {
+            missing: missing_capabilities(0),
+        }
+        .to_string();
+        assert!(
+            e.starts_with("keytrail run lacks CAP_BPF, CAP_PERFMON"),
+            "{e}"
+        );
     }
 }
