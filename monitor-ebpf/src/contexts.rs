@@ -144,14 +144,11 @@ pub fn refuses(tgid: u32, held: u64, in_scope: u64, port: u16, plan: &PlanMasks)
     carried_in != 0 && crate::holdings::some_port_allows(carried_in, port)
 }
 
-/// `sched_process_exec`: reads the new program's environment for the scanner, when some slot's
-/// cross-context use is refused.
+/// `sched_process_exec`: reads the new program's environment for the scanner.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn keytrail_exec_context(ctx: RawTracePointContext) -> i32 {
-    let (_, plan) = crate::plan();
-    if plan.contexts == 0 || plan.mode == monitor_common::enforce_mode::OFF {
-        return 0;
-    }
+    // Loaded only when policy refused contexts at start; from then on every exec is read,
+    // whatever the plan says now, so a reload that refuses them again finds them current.
     let Some(scan) = ENV_SCAN.get_ptr_mut(0) else {
         return 0;
     };

@@ -88,7 +88,6 @@ pub fn on_fork(parent: u32, child: u32) {
             let _ = HOLDERS.remove(&child);
         }
     }
-    crate::contexts::on_fork(parent, child);
 }
 
 /// A process exec'd the file (`dev`, `ino`): it is exempt while it runs an exempt program.

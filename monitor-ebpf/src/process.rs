@@ -97,6 +97,8 @@ pub fn keytrail_fork(ctx: RawTracePointContext) -> i32 {
         return 0; // a new thread, not a new process (or the task could not be read)
     }
     crate::enforce::on_fork((bpf_get_current_pid_tgid() >> 32) as u32, tgid);
+    // Whatever enforcement's mode: contexts must stay current while refusal is off.
+    crate::contexts::on_fork((bpf_get_current_pid_tgid() >> 32) as u32, tgid);
     let Some(mut entry) = emit::reserve::<ForkEvent>() else {
         return 0;
     };

@@ -401,5 +401,13 @@ fn a_reload_puts_a_new_plan_in_force_and_takes_it_back() {
         "reloaded with out-of-scope uses refused"
     );
     assert_eq!(outcome(&mut k, &default), through, "and back");
-    k.stop();
+    // Contexts the kernel did not follow from the start cannot be refused by a reload: it
+    // says so, and refuses nothing for them.
+    let contexts = std::fs::read(policy_denying("cross-context-reuse", ("", ""))).unwrap();
+    assert_eq!(outcome(&mut k, &contexts), through, "no scope refused");
+    let (_, stderr) = k.stop();
+    assert!(
+        stderr.contains("unavailable until the next start"),
+        "{stderr}"
+    );
 }

@@ -30,6 +30,9 @@ pub struct KernelCatalog {
     /// Whether the kernel knows contexts here (its exec programs loaded), and if not, why;
     /// None until a plan first refuses a context (loading them takes the verifier a while).
     contexts_available: Option<Result<(), String>>,
+    /// Still starting: the exec programs of contexts may be loaded now, when policy refuses
+    /// contexts. Later (a reload) they would start from processes they never saw exec.
+    starting: bool,
     /// Executables the readers map allows, as last installed.
     allowed_readers: usize,
     /// Some credential's opens are refused now.
@@ -62,6 +65,7 @@ impl KernelCatalog {
             reads_available: reads_available.clone(),
             said_reads_unavailable: false,
             contexts_available: None,
+            starting: true,
             allowed_readers: 0,
             refuses_reads: false,
             values: StdHashMap::new(),
@@ -167,6 +171,7 @@ impl KernelCatalog {
                 break;
             }
         }
+        self.starting = false;
     }
 
     /// The slots of enforced credentials and the reader sets of those whose opens are
@@ -204,11 +209,7 @@ impl KernelCatalog {
         for (path, why) in &plan.context_reported {
             log::warn!("enforcement: {path:?} in another context is reported, not refused: {why}");
         }
-        let refuses_contexts = plan
-            .slots
-            .iter()
-            .enumerate()
-            .any(|(slot, s)| s.refuses_context && plan.in_use & (1 << slot) != 0);
+        let refuses_contexts = plan.contexts & plan.in_use != 0;
         let contexts_known = refuses_contexts && self.know_contexts(probes).is_ok();
         let reader_sets = self.reader_sets_of(&facts);
         let refuses_reads = !reader_sets.is_empty();
@@ -293,7 +294,15 @@ impl KernelCatalog {
     /// Loads the kernel's exec programs that know contexts, the first time a plan needs
     /// them; whether the kernel knows contexts now, and if not, why.
     fn know_contexts(&mut self, probes: &mut Probes) -> &Result<(), String> {
+        let starting = self.starting;
         self.contexts_available.get_or_insert_with(|| {
+            if !starting {
+                let why = "unavailable until the next start: policy began refusing contexts \
+                           on a reload, and the kernel has not seen the execs since start"
+                    .to_owned();
+                log::warn!("contexts in the kernel {why}");
+                return Err(why);
+            }
             let started = std::time::Instant::now();
             let loaded = probes
                 .load_context_scan()

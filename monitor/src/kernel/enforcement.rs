@@ -38,14 +38,14 @@ pub struct Candidate<'a> {
     pub context_by_label: bool,
 }
 
-/// What one slot refuses: connects outside `scope`, and the use of its credentials in another
-/// context than the one they were read in or the one that owns them.
+/// A slot: credentials with one scope and one owning context. What it refuses (connects
+/// outside its scope, use in another context) is the plan's, from the credentials that have
+/// it now (`Plan::scoped`, `Plan::contexts`), so a reload that changes an action takes no new
+/// slot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slot {
     pub scope: Scope,
-    pub refuses_scope: bool,
-    pub refuses_context: bool,
-    /// The owning context (only where `refuses_context`).
+    /// The owning context, where the kernel can know it (a label).
     pub owner: Option<String>,
 }
 
@@ -80,6 +80,10 @@ pub struct Plan {
     /// reloaded: its credentials no longer refuse) lets anything through, so the processes that
     /// read them before are not held to the old scope.
     pub in_use: u64,
+    /// The slots one of whose credentials refuses connects outside its scope, and those one of
+    /// whose credentials refuses use in another context.
+    pub scoped: u64,
+    pub contexts: u64,
 }
 
 /// A host pattern as the kernel matches it.
@@ -188,9 +192,7 @@ pub fn plan<'a>(slots: &mut Slots, credentials: impl IntoIterator<Item = Candida
         }
         let wanted = Slot {
             scope: c.scope.clone(),
-            refuses_scope: c.deny,
-            refuses_context,
-            owner: c.context.filter(|_| refuses_context).map(str::to_owned),
+            owner: c.context.filter(|_| c.context_by_label).map(str::to_owned),
         };
         let user = c.owner.filter(|uid| *uid != 0);
         let slot = match slots.scopes.iter().position(|(s, _)| *s == wanted) {
@@ -220,6 +222,12 @@ pub fn plan<'a>(slots: &mut Slots, credentials: impl IntoIterator<Item = Candida
         };
         plan.enforced += 1;
         plan.values.push((c.file, slot as u32 + 1));
+        if c.deny {
+            plan.scoped |= 1 << slot;
+        }
+        if refuses_context {
+            plan.contexts |= 1 << slot;
+        }
     }
     plan.slots = slots.scopes.iter().map(|(s, _)| s.clone()).collect();
     plan.in_use = plan
@@ -336,19 +344,14 @@ impl EnforcementMaps {
                     .entry(label_hash(owner.as_bytes(), self.hash_key))
                     .or_default() |= bit;
             }
-            if plan.in_use & bit == 0 {
-                continue; // in no mask: it refuses nothing
-            }
-            if rule.refuses_scope {
-                masks.scoped |= bit;
-            }
-            if rule.refuses_context && contexts_known {
+            if plan.contexts & bit != 0 && contexts_known {
                 masks.contexts |= bit;
                 if rule.owner.is_some() {
                     masks.owned |= bit;
                 }
             }
         }
+        masks.scoped = plan.scoped;
         // A lookup finds the longest block only: each block carries the slots of the blocks
         // around it too.
         let blocks: Vec<(Cidr, u64)> = cidrs.values().copied().collect();
@@ -531,7 +534,7 @@ mod tests {
         assert!(plan.skipped[0].1.contains("api-*.example.com"));
 
         // A later plan keeps the slots given before, whatever comes first now: the kernel's
-        // holders carry slot bits.
+        // holders carry slot bits. An action changed by a reload takes no new slot.
         let plan = plan_again(
             &mut slots,
             [candidate(3, &github, true), candidate(1, &aws, true)],
@@ -582,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn a_credential_refused_by_context_gets_a_slot_of_its_own_and_a_rule_context_is_reported() {
+    fn an_owner_makes_a_slot_of_its_own_and_a_rule_context_is_reported() {
         let aws = scope(&["*.amazonaws.com"], &[], &[443]);
         let candidate = |ino, deny, deny_context, context, context_by_label| Candidate {
             file: FileKey::new(1, ino),
@@ -606,12 +609,12 @@ mod tests {
             ],
         );
         let values: Vec<u32> = plan.values.iter().map(|(_, v)| *v).collect();
-        // Scope only (and the rule-owned one, whose context the kernel cannot know); handed
-        // across contexts; owned by a label.
-        assert_eq!(values, [1, 2, 3, 1, 0]);
-        assert_eq!(plan.slots[1].owner, None);
-        assert!(plan.slots[1].refuses_context && !plan.slots[1].refuses_scope);
-        assert_eq!(plan.slots[2].owner.as_deref(), Some("tenant-a"));
+        // One slot for the scope with no owner the kernel can know (whatever each refuses),
+        // one for the scope owned by the label tenant-a; what each refuses is the plan's.
+        assert_eq!(values, [1, 1, 2, 1, 0]);
+        assert_eq!(plan.slots[0].owner, None);
+        assert_eq!(plan.slots[1].owner.as_deref(), Some("tenant-a"));
+        assert_eq!((plan.scoped, plan.contexts), (0b01, 0b11));
         assert_eq!(plan.context_reported.len(), 2);
         assert!(plan.context_reported[0].1.contains("context ci"));
     }

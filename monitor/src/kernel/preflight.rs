@@ -57,10 +57,15 @@ pub const REQUIRED: &[(&str, u32)] = &[
     ("CAP_SETPCAP", 8),
 ];
 
-/// The required capabilities the process's effective set lacks, by name.
+/// The required capabilities the process's effective set lacks, by name. CAP_SYS_ADMIN
+/// stands in for CAP_BPF and CAP_PERFMON, as the kernel lets it (and as kernels before 5.8,
+/// and container runtimes that do not know the two, require).
 pub fn missing_capabilities(effective: u64) -> Vec<&'static str> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let admin = effective & (1u64 << CAP_SYS_ADMIN) != 0;
     REQUIRED
         .iter()
+        .filter(|(name, _)| !(admin && matches!(*name, "CAP_BPF" | "CAP_PERFMON")))
         .filter(|(_, bit)| effective & (1u64 << bit) == 0)
         .map(|(name, _)| *name)
         .collect()
@@ -146,7 +151,13 @@ mod tests {
             "root's set (41 bits)"
         );
         let without = all & !(1 << 12) & !(1 << 39);
-        assert_eq!(missing_capabilities(without), ["CAP_BPF", "CAP_NET_ADMIN"]);
+        assert_eq!(
+            missing_capabilities(without),
+            ["CAP_NET_ADMIN"],
+            "CAP_SYS_ADMIN stands in"
+        );
+        let without = all & !(1 << 21) & !(1 << 39);
+        assert_eq!(missing_capabilities(without), ["CAP_BPF", "CAP_SYS_ADMIN"]);
         let e = PreflightError::MissingCapabilities {
             missing: missing_capabilities(0),
         }
