@@ -105,6 +105,10 @@ pub struct RunArgs {
     /// reopens it, after logrotate moved it away.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9469): records and
+    /// findings written, events lost by cause, lag, catalog size, memory.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Refuse nothing: report what policy's `action = "deny"` would have refused, as findings
     /// with `action: would-deny` (also `[enforcement] dry_run = true` in the policy).
     #[arg(long)]

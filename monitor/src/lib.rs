@@ -162,6 +162,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
             dry_run_enforce: args.dry_run_enforce,
             policy_source: source,
             reopen_output,
+            metrics: args.metrics,
         },
     ))
 }

@@ -389,4 +389,16 @@ impl Record {
             Record::Finding(f) => f.time,
         }
     }
+
+    /// Its `type`, as the contract names it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Record::Ready { .. } => "ready",
+            Record::CredentialAccess { .. } => "credential_access",
+            Record::Connection { .. } => "connection",
+            Record::CredentialUse { .. } => "credential_use",
+            Record::Finding(_) => "finding",
+            Record::Stats { .. } => "stats",
+        }
+    }
 }

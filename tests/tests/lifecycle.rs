@@ -284,6 +284,57 @@ fn stats_come_on_an_interval_while_running_and_at_stop() {
     assert_eq!(records.last().unwrap()["type"], "stats");
 }
 
+/// `--metrics ADDR`: a Prometheus scrape (curl, as a scraper sends it) gets the records
+/// written by type, the kernel's events, the lag histogram and the catalog's size, matching
+/// the NDJSON stream; any other path is a 404.
+#[test]
+fn metrics_are_served_for_prometheus() {
+    require_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let user = TestUser::create("metrics");
+    let token = user.write(
+        ".git-credentials",
+        "https://kt:kt-metrics-token-77@github.com\n",
+    );
+    let mut k = Keytrail::start(&["--metrics", &address, "--stats-interval", "1s"]);
+    let reader = run_pid(Command::new("cat").arg(&token));
+    k.wait_for("the read", WAIT, |r| {
+        r["type"] == "credential_access" && r["process"]["pid"] == reader
+    });
+    k.wait_for("a stats record after it", WAIT, |r| r["type"] == "stats");
+    let scrape = |path: &str| {
+        Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+            .arg(format!("http://{address}{path}"))
+            .output()
+            .expect("curl")
+    };
+    let body = String::from_utf8(scrape("/metrics").stdout).unwrap();
+    assert!(body.ends_with("\n200"), "{body}");
+    let value = |line_start: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in\n{body}"))
+    };
+    assert!(value("keytrail_records_total{type=\"credential_access\"}") >= 1.0);
+    assert!(value("keytrail_records_total{type=\"ready\"}") == 1.0);
+    assert!(value("keytrail_kernel_events_total") >= 1.0);
+    assert!(value("keytrail_record_lag_seconds_count") >= 1.0);
+    let watched = k.records[0]["credentials"].as_f64().unwrap();
+    assert_eq!(value("keytrail_credentials_watched"), watched);
+    assert!(value("keytrail_resident_memory_bytes") > 1e6);
+    assert!(!body.contains("kt-metrics-token-77"));
+    let other = String::from_utf8(scrape("/").stdout).unwrap();
+    assert!(other.ends_with("404"), "{other}");
+    k.stop();
+}
+
 /// After load keytrail keeps CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_PERFMON and CAP_BPF, in
 /// every set including the bounding set, with no_new_privs; and still does its work with them:
 /// a credential a user writes after start (a file of theirs, mode 0600) is read and reported.

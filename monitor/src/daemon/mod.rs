@@ -31,7 +31,7 @@ use crate::{
     privileges,
     process::{ProcKey, ProcessTracker},
     record::Record,
-    sink::{Sink, Writer},
+    sink::{Sink, Writer, metrics::Metrics},
     vocab::Timestamp,
     watcher::Watcher,
 };
@@ -58,6 +58,8 @@ pub struct Settings {
     pub policy_source: PolicySource,
     /// Set on SIGHUP when records go to a file (`--output`): reopened before the next batch.
     pub reopen_output: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Where to serve Prometheus metrics (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(
@@ -73,7 +75,22 @@ pub async fn run(
         dry_run_enforce,
         policy_source,
         reopen_output,
+        metrics: metrics_address,
     } = settings;
+    // Bound before anything else: a port taken (or one below 1024, before the privileges go)
+    // is a clear error at start, not a silent absence later.
+    let metrics = match metrics_address {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("--metrics {address}: cannot listen there"))?;
+            log::info!("metrics at http://{address}/metrics");
+            let metrics = Metrics::new();
+            tokio::spawn(crate::sink::metrics::serve(listener, Arc::clone(&metrics)));
+            Some(metrics)
+        }
+        None => None,
+    };
     let env = preflight::check()?;
     raise_descriptor_limit();
     let clock = Clock::now();
@@ -136,7 +153,7 @@ pub async fn run(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigquit = signal(SignalKind::quit())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    sink.write(&Record::Ready {
+    let ready = Record::Ready {
         time: clock.current(),
         version: env!("CARGO_PKG_VERSION").into(),
         hooks: probes.hooks.clone(),
@@ -146,9 +163,16 @@ pub async fn run(
         enforcement: kernel.report(),
         credentials: catalog.credentials().count(),
         processes: tracker.len(),
-    })?;
+    };
+    if let Some(metrics) = &metrics {
+        metrics.observe(std::slice::from_ref(&ready));
+    }
+    sink.write(&ready)?;
     sink.flush()?;
-    let mut writer = Writer::spawn(sink)?;
+    let mut writer = Writer::spawn(sink, metrics.clone())?;
+    if let Some(metrics) = &metrics {
+        metrics.set_credentials(catalog.credentials().count());
+    }
     log::info!(
         "watching {} credentials; stop with Ctrl-C",
         catalog.credentials().count()
@@ -276,6 +300,9 @@ pub async fn run(
                 let mut records = Vec::new();
                 pipeline.blind(lost, clock.current(), catalog.secrets(), &mut records);
                 records.push(pipeline.stats(clock.current(), counts));
+                if let Some(metrics) = &metrics {
+                    metrics.set_credentials(catalog.credentials().count());
+                }
                 if let Err(e) = writer.send(records) {
                     output_error = Some(e);
                     break;

@@ -1,5 +1,6 @@
 //! Where records go: one printer per output format, behind one trait.
 mod json;
+pub mod metrics;
 mod output_file;
 mod printable;
 mod text;

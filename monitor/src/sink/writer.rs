@@ -8,7 +8,9 @@ use std::{
     thread::JoinHandle,
 };
 
-use super::Sink;
+use std::sync::Arc;
+
+use super::{Sink, metrics::Metrics};
 use crate::record::Record;
 
 /// Batches waiting to be written, at most.
@@ -17,10 +19,12 @@ const QUEUE: usize = 256;
 pub struct Writer {
     batches: Option<SyncSender<Vec<Record>>>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// Counted as they go (`--metrics`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Writer {
-    pub fn spawn(sink: Box<dyn Sink + Send>) -> io::Result<Self> {
+    pub fn spawn(sink: Box<dyn Sink + Send>, metrics: Option<Arc<Metrics>>) -> io::Result<Self> {
         let (tx, rx) = sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("keytrail-writer".into())
@@ -28,6 +32,7 @@ impl Writer {
         Ok(Self {
             batches: Some(tx),
             thread: Some(thread),
+            metrics,
         })
     }
 
@@ -36,6 +41,9 @@ impl Writer {
     pub fn send(&mut self, records: Vec<Record>) -> io::Result<()> {
         if records.is_empty() {
             return Ok(());
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(&records);
         }
         let sent = self.batches.as_ref().map(|tx| tx.send(records));
         match sent {
