@@ -28,7 +28,7 @@ pub struct KernelCatalog {
     reads_available: Result<(), String>,
     said_reads_unavailable: bool,
     /// Whether the kernel knows contexts here (its exec programs loaded), and if not, why;
-    /// None until a plan first refuses a context (loading them takes the verifier a while).
+    /// None until policy first may refuse a context (loading them takes the verifier a while).
     contexts_available: Option<Result<(), String>>,
     /// Still starting: the exec programs of contexts may be loaded now, when policy refuses
     /// contexts. Later (a reload) they would start from processes they never saw exec.
@@ -208,6 +208,11 @@ impl KernelCatalog {
         }
         for (path, why) in &plan.context_reported {
             log::warn!("enforcement: {path:?} in another context is reported, not refused: {why}");
+        }
+        // At start, where policy may refuse contexts at all: the kernel must follow every exec
+        // from then on, before the credentials that need it appear.
+        if self.starting && policy.may_refuse_contexts() {
+            let _ = self.know_contexts(probes);
         }
         let refuses_contexts = plan.contexts & plan.in_use != 0;
         let contexts_known = refuses_contexts && self.know_contexts(probes).is_ok();

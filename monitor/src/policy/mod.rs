@@ -522,6 +522,21 @@ impl Policy {
         }
     }
 
+    /// Whether some credential's use in another context may be refused under this policy:
+    /// the rule is on, and it or some credential rule says `deny`.
+    pub fn may_refuse_contexts(&self) -> bool {
+        let rule_denies = self
+            .rules
+            .get(&RuleId::CrossContextReuse)
+            .is_some_and(|s| s.action == Some(Action::Deny));
+        self.severity(RuleId::CrossContextReuse).is_some()
+            && (rule_denies
+                || self
+                    .credentials
+                    .iter()
+                    .any(|c| c.get_ref().action == Some(Action::Deny)))
+    }
+
     /// Whether the processes of `context` are in it by their label (what the kernel knows of
     /// contexts), not as a tool server, by a `[[contexts]]` rule (`cgroup:PATH`, `user:UID`,
     /// `COMM:PID`) or by default (`uid:UID/session:ID`).

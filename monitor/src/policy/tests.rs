@@ -94,6 +94,24 @@ fn errors_name_file_line_and_field() {
             .deny_reads
     );
 
+    // Context refusal: the rule's action while the rule is on (the kernel then follows
+    // every exec from start).
+    assert!(!Policy::embedded().may_refuse_contexts());
+    let header = "[rules.cross-context-reuse]\n";
+    let p =
+        parse(&DEFAULT_TEXT.replacen(header, &format!("{header}action = \"deny\"\n"), 1)).unwrap();
+    assert!(p.may_refuse_contexts());
+    assert!(
+        p.credential_facts(Kind::Aws, "/home/a/.aws/credentials")
+            .deny_context
+    );
+    let off = DEFAULT_TEXT.replacen(
+        header,
+        &format!("{header}action = \"deny\"\nenabled = false\n"),
+        1,
+    );
+    assert!(!parse(&off).unwrap().may_refuse_contexts());
+
     let e = parse("[proof]\ntls = true\n").unwrap_err();
     assert!(
         e.starts_with("/etc/keytrail.toml:2:") && e.contains("field `tls`"),
