@@ -214,8 +214,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// anything else 404. One scrape at a time: a scraper is one Prometheus, not a crowd.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: not a loop that spins until they come back.
+                log::debug!("metrics: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let mut request = Vec::with_capacity(512);
         let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
