@@ -96,15 +96,16 @@ pub fn keytrail_fork(ctx: RawTracePointContext) -> i32 {
     if pid != tgid {
         return 0; // a new thread, not a new process (or the task could not be read)
     }
-    crate::enforce::on_fork((bpf_get_current_pid_tgid() >> 32) as u32, tgid);
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    crate::enforce::on_fork(parent, tgid);
     // Whatever enforcement's mode: contexts must stay current while refusal is off.
-    crate::contexts::on_fork((bpf_get_current_pid_tgid() >> 32) as u32, tgid);
+    crate::contexts::on_fork(parent, tgid);
     let Some(mut entry) = emit::reserve::<ForkEvent>() else {
         return 0;
     };
     entry.write(ForkEvent {
         header: emit::header(EventKind::Fork, tgid),
-        ppid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        ppid: parent,
         _pad: 0,
         start_boot_ns: read::<u64>(child, o.task_start_boottime).unwrap_or(0),
     });

@@ -2,10 +2,7 @@
 //! contexts.rs): a scanner of the environment, run only by tail calls, and the exec hook that
 //! starts it. Not in the probe table: they have no fallback, and without them only the
 //! refusal of `cross-context-reuse` is missing (`ready.enforcement.contexts` says why).
-use aya::{
-    maps::ProgramArray,
-    programs::{ProgramError, RawTracePoint},
-};
+use aya::{maps::ProgramArray, programs::RawTracePoint};
 use monitor_common::{map, program};
 
 use super::Probes;
@@ -15,12 +12,7 @@ impl Probes {
     /// exec hook (in that order: a hook with no scanner would take every process's context for
     /// unknown).
     pub fn load_context_scan(&mut self) -> Result<(), String> {
-        let scanner: &mut RawTracePoint = self
-            .ebpf
-            .program_mut(program::ENV_SCAN)
-            .ok_or("the scanner program is missing")?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
+        let scanner: &mut RawTracePoint = self.program_of_type(program::ENV_SCAN)?;
         scanner
             .load()
             .map_err(|e| format!("the kernel refused the environment scanner: {e}"))?;
@@ -33,12 +25,7 @@ impl Probes {
         )
         .map_err(|e| e.to_string())?;
         next.set(0, &fd, 0).map_err(|e| e.to_string())?;
-        let hook: &mut RawTracePoint = self
-            .ebpf
-            .program_mut(program::EXEC_CONTEXT)
-            .ok_or("the exec context program is missing")?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
+        let hook: &mut RawTracePoint = self.program_of_type(program::EXEC_CONTEXT)?;
         hook.load()
             .map_err(|e| format!("the kernel refused the exec context program: {e}"))?;
         hook.attach("sched_process_exec")

@@ -247,12 +247,7 @@ impl Probes {
     /// From now on, TLS write functions are hooked in the processes `follow_tls` names only
     /// (tls_holders.rs), not in every process that maps them.
     pub fn scope_tls_writes_to_holders(&mut self) -> Result<(), String> {
-        let program: &mut UProbe = self
-            .ebpf
-            .program_mut(program::TLS_WRITE)
-            .ok_or("the uprobe program is missing")?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
+        let program: &mut UProbe = self.program_of_type(program::TLS_WRITE)?;
         let fd = program
             .fd()
             .map_err(|_| "the uprobe program is not loaded (no send hook)")?;
@@ -338,6 +333,18 @@ impl Probes {
             "unavailable: the kernel refused {lsm} ({})",
             refused.unwrap_or_else(|| "no reason given".into())
         ))
+    }
+
+    /// The program `name`, as the type of program it is (the caller's), or why not.
+    fn program_of_type<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T, String>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("the program {name} is missing (rebuild keytrail)"))?
+            .try_into()
+            .map_err(|e: ProgramError| format!("{name}: {e}"))
     }
 
     /// Runs of the attached programs the kernel skipped so far, because the program was
