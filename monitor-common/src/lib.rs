@@ -252,20 +252,6 @@ pub struct UdpKey {
     pub addr: [u8; 16],
 }
 
-/// A socket that asked a DNS server, or a TCP connection whose first bytes are awaited.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SocketWatch {
-    /// The process that sent the query or made the connection.
-    pub tgid: u32,
-    /// TLS: payload segments reported so far. DNS over UDP: queries sent to `server` and not
-    /// yet answered (an answer to none, or from another address, is not reported).
-    pub segments: u32,
-    /// DNS: the server the process last sent to, as it named it (before NAT): IPv4 in the
-    /// first 4 bytes, or the IPv6 address; network byte order.
-    pub server: [u8; 16],
-}
-
 /// What enforcement decided about a connect (`ConnectEvent::decision`).
 pub mod decision {
     /// Nothing to decide: enforcement off, or the process holds no enforced credential, or the
@@ -569,7 +555,10 @@ pub mod counter {
     /// Connects sent to the bulk ring instead of the critical one: their user had spent its
     /// budget there (a flood of connects).
     pub const CRITICAL_DEMOTED: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Sockets left unmarked because the table of marked sockets was full: their DNS answers,
+    /// TLS server names and TLS writes were not read.
+    pub const SOCKETS_UNMARKED: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// The names of the kernel programs, as the daemon finds them in the object. The kernel side
@@ -585,6 +574,7 @@ pub mod program {
     pub const SENDMSG6: &str = "keytrail_sendmsg6";
     pub const DNS_ANSWER: &str = "keytrail_dns_answer";
     pub const EGRESS: &str = "keytrail_egress";
+    pub const SOCK_RELEASE: &str = "keytrail_sock_release";
     pub const FILEMAP_READ_BTF: &str = "keytrail_filemap_read_btf";
     pub const FILEMAP_FAULT_BTF: &str = "keytrail_filemap_fault_btf";
     pub const FILEMAP_MAP_PAGES_BTF: &str = "keytrail_filemap_map_pages_btf";
@@ -642,7 +632,6 @@ mod pod {
     unsafe impl aya::Pod for FileKey {}
     unsafe impl aya::Pod for SeenKey {}
     unsafe impl aya::Pod for UdpKey {}
-    unsafe impl aya::Pod for SocketWatch {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for SlotPorts {}

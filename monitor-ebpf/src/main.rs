@@ -19,6 +19,7 @@ mod packets;
 mod process;
 mod readers;
 mod scope_names;
+mod sockets;
 mod tls;
 
 use aya_ebpf::{
@@ -27,8 +28,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
 };
 use monitor_common::{
-    AddrKey, FileKey, KernelOffsets, Learned, NameKey, PlanMasks, SeenKey, SocketWatch, UdpKey,
-    counter,
+    AddrKey, FileKey, KernelOffsets, Learned, NameKey, PlanMasks, SeenKey, UdpKey, counter,
 };
 
 use crate::emit::Budget;
@@ -74,14 +74,6 @@ static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(65536, 0);
 /// process sending a datagram stream must not flood the ring buffer.
 #[map]
 static UDP_SEEN: LruHashMap<UdpKey, u8> = LruHashMap::with_max_entries(16384, 0);
-
-/// Sockets (by cookie) that sent to a DNS server, and who sent: their answers are reported.
-#[map]
-static DNS_SOCKETS: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(8192, 0);
-
-/// TCP connections (by cookie) whose first payload has not been seen yet.
-#[map]
-static TLS_WATCH: LruHashMap<u64, SocketWatch> = LruHashMap::with_max_entries(16384, 0);
 
 /// What enforcement refuses, in two generations (`monitor_common::PlanMasks`), and which is in
 /// force (`PLAN_GEN`): the daemon prepares one while the other is in force, then switches.

@@ -7,7 +7,7 @@
 //! its answers reported, a TCP connection its first bytes (a TLS ClientHello names the server).
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_ANY, BPF_NOEXIST, bpf_sock_addr},
+    bindings::{BPF_NOEXIST, bpf_sock_addr},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::bpf_get_socket_cookie,
@@ -15,10 +15,12 @@ use aya_ebpf::{
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use monitor_common::{ConnectEvent, DNS_PORT, EventKind, SocketWatch, UdpKey, decision};
+use monitor_common::{ConnectEvent, DNS_PORT, EventKind, UdpKey, decision};
 
 use crate::{
-    DNS_SOCKETS, TLS_WATCH, UDP_SEEN, emit, enforce, kernel::EEXIST, tls::TLS_CONNECTIONS,
+    UDP_SEEN, emit, enforce,
+    kernel::EEXIST,
+    sockets::{self, SocketMarks},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -71,38 +73,41 @@ fn report(ctx: &SockAddrContext, family: u16) -> i32 {
         send(connect);
         return DENY;
     }
-    let watch = SocketWatch {
-        tgid,
-        segments: 0,
-        server: addr,
-    };
     if port == DNS_PORT {
         // The server as the process named it, before any NAT: answers come back from it with
         // NAT undone (packets.rs). A socket that asks the same server again keeps the queries
         // it has outstanding (`sendto` runs this hook for every query); another server starts
         // afresh.
-        match DNS_SOCKETS.get_ptr_mut(&cookie) {
-            // SAFETY: an LRU map value pointer, valid during this program.
-            Some(known) => unsafe {
-                (*known).tgid = tgid;
-                if !crate::packets::same(&(*known).server, &addr) {
-                    (*known).server = addr;
-                    (*known).segments = 0;
+        match sockets::of(cookie) {
+            Some(marks) if marks.watching & sockets::WATCH_DNS != 0 => {
+                marks.tgid = tgid;
+                if !crate::packets::same(&marks.server, &addr) {
+                    marks.server = addr;
+                    marks.segments = 0;
                 }
-            },
-            None => {
-                let _ = DNS_SOCKETS.insert(&cookie, &watch, BPF_ANY as u64);
             }
+            _ => sockets::mark(
+                cookie,
+                &SocketMarks {
+                    tgid,
+                    watching: sockets::WATCH_DNS,
+                    segments: 0,
+                    tls_writes: 0,
+                    server: addr,
+                },
+            ),
         }
     } else if protocol == IPPROTO_TCP {
-        let _ = TLS_WATCH.insert(&cookie, &watch, BPF_ANY as u64);
-        // A zero on the stack, by a volatile store: a `&0` may point into .rodata at a load-time
-        // global that is 0 when compiled (SELF_TGID, then set to keytrail's pid), which LLVM
-        // may share with the constant (seen: the count started at keytrail's pid).
-        let mut none_reported = 1u32;
-        // SAFETY: a write to a local.
-        unsafe { core::ptr::write_volatile(&mut none_reported, 0) };
-        let _ = TLS_CONNECTIONS.insert(&cookie, &none_reported, BPF_ANY as u64);
+        sockets::mark(
+            cookie,
+            &SocketMarks {
+                tgid,
+                watching: sockets::WATCH_OPENING | sockets::OUTBOUND_TCP,
+                segments: 0,
+                tls_writes: 0,
+                server: addr,
+            },
+        );
     }
 
     if protocol == IPPROTO_UDP {

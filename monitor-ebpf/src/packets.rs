@@ -1,8 +1,8 @@
 //! Packets on sockets the connect hooks marked (net.rs): DNS answers coming in, and going out
 //! the DNS queries they must answer and the first bytes of TCP connections when they open a TLS
-//! handshake. Both programs run for every
-//! packet of every socket in the cgroup, so an unmarked socket costs one cookie lookup, nothing
-//! more. They always pass the packet (return 1).
+//! handshake. Both programs run for every packet of every socket in the cgroup, so a packet
+//! costs its socket's cookie and one lookup of its marks (sockets.rs), and nothing more unless
+//! the socket is marked. They always pass the packet (return 1).
 //!
 //! For cgroup_skb programs the packet starts at the IP header.
 use core::ptr::addr_of_mut;
@@ -15,7 +15,10 @@ use aya_ebpf::{
 };
 use monitor_common::{DNS_PORT, EventKind, PAYLOAD_LEN, PayloadEvent, TLS_SEGMENTS, counter};
 
-use crate::{DNS_SOCKETS, EVENTS, TLS_WATCH, count, emit};
+use crate::{
+    EVENTS, count, emit,
+    sockets::{self, SocketMarks},
+};
 
 const PASS: i32 = 1;
 const IPPROTO_TCP: u8 = 6;
@@ -193,13 +196,16 @@ fn report(
 pub fn keytrail_dns_answer(ctx: SkBuffContext) -> i32 {
     // SAFETY: a cgroup_skb context is a valid argument for this helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let Some(watch) = DNS_SOCKETS.get_ptr_mut(&cookie) else {
+    let Some(marks) = sockets::of(cookie) else {
         return PASS;
     };
-    // SAFETY: an LRU map value pointer, valid during this program. Races between CPUs (a
-    // query and an answer at once) cost at most an answer more or fewer, never a flood.
-    let (tgid, outstanding, server) =
-        unsafe { ((*watch).tgid, (*watch).segments, (*watch).server) };
+    // Copied out at once: a pointer kept live across `learn` changes how LLVM lays out its
+    // loops, and 5.10's verifier then lost the bound of a store there.
+    let (tgid, watching, outstanding, server) =
+        (marks.tgid, marks.watching, marks.segments, marks.server);
+    if watching & sockets::WATCH_DNS == 0 {
+        return PASS;
+    }
     let Some(s) = segment(&ctx) else {
         count(counter::PACKET_UNPARSED);
         return PASS;
@@ -209,12 +215,13 @@ pub fn keytrail_dns_answer(ctx: SkBuffContext) -> i32 {
     }
     let peer = address(&ctx, &s, Peer::Source);
     if s.protocol == IPPROTO_UDP {
+        // Races between CPUs (a query and an answer at once) cost at most an answer more or
+        // fewer, never a flood.
         if outstanding == 0 || !peer.is_some_and(|p| same(&p.bytes, &server)) {
             count(counter::DNS_UNSOLICITED);
             return PASS;
         }
-        // SAFETY: as above.
-        unsafe { (*watch).segments = outstanding - 1 };
+        marks.segments = outstanding - 1;
         // Enforcement learns the addresses of its scopes' names before the asker reads them.
         if let Some(p) = peer {
             crate::scope_names::learn(&ctx, s.offset, p.family, p.bytes);
@@ -231,35 +238,38 @@ pub fn keytrail_dns_answer(ctx: SkBuffContext) -> i32 {
 pub fn keytrail_egress(ctx: SkBuffContext) -> i32 {
     // SAFETY: a cgroup_skb context is a valid argument for this helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let Some(watch) = DNS_SOCKETS.get_ptr_mut(&cookie) else {
-        tls_hello(&ctx, cookie);
+    let Some(marks) = sockets::of(cookie) else {
         return PASS;
     };
-    let Some(s) = segment(&ctx) else {
-        count(counter::PACKET_UNPARSED);
-        return PASS;
-    };
-    if s.dst_port != DNS_PORT || s.len == 0 {
-        return PASS;
+    if marks.watching & sockets::WATCH_DNS != 0 {
+        dns_query(&ctx, cookie, marks);
+    } else if marks.watching & sockets::WATCH_OPENING != 0 {
+        tls_hello(&ctx, cookie, marks);
     }
-    let peer = address(&ctx, &s, Peer::Destination);
-    // SAFETY: an LRU map value pointer, valid during this program.
-    let tgid = unsafe { (*watch).tgid };
-    if s.protocol == IPPROTO_UDP {
-        // SAFETY: as above. One that asks without end earns no more than MAX_OUTSTANDING. (The
-        // server is the one the connect or sendmsg hook saw, before NAT: this packet's
-        // destination may have been rewritten since.)
-        unsafe { (*watch).segments = ((*watch).segments + 1).min(MAX_OUTSTANDING) };
-    }
-    report(&ctx, EventKind::DnsQuery, tgid, cookie, &s, peer);
     PASS
 }
 
 #[inline(always)]
-fn tls_hello(ctx: &SkBuffContext, cookie: u64) {
-    let Some(watch) = TLS_WATCH.get_ptr_mut(&cookie) else {
+fn dns_query(ctx: &SkBuffContext, cookie: u64, marks: &mut SocketMarks) {
+    let Some(s) = segment(ctx) else {
+        count(counter::PACKET_UNPARSED);
         return;
     };
+    if s.dst_port != DNS_PORT || s.len == 0 {
+        return;
+    }
+    let peer = address(ctx, &s, Peer::Destination);
+    if s.protocol == IPPROTO_UDP {
+        // One that asks without end earns no more than MAX_OUTSTANDING. (The server is the one
+        // the connect or sendmsg hook saw, before NAT: this packet's destination may have
+        // been rewritten since.)
+        marks.segments = (marks.segments + 1).min(MAX_OUTSTANDING);
+    }
+    report(ctx, EventKind::DnsQuery, marks.tgid, cookie, &s, peer);
+}
+
+#[inline(always)]
+fn tls_hello(ctx: &SkBuffContext, cookie: u64, marks: &mut SocketMarks) {
     let Some(s) = segment(ctx) else {
         count(counter::PACKET_UNPARSED);
         return;
@@ -267,9 +277,8 @@ fn tls_hello(ctx: &SkBuffContext, cookie: u64) {
     if s.protocol != IPPROTO_TCP || s.len == 0 {
         return; // the handshake's SYN and ACKs
     }
-    // SAFETY: an LRU map value pointer, valid during this program; only this socket's packets,
-    // which the kernel sends one at a time, touch it.
-    let (tgid, seen) = unsafe { ((*watch).tgid, (*watch).segments) };
+    // Only this socket's packets, which the kernel sends one at a time, touch its marks.
+    let (tgid, seen) = (marks.tgid, marks.segments);
     if seen == 0 && ctx.load::<u8>(s.offset as usize).ok() != Some(TLS_HANDSHAKE) {
         // Not TLS. A plain HTTP request's head is reported (its credentials prove a use);
         // nothing else's: other protocols' first bytes are theirs alone.
@@ -280,15 +289,14 @@ fn tls_hello(ctx: &SkBuffContext, cookie: u64) {
             let peer = address(ctx, &s, Peer::Destination);
             report(ctx, EventKind::HttpRequest, tgid, cookie, &s, peer);
         }
-        let _ = TLS_WATCH.remove(&cookie);
+        marks.watching &= !sockets::WATCH_OPENING;
         return;
     }
     let peer = address(ctx, &s, Peer::Destination);
     report(ctx, EventKind::TlsHello, tgid, cookie, &s, peer);
     if seen + 1 >= TLS_SEGMENTS {
-        let _ = TLS_WATCH.remove(&cookie);
+        marks.watching &= !sockets::WATCH_OPENING;
     } else {
-        // SAFETY: as above.
-        unsafe { (*watch).segments = seen + 1 };
+        marks.segments = seen + 1;
     }
 }

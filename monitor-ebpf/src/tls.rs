@@ -47,12 +47,6 @@ pub struct PendingWrite {
 #[map]
 static TLS_WRITING: LruHashMap<u32, PendingWrite> = LruHashMap::with_max_entries(8192, 0);
 
-/// Outbound TCP connections (the connect hooks add them, by socket cookie), with the writes
-/// reported so far. A server's writes into the connections it accepted are not reported:
-/// their sockets are not here.
-#[map]
-pub static TLS_CONNECTIONS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
-
 /// `SSL_write(ssl, buf, num)`, `SSL_write_ex(ssl, buf, num, written)` and
 /// `gnutls_record_send(session, data, size)`: notes the buffer for the send that follows.
 #[uprobe]
@@ -132,19 +126,19 @@ fn sent(
         return;
     }
     let cookie = read_u64(sk, o.sock_cookie).unwrap_or(0);
-    let Some(reported) = TLS_CONNECTIONS.get_ptr_mut(&cookie) else {
-        return; // not a connection this host made (a server's), or forgotten
+    let Some(marks) = crate::sockets::of(cookie) else {
+        return; // not a connection this host made (a server's), or one left unmarked
     };
-    // SAFETY: as above; two threads writing one connection at once may report one write more,
-    // never a flood.
-    let index = unsafe {
-        let index = *reported;
-        if index >= TLS_WRITES {
-            return;
-        }
-        *reported = index + 1;
-        index
-    };
+    if marks.watching & crate::sockets::OUTBOUND_TCP == 0 {
+        return;
+    }
+    let reported = &mut marks.tls_writes;
+    // Two threads writing one connection at once may report one write more, never a flood.
+    let index = *reported;
+    if index >= TLS_WRITES {
+        return;
+    }
+    *reported = index + 1;
     let Some(mut entry) = emit::reserve::<PayloadEvent>() else {
         return;
     };

@@ -394,6 +394,7 @@ fn read_kernel_counts(counters: &Counters, counts: &mut SourceCounts) {
     counts.critical_demoted = counters.get(counter::CRITICAL_DEMOTED);
     counts.packets_unparsed = counters.get(counter::PACKET_UNPARSED);
     counts.dns_unsolicited = counters.get(counter::DNS_UNSOLICITED);
+    counts.sockets_unmarked = counters.get(counter::SOCKETS_UNMARKED);
 }
 
 /// Records could no longer be written: the stats record went to the log instead.

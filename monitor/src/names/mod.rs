@@ -60,6 +60,10 @@ pub struct NameCounts {
     /// or from another address than the one asked.
     #[serde(default)]
     pub dns_unsolicited: u64,
+    /// Sockets the kernel did not mark because its table of open marked sockets was full:
+    /// their DNS answers, TLS server names and TLS writes were not read.
+    #[serde(default)]
+    pub sockets_unmarked: u64,
     /// DNS packets that did not parse (malformed, or queries where answers were expected).
     pub dns_malformed: u64,
     /// DNS messages larger than the kernel keeps per packet, or with a missed TCP segment.

@@ -37,6 +37,8 @@ pub struct SourceCounts {
     pub packets_unparsed: u64,
     /// DNS answers over UDP the kernel did not report (none asked for, or another sender).
     pub dns_unsolicited: u64,
+    /// Sockets the kernel left unmarked (its table of open marked sockets was full).
+    pub sockets_unmarked: u64,
     /// Secrets from variables the catalog forgot to stay bounded.
     pub secrets_forgotten: u64,
     /// Runs of the kernel programs the kernel skipped (the program busy on that CPU).
@@ -199,6 +201,7 @@ impl Pipeline {
             names: NameCounts {
                 packets_unparsed: source.packets_unparsed,
                 dns_unsolicited: source.dns_unsolicited,
+                sockets_unmarked: source.sockets_unmarked,
                 ..self.correlator.name_counts()
             },
             evicted: Evictions {

@@ -15,8 +15,8 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, KProbe, Lsm,
-        ProgramError, RawTracePoint, TracePoint, UProbe,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSock, CgroupSockAddr, FEntry, KProbe,
+        Lsm, ProgramError, RawTracePoint, TracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeScope},
     },
 };
@@ -559,6 +559,11 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe, machine: &Machine) -> Result<(), Progr
             let p: &mut CgroupSkb = program.try_into()?;
             p.load()?;
             p.attach(cgroup_root(machine)?, attach_type, CgroupAttachMode::Single)?;
+        }
+        Attach::CgroupSockRelease => {
+            let p: &mut CgroupSock = program.try_into()?;
+            p.load()?;
+            p.attach(cgroup_root(machine)?, CgroupAttachMode::Single)?;
         }
         Attach::UProbe => return Err(refusal("uprobes are set per file as files are found")),
     }

@@ -53,6 +53,8 @@ pub enum Attach {
     CgroupSockAddr(&'static str),
     /// A cgroup skb hook on the cgroup2 root.
     CgroupSkb(CgroupSkbAttachType),
+    /// The cgroup hook on the cgroup2 root that runs as an inet socket is released.
+    CgroupSockRelease,
     /// Uprobes on user-space functions, set per file as files are found (never from the
     /// table: `Probes::hook_tls_writes`).
     UProbe,
@@ -83,6 +85,7 @@ impl Attach {
             Attach::KProbe(_) => "kprobe",
             Attach::CgroupSockAddr(_) => "cgroup_sock_addr",
             Attach::CgroupSkb(_) => "cgroup_skb",
+            Attach::CgroupSockRelease => "cgroup_sock",
             Attach::UProbe => "uprobe",
         }
     }
@@ -99,6 +102,7 @@ impl Attach {
             Attach::Tracepoint { category, name } => format!("{category}/{name}"),
             Attach::CgroupSkb(CgroupSkbAttachType::Ingress) => "ingress".into(),
             Attach::CgroupSkb(CgroupSkbAttachType::Egress) => "egress".into(),
+            Attach::CgroupSockRelease => "sock_release".into(),
             Attach::UProbe => "tls-writes".into(),
         };
         format!("{}/{name}", self.kind())
@@ -182,6 +186,13 @@ pub static TABLE: &[Probe] = &[
         Purpose::Connect,
         program::SENDMSG6,
         Attach::CgroupSockAddr("sendmsg6"),
+    ),
+    // The packet programs and the TLS send hook read what the connect hooks noted on a socket
+    // (by cookie) until the socket is released.
+    required(
+        Purpose::Connect,
+        program::SOCK_RELEASE,
+        Attach::CgroupSockRelease,
     ),
     Probe {
         without: "endpoints are not named by DNS answers",
