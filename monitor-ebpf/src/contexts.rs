@@ -129,19 +129,30 @@ pub fn refuses(tgid: u32, held: u64, in_scope: u64, port: u16, plan: &PlanMasks)
     }
     let (context, carried) = context_of(tgid);
     let owned = enforced & plan.owned;
-    if owned != 0 {
-        // SAFETY: the value is copied out at once.
-        let mine = unsafe { CONTEXT_OWNERS.get(&context) }
-            .copied()
-            .unwrap_or(0);
-        if owned & !mine != 0 {
-            return true; // owned by another context
-        }
+    if owned != 0 && not_all_owned_by(context, owned) {
+        return true; // owned by another context
     }
     // Read in another context, used here, in its scope (a credential this context owns may
     // be handed to it).
     let carried_in = enforced & !plan.owned & carried & in_scope;
     carried_in != 0 && crate::holdings::some_port_allows(carried_in, port)
+}
+
+/// Whether any of the `owned` slots (owned by some context) belongs to another context than
+/// the one process `tgid` acts in: its open of that credential is refused (readers.rs).
+#[inline(always)]
+pub fn owned_elsewhere(tgid: u32, owned: u64) -> bool {
+    not_all_owned_by(context_of(tgid).0, owned)
+}
+
+/// Whether `context` owns fewer than all of the `owned` slots.
+#[inline(always)]
+fn not_all_owned_by(context: u64, owned: u64) -> bool {
+    // SAFETY: the value is copied out at once.
+    let mine = unsafe { CONTEXT_OWNERS.get(&context) }
+        .copied()
+        .unwrap_or(0);
+    owned & !mine != 0
 }
 
 /// `sched_process_exec`: reads the new program's environment for the scanner.

@@ -39,7 +39,8 @@ fn report(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64) {
 }
 
 /// The same, and with `decide` (an open at `lsm/file_open`, which may refuse it) whether read
-/// denial refuses it; returns the decision (`decision::ALLOWED` for a file not watched).
+/// denial refuses it; returns the decision's outcome (`decision::ALLOWED` for a file not
+/// watched), without its reason.
 #[inline(always)]
 fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, decide: bool) -> u16 {
     let key = FileKey::new(dev, ino);
@@ -55,17 +56,19 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
         return decision::ALLOWED;
     }
     let decision = if decide {
-        crate::readers::decide(tgid, value, plan.mode)
+        crate::readers::decide(tgid, value, &plan)
     } else {
         decision::ALLOWED
     };
+    // What happens to the access; `decision` also says why (`BY_CONTEXT`), for the record.
+    let outcome = decision::outcome(decision);
     // A move that read denial lets through is no access: not reported (and no read).
-    if hook == AccessHook::Move && decision == decision::ALLOWED {
-        return decision;
+    if hook == AccessHook::Move && outcome == decision::ALLOWED {
+        return outcome;
     }
     // Before the dedup below: the process holds the credential from this read on, whatever
     // the LRU of reported reads remembers. A refused open reads nothing, nor does a move.
-    if decision != decision::DENIED && hook != AccessHook::Move {
+    if outcome != decision::DENIED && hook != AccessHook::Move {
         crate::enforce::mark_holder(tgid, watched::slot_plus_one(value), &plan);
     }
     let seen = SeenKey {
@@ -80,7 +83,7 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
     // insert takes a free node (locking the free list) before it finds the key already there.
     // SAFETY: the value is not kept past this call.
     if unsafe { SEEN.get(&seen) }.is_some() {
-        return decision;
+        return outcome;
     }
     // BPF_NOEXIST: of two CPUs racing on the same pair, one inserts and reports. Any other
     // refusal is reported anyway: from 6.15 a hash map's lock gives up under contention
@@ -90,7 +93,7 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
         .insert(&seen, &1, aya_ebpf::bindings::BPF_NOEXIST as u64)
         .is_err_and(|e| e == -EEXIST)
     {
-        return decision;
+        return outcome;
     }
     let Some(mut entry) = emit::reserve_critical::<FileAccessEvent>() else {
         let _ = SEEN.remove(&seen); // not reported, so the next access tries again
@@ -108,7 +111,7 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
         _pad: 0,
     });
     emit::submit_waking(entry, now_ns);
-    decision
+    outcome
 }
 
 /// filemap tracepoints carry `i_ino` and `s_dev` at offsets the daemon read from tracefs.

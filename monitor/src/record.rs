@@ -268,10 +268,14 @@ pub enum Record {
         process: Arc<ProcessRef>,
         hook: Hook,
         /// The open was refused (`denied`: the process got EACCES and read nothing), or would
-        /// have been (`would-deny`, a dry run), by read denial: a program outside the
-        /// credential's allowed readers.
+        /// have been (`would-deny`, a dry run), by read denial.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         enforcement: Option<Enforced>,
+        /// Why: `unexpected-reader` (a program outside the credential's allowed readers) or
+        /// `cross-context-reuse` (a process acting in another context than the credential's
+        /// owner).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enforcement_rule: Option<RuleId>,
     },
     Connection {
         time: Timestamp,

@@ -96,13 +96,16 @@ pass() {
             r=linked; rm /root/linked-key
         else r=refused; fi
         echo "KT-SSH-LN $r"
-        # Contexts: the AWS key belongs to kt-a; read in kt-b, no connect may go out (EPERM,
-        # where the kernel knows contexts); read in kt-a, it may (refused by the peer here).
+        # Contexts: the AWS key belongs to kt-a. In kt-b, where BPF LSM runs, its open is
+        # refused (EACCES); elsewhere it is read, and then no connect may go out (EPERM, where
+        # the kernel knows contexts). In kt-a it is read, and it may.
         nc -l -p 9002 > /dev/null &
         sleep 1
         for ctx in kt-b kt-a; do
             out=$(KEYTRAIL_CONTEXT=$ctx sh -c 'read line < /root/.aws/credentials
                 echo hello | nc 127.0.0.1 9002' 2>&1)
+            case "$out" in *"denied"*) r=refused ;; *) r=read ;; esac
+            echo "KT-CTX-READ-$ctx $r"
             case "$out" in *"not permitted"*) r=refused ;; *) r=connected ;; esac
             echo "KT-CTX-$ctx $r"
         done

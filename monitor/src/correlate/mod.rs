@@ -35,7 +35,7 @@ use crate::{
     proof,
     record::{CredentialRef, EndpointRef, ProcessRef, Record, Via},
     redact::Secrets,
-    vocab::{Enforced, Hook, HostSource, Protocol},
+    vocab::{Enforced, Hook, HostSource, Protocol, RuleId},
 };
 use reads::{Connector, Read, ReadLog};
 
@@ -52,6 +52,7 @@ const MAX_USES: usize = if cfg!(test) { 256 } else { 65_536 };
 struct Access {
     hook: Hook,
     enforcement: Option<Enforced>,
+    enforcement_rule: Option<RuleId>,
     boot_ns: u64,
 }
 
@@ -259,6 +260,7 @@ impl Correlator {
                 uid,
                 comm,
                 enforcement,
+                enforcement_rule,
                 boot_ns,
             } => {
                 let Some(credential) = catalog.get(file) else {
@@ -277,6 +279,7 @@ impl Correlator {
                         process: process_ref,
                         hook: *hook,
                         enforcement: *enforcement,
+                        enforcement_rule: *enforcement_rule,
                     });
                     return;
                 }
@@ -287,6 +290,7 @@ impl Correlator {
                 let access = Access {
                     hook: *hook,
                     enforcement: *enforcement,
+                    enforcement_rule: *enforcement_rule,
                     boot_ns: *boot_ns,
                 };
                 self.record_read(&process, credential, process_ref, access, out);
@@ -459,6 +463,7 @@ impl Correlator {
             process: process_ref.clone(),
             hook: access.hook,
             enforcement: access.enforcement,
+            enforcement_rule: access.enforcement_rule,
         });
         let read = Read {
             reader: reader.key,

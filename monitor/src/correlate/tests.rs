@@ -67,6 +67,7 @@ fn access(pid: u32, file: FileKey) -> KernelEvent {
         uid: 1000,
         comm: "x".into(),
         enforcement: None,
+        enforcement_rule: None,
         boot_ns: 1,
     }
 }

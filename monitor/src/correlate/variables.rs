@@ -86,6 +86,7 @@ impl Correlator {
             let access = Access {
                 hook: Hook::Environment,
                 enforcement: None,
+                enforcement_rule: None,
                 boot_ns: e.boot_ns,
             };
             self.record_read(&process, credential, process_ref.clone(), access, out);

@@ -258,6 +258,7 @@ impl KernelCatalog {
             (_, true) if contexts_known => self.report.mode.clone(),
             _ => "off".into(),
         };
+        let refuses_reads = refuses_reads || (contexts_known && plan.refuses_reads_by_owner());
         self.report.reads = match (&self.reads_available, refuses_reads) {
             (Err(why), _) => why.clone(),
             (Ok(()), false) => "off".into(),

@@ -33,6 +33,8 @@ pub enum KernelEvent {
         comm: String,
         /// What read denial made of the open (`lsm/file_open` only).
         enforcement: Option<Enforced>,
+        /// The rule it refused for: `unexpected-reader` or `cross-context-reuse`.
+        enforcement_rule: Option<RuleId>,
         boot_ns: u64,
     },
     Connect(Connect),
@@ -250,6 +252,17 @@ fn enforced(decision: u32) -> Option<Enforced> {
     }
 }
 
+/// The rule a refusal (or a dry run's) was for: the context's when the kernel says so
+/// (`BY_CONTEXT`), else `otherwise`, the hook's own.
+fn enforced_rule(decision: u32, otherwise: RuleId) -> Option<RuleId> {
+    enforced(decision)?;
+    Some(if decision & u32::from(decision::BY_CONTEXT) != 0 {
+        RuleId::CrossContextReuse
+    } else {
+        otherwise
+    })
+}
+
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let header: EventHeader = read(bytes)?;
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
@@ -307,6 +320,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 uid: e.uid,
                 comm: c_string(&e.comm),
                 enforcement: enforced(e.decision),
+                enforcement_rule: enforced_rule(e.decision, RuleId::UnexpectedReader),
                 boot_ns,
             }
         }
@@ -322,13 +336,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 protocol: protocol_from_ip(e.protocol),
                 cookie: e.cookie,
                 enforcement: enforced(u32::from(e.decision)),
-                enforcement_rule: enforced(u32::from(e.decision)).map(|_| {
-                    if e.decision & decision::BY_CONTEXT != 0 {
-                        RuleId::CrossContextReuse
-                    } else {
-                        RuleId::OutOfScopeUse
-                    }
-                }),
+                enforcement_rule: enforced_rule(u32::from(e.decision), RuleId::OutOfScopeUse),
                 boot_ns,
             })
         }

@@ -86,6 +86,17 @@ pub struct Plan {
     pub contexts: u64,
 }
 
+impl Plan {
+    /// Whether some credential in use refuses its reads to other contexts than its owner's
+    /// (readers.rs in the kernel, where BPF LSM runs).
+    pub fn refuses_reads_by_owner(&self) -> bool {
+        self.slots.iter().enumerate().any(|(slot, s)| {
+            let bit = 1u64 << slot;
+            s.owner.is_some() && self.contexts & self.in_use & bit != 0
+        })
+    }
+}
+
 /// A host pattern as the kernel matches it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum NamePattern {

@@ -184,6 +184,8 @@ impl Recorded {
                 uid,
                 comm,
                 enforcement,
+                // A recorded refusal is read denial's own.
+                enforcement_rule: enforcement.map(|_| crate::vocab::RuleId::UnexpectedReader),
                 boot_ns: at_ms * MS,
             },
             Recorded::Connect {

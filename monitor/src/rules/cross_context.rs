@@ -5,7 +5,7 @@
 use super::rule::{Access, Evidence, Rule, Use, endpoint_name, finding};
 use crate::{
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
-    vocab::RuleId,
+    vocab::{Enforced, RuleId},
 };
 use std::sync::Arc;
 
@@ -17,11 +17,23 @@ impl Rule for CrossContext {
     }
 
     fn on_access(&mut self, a: &Access, _: &dyn Evidence, found: &mut Vec<Finding>) {
-        owned_elsewhere(a.record, a.credential, a.process, None, found);
+        // Refused in the kernel for its context (readers.rs): reported even where the contexts
+        // this side knows would not say so, since the process was refused all the same.
+        let refused = a
+            .enforcement
+            .filter(|_| a.enforcement_rule == Some(self.id()));
+        owned_elsewhere(a.record, a.credential, a.process, None, refused, found);
     }
 
     fn on_use(&mut self, u: &Use, evidence: &dyn Evidence, found: &mut Vec<Finding>) {
-        owned_elsewhere(u.record, u.credential, u.process, Some(u.endpoint), found);
+        owned_elsewhere(
+            u.record,
+            u.credential,
+            u.process,
+            Some(u.endpoint),
+            None,
+            found,
+        );
         // A hand-off to the context that owns the credential is where it belongs: an agent
         // starting its tool server with the token its MCP configuration gives that tool.
         let to_owner = u.credential.context.as_ref() == Some(&u.process.context);
@@ -51,30 +63,43 @@ impl Rule for CrossContext {
     }
 }
 
+/// A credential a context owns, read (or refused) or used in another; `refused`: what read
+/// denial made of the read.
 fn owned_elsewhere(
     record: &Record,
     credential: &Arc<CredentialRef>,
     process: &Arc<ProcessRef>,
     endpoint: Option<&EndpointRef>,
+    refused: Option<Enforced>,
     found: &mut Vec<Finding>,
 ) {
-    let Some(owner) = credential
+    let owner = credential
         .context
         .as_ref()
         .filter(|o| **o != process.context)
-    else {
+        .map(|o| format!("context {o}"));
+    let Some(owner) = owner.or_else(|| refused.map(|_| "another context".into())) else {
         return;
     };
-    let did = if endpoint.is_some() { "used" } else { "read" };
-    found.push(finding(
+    let did = match (endpoint, refused) {
+        (Some(_), _) => "was used",
+        (None, Some(Enforced::Denied)) => "was refused to a read",
+        (None, Some(Enforced::WouldDeny)) => "would have been refused to a read",
+        (None, None) => "was read",
+    };
+    let mut found_one = finding(
         RuleId::CrossContextReuse,
         format!(
-            "{} credential {} belongs to context {owner} and was {did} in context {} by {} (pid {})",
+            "{} credential {} belongs to {owner} and {did} in context {} by {} (pid {})",
             credential.kind, credential.path, process.context, process.comm, process.pid
         ),
         credential,
         process,
         endpoint,
         vec![record.clone()],
-    ));
+    );
+    if refused.is_some() {
+        found_one.action = refused.into();
+    }
+    found.push(found_one);
 }

@@ -133,6 +133,7 @@ impl Engine {
                 process,
                 hook,
                 enforcement,
+                enforcement_rule,
                 ..
             } => {
                 self.accesses.remember(credential, process, record);
@@ -142,6 +143,7 @@ impl Engine {
                     process,
                     hook: *hook,
                     enforcement: *enforcement,
+                    enforcement_rule: *enforcement_rule,
                 };
                 for (rule, severity) in &mut self.rules {
                     let mut found = Vec::new();

@@ -17,6 +17,8 @@ pub struct Access<'a> {
     pub hook: Hook,
     /// What read denial made of it (refused, or would have been in a dry run).
     pub enforcement: Option<Enforced>,
+    /// The rule read denial refused it for.
+    pub enforcement_rule: Option<RuleId>,
 }
 
 /// A credential use, as a rule sees it, with what the engine decided of it.

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use super::{Sink, printable::printable};
 use crate::{
     record::{EndpointRef, ProcessRef, Proof, Record},
-    vocab::{Enforced, FindingAction, Hook, HostSource},
+    vocab::{Enforced, FindingAction, Hook, HostSource, RuleId},
 };
 
 /// One line per record: `TIME  KIND  what happened`.
@@ -110,8 +110,9 @@ impl<W: Write> Sink for TextSink<W> {
                 process: p,
                 hook,
                 enforcement,
+                enforcement_rule,
             } => format!(
-                "{time} {} {} ({}) read by {} via {hook:?}{}",
+                "{time} {} {} ({}) read by {} via {hook:?}{}{}",
                 self.label("access", "1;33"),
                 printable(&credential.path),
                 credential.kind,
@@ -122,6 +123,10 @@ impl<W: Write> Sink for TextSink<W> {
                     (_, Some(Enforced::Denied)) => " [open refused]",
                     (_, Some(Enforced::WouldDeny)) => " [open would be refused]",
                     (_, None) => "",
+                },
+                match enforcement_rule {
+                    Some(RuleId::CrossContextReuse) => " [another context's]",
+                    _ => "",
                 },
             ),
             Record::Connection {

@@ -360,7 +360,7 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
             }),
         ));
         checks.extend(read_denial_checks(text, kernel, &records, ready));
-        checks.push(context_check(text, ready));
+        checks.push(context_check(text, kernel, &records, ready));
     }
     let path = if enforce { "/holders" } else { "/proof" };
     checks.push(match proof {
@@ -426,26 +426,59 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
     }
 }
 
-/// The `enforce` pass's contexts: the AWS key belongs to context kt-a; busybox's `nc` after a
-/// read of it in kt-b is refused (EPERM), in kt-a it connects. A kernel whose verifier refuses
-/// the exec programs that know contexts must say so in `ready`, and refuse nothing.
-fn context_check(text: &str, ready: Option<&Value>) -> (String, Result<(), String>) {
+/// The `enforce` pass's contexts: the AWS key belongs to context kt-a. In kt-b, where BPF LSM
+/// runs, busybox's read of it is refused (EACCES) and reported as a denied `cross-context-reuse`;
+/// elsewhere it is read, and `nc` after it is refused (EPERM). In kt-a it is read and `nc`
+/// connects. A kernel whose verifier refuses the exec programs that know contexts must say so
+/// in `ready`, and refuse nothing.
+fn context_check(
+    text: &str,
+    kernel: &Kernel,
+    records: &[Value],
+    ready: Option<&Value>,
+) -> (String, Result<(), String>) {
     let contexts = ready.map(|r| r["enforcement"]["contexts"].clone());
+    let (read_other, read_owner) = (
+        marker(text, "KT-CTX-READ-kt-b "),
+        marker(text, "KT-CTX-READ-kt-a "),
+    );
     let other = marker(text, "KT-CTX-kt-b ");
     let owner = marker(text, "KT-CTX-kt-a ");
     let status = contexts.as_ref().and_then(|c| c.as_str()).unwrap_or("");
+    let refused_read = records.iter().find(|r| {
+        r["type"] == "finding"
+            && r["rule"] == "cross-context-reuse"
+            && r["action"] == "denied"
+            && r["credential"]["path"] == "/root/.aws/credentials"
+    });
     let detail = || {
         format!(
-            "KT-CTX-kt-b {other:?}; KT-CTX-kt-a {owner:?}; ready.enforcement.contexts {contexts:?}"
+            "KT-CTX-READ-kt-b {read_other:?}, KT-CTX-kt-b {other:?}; KT-CTX-READ-kt-a \
+             {read_owner:?}, KT-CTX-kt-a {owner:?}; ready.enforcement.contexts {contexts:?}; \
+             refused read finding {refused_read:?}"
         )
     };
-    if status == "deny" {
+    let owner_goes = read_owner == Some("read") && owner == Some("connected");
+    if status == "deny" && kernel.bpf_lsm {
+        (
+            "a credential owned by context kt-a: its read in kt-b is refused (EACCES) and \
+             reported denied, in kt-a it is read and goes out"
+                .into(),
+            check(
+                read_other == Some("refused")
+                    && other == Some("connected")
+                    && refused_read.is_some()
+                    && owner_goes,
+                detail,
+            ),
+        )
+    } else if status == "deny" {
         (
             "a credential owned by context kt-a: a connect after its read in kt-b is refused, \
              in kt-a it goes out"
                 .into(),
             check(
-                other == Some("refused") && owner == Some("connected"),
+                read_other == Some("read") && other == Some("refused") && owner_goes,
                 detail,
             ),
         )
@@ -454,8 +487,9 @@ fn context_check(text: &str, ready: Option<&Value>) -> (String, Result<(), Strin
             "where the kernel cannot know contexts, ready says why and nothing is refused".into(),
             check(
                 status.starts_with("unavailable")
+                    && read_other == Some("read")
                     && other == Some("connected")
-                    && owner == Some("connected"),
+                    && owner_goes,
                 detail,
             ),
         )
