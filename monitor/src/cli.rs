@@ -105,6 +105,12 @@ pub struct RunArgs {
     /// reopens it, after logrotate moved it away.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Send records to syslog instead of printing them, one RFC 5424 message each (facility
+    /// authpriv, MSGID the record's type, the message as --format writes it):
+    /// `unix:/dev/log` (the local syslog daemon) or `tcp:HOST:PORT` (a collector; RFC 6587
+    /// octet counting).
+    #[arg(long, value_name = "TARGET", conflicts_with = "output")]
+    pub syslog: Option<crate::sink::syslog::Target>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9469): records and
     /// findings written, events lost by cause, lag, catalog size, memory.
     #[arg(long, value_name = "ADDR")]

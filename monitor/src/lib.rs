@@ -144,10 +144,16 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     };
     let colour = args.format == Format::Text
         && args.color.wanted(
-            args.output.is_none() && std::io::stdout().is_terminal(),
+            args.output.is_none() && args.syslog.is_none() && std::io::stdout().is_terminal(),
             std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
         );
-    let sink = sink::for_format(args.format, out, colour);
+    let sink: Box<dyn sink::Sink + Send> = match &args.syslog {
+        Some(target) => Box::new(
+            sink::syslog::SyslogSink::connect(target.clone(), args.format)
+                .with_context(|| format!("connecting to syslog at {target}"))?,
+        ),
+        None => sink::for_format(args.format, out, colour),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -3,6 +3,7 @@ mod json;
 pub mod metrics;
 mod output_file;
 mod printable;
+pub mod syslog;
 mod text;
 mod writer;
 
