@@ -555,8 +555,8 @@ pub mod counter {
     /// Connects sent to the bulk ring instead of the critical one: their user had spent its
     /// budget there (a flood of connects).
     pub const CRITICAL_DEMOTED: u32 = 5;
-    /// Sockets left unmarked because the table of marked sockets was full: their DNS answers,
-    /// TLS server names and TLS writes were not read.
+    /// Socket marks the kernel failed to insert (the table refused the insert): that socket's
+    /// DNS answers, TLS server names and TLS writes were not read.
     pub const SOCKETS_UNMARKED: u32 = 6;
     pub const COUNT: u32 = 7;
 }

@@ -97,7 +97,7 @@ fn report_deciding(dev: u32, ino: u64, hook: AccessHook, start: fn() -> u64, dec
     }
     let Some(mut entry) = emit::reserve_critical::<FileAccessEvent>() else {
         let _ = SEEN.remove(&seen); // not reported, so the next access tries again
-        return decision;
+        return outcome;
     };
     let header = emit::header(EventKind::FileAccess, tgid);
     let now_ns = header.boot_ns;

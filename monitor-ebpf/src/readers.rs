@@ -51,15 +51,15 @@ pub fn decide(tgid: u32, value: u32, plan: &PlanMasks) -> u16 {
     } else {
         decision::WOULD_DENY
     };
+    let Some((exe, traced)) = current_exe() else {
+        return decision::ALLOWED; // a kernel thread (nfsd, ksmbd): no program, no context
+    };
     if owned != 0 && crate::contexts::owned_elsewhere(tgid, owned) {
         return refused | decision::BY_CONTEXT;
     }
     if !by_readers {
         return decision::ALLOWED;
     }
-    let Some((exe, traced)) = current_exe() else {
-        return decision::ALLOWED; // a kernel thread: no program to judge
-    };
     // A traced reader runs its tracer's will (ptrace, gdb, strace): not the reader's own code.
     if traced {
         return refused;

@@ -2,22 +2,26 @@
 //! (packets.rs) and the TLS send hook (tls.rs), by the socket's cookie, until the socket is
 //! released (`keytrail_sock_release`).
 //!
-//! Why a preallocated table emptied at release. The first design kept two LRU tables by cookie
-//! that nothing emptied: full of closed connections, they cost every TCP connect two LRU
-//! evictions (1.5 us of the connect hook's 2.2 us) and every packet two lookups. Socket-local
-//! storage (BPF_MAP_TYPE_SK_STORAGE), which dies with its socket, was measured too: creating it
-//! costs some 0.8 us per connect (two memory-accounted allocations), and kprobes cannot reach it,
-//! so the TLS send hook of kernels before 6.3 would have needed a second table anyway. This
-//! table costs an insert at connect and a delete at release (`cargo xtask bench`; figures in the
-//! README). Full (`MAX_MARKED` sockets open at once, marked and not yet released), a new socket
-//! goes unmarked and is counted (`SOCKETS_UNMARKED`): its DNS answers, server name and TLS
-//! writes are not read. Enforcement never depends on it.
+//! Why one table emptied at release. The first design kept two LRU tables by cookie that
+//! nothing emptied: full of closed connections, they cost every TCP connect two LRU evictions
+//! (1.5 us of the connect hook's 2.2 us) and every packet two lookups. Socket-local storage
+//! (BPF_MAP_TYPE_SK_STORAGE), which dies with its socket, was measured too: creating it costs
+//! some 0.8 us per connect (two memory-accounted allocations), and kprobes cannot reach it, so
+//! the TLS send hook of kernels before 6.3 would have needed a second table anyway. This table
+//! costs an insert at connect and a delete at release (figures in the README).
+//!
+//! Still an LRU: not every marked socket reaches the release hook (the kernel's own sockets,
+//! MPTCP's subflows among them, skip it; a delete can fail under lock contention), and a table
+//! that only filled would, once full, leave every new socket unmarked for the rest of the run.
+//! Full of live sockets (`MAX_MARKED` open at once), the oldest marks give way: that socket's
+//! later DNS answers, server name and TLS writes are not read. An insert that still fails is
+//! counted (`SOCKETS_UNMARKED`).
 use aya_ebpf::{
     EbpfContext,
     bindings::BPF_ANY,
     helpers::generated::bpf_get_socket_cookie,
     macros::{cgroup_sock, map},
-    maps::HashMap,
+    maps::LruHashMap,
     programs::SockContext,
 };
 use monitor_common::counter;
@@ -54,9 +58,8 @@ pub struct SocketMarks {
     pub server: [u8; 16],
 }
 
-/// Preallocated (a hash map's default): an insert takes no allocation.
 #[map]
-static SOCKETS: HashMap<u64, SocketMarks> = HashMap::with_max_entries(MAX_MARKED, 0);
+static SOCKETS: LruHashMap<u64, SocketMarks> = LruHashMap::with_max_entries(MAX_MARKED, 0);
 
 /// Marks the socket with `cookie` afresh.
 #[inline(always)]
@@ -69,7 +72,7 @@ pub fn mark(cookie: u64, marks: &SocketMarks) {
 /// The marks of the socket with `cookie`, if it has any.
 #[inline(always)]
 pub fn of(cookie: u64) -> Option<&'static mut SocketMarks> {
-    // SAFETY: a hash map value, valid during this program run. Only this socket's hooks touch
+    // SAFETY: an LRU map value, valid during this program run. Only this socket's hooks touch
     // it: the kernel runs them one at a time for a socket, but for a DNS query and its answer
     // on two CPUs (at worst an answer more or fewer is reported).
     SOCKETS

@@ -105,10 +105,10 @@ pub struct RunArgs {
     /// reopens it, after logrotate moved it away.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Send records to syslog instead of printing them, one RFC 5424 message each (facility
-    /// authpriv, MSGID the record's type, the message as --format writes it):
-    /// `unix:/dev/log` (the local syslog daemon) or `tcp:HOST:PORT` (a collector; RFC 6587
-    /// octet counting).
+    /// Send records to syslog instead of printing them, one message each (facility authpriv,
+    /// the message as --format writes it): `tcp:HOST:PORT` (a collector; RFC 5424, MSGID the
+    /// record's type, RFC 6587 octet counting) or `unix:/dev/log` (the local daemon, in the
+    /// local form it parses).
     #[arg(long, value_name = "TARGET", conflicts_with = "output")]
     pub syslog: Option<crate::sink::syslog::Target>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9469): records and

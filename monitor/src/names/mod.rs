@@ -60,8 +60,8 @@ pub struct NameCounts {
     /// or from another address than the one asked.
     #[serde(default)]
     pub dns_unsolicited: u64,
-    /// Sockets the kernel did not mark because its table of open marked sockets was full:
-    /// their DNS answers, TLS server names and TLS writes were not read.
+    /// Socket marks the kernel failed to insert (a DNS socket retries at each query): those
+    /// sockets' DNS answers, TLS server names and TLS writes were not read.
     #[serde(default)]
     pub sockets_unmarked: u64,
     /// DNS packets that did not parse (malformed, or queries where answers were expected).

@@ -37,7 +37,7 @@ pub struct SourceCounts {
     pub packets_unparsed: u64,
     /// DNS answers over UDP the kernel did not report (none asked for, or another sender).
     pub dns_unsolicited: u64,
-    /// Sockets the kernel left unmarked (its table of open marked sockets was full).
+    /// Socket marks the kernel failed to insert.
     pub sockets_unmarked: u64,
     /// Secrets from variables the catalog forgot to stay bounded.
     pub secrets_forgotten: u64,

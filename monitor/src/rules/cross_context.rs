@@ -5,7 +5,7 @@
 use super::rule::{Access, Evidence, Rule, Use, endpoint_name, finding};
 use crate::{
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
-    vocab::{Enforced, RuleId},
+    vocab::{Enforced, Hook, RuleId},
 };
 use std::sync::Arc;
 
@@ -22,7 +22,15 @@ impl Rule for CrossContext {
         let refused = a
             .enforcement
             .filter(|_| a.enforcement_rule == Some(self.id()));
-        owned_elsewhere(a.record, a.credential, a.process, None, refused, found);
+        let moved = a.hook == Hook::Move;
+        owned_elsewhere(
+            a.record,
+            a.credential,
+            a.process,
+            None,
+            (refused, moved),
+            found,
+        );
     }
 
     fn on_use(&mut self, u: &Use, evidence: &dyn Evidence, found: &mut Vec<Finding>) {
@@ -31,7 +39,7 @@ impl Rule for CrossContext {
             u.credential,
             u.process,
             Some(u.endpoint),
-            None,
+            (None, false),
             found,
         );
         // A hand-off to the context that owns the credential is where it belongs: an agent
@@ -63,14 +71,14 @@ impl Rule for CrossContext {
     }
 }
 
-/// A credential a context owns, read (or refused) or used in another; `refused`: what read
-/// denial made of the read.
+/// A credential a context owns, read, moved (or refused) or used in another; `refused`: what
+/// read denial made of the read, and whether it was a move.
 fn owned_elsewhere(
     record: &Record,
     credential: &Arc<CredentialRef>,
     process: &Arc<ProcessRef>,
     endpoint: Option<&EndpointRef>,
-    refused: Option<Enforced>,
+    (refused, moved): (Option<Enforced>, bool),
     found: &mut Vec<Finding>,
 ) {
     let owner = credential
@@ -81,11 +89,14 @@ fn owned_elsewhere(
     let Some(owner) = owner.or_else(|| refused.map(|_| "another context".into())) else {
         return;
     };
-    let did = match (endpoint, refused) {
-        (Some(_), _) => "was used",
-        (None, Some(Enforced::Denied)) => "was refused to a read",
-        (None, Some(Enforced::WouldDeny)) => "would have been refused to a read",
-        (None, None) => "was read",
+    let did = match (endpoint, refused, moved) {
+        (Some(_), _, _) => "was used",
+        (None, Some(Enforced::Denied), false) => "was refused to a read",
+        (None, Some(Enforced::WouldDeny), false) => "would have been refused to a read",
+        (None, Some(Enforced::Denied), true) => "was refused to a move",
+        (None, Some(Enforced::WouldDeny), true) => "would have been refused to a move",
+        (None, None, true) => "was moved",
+        (None, None, false) => "was read",
     };
     let mut found_one = finding(
         RuleId::CrossContextReuse,

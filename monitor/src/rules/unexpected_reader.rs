@@ -40,7 +40,9 @@ impl Rule for UnexpectedReader {
         // The kernel's judgement wins: it refuses by the executable's identity, resolved from
         // the program directories (read_denial.rs), where this rule matches names; an open it
         // refused is reported whatever the names say.
-        if a.enforcement_rule == Some(RuleId::CrossContextReuse) {
+        if a.enforcement_rule == Some(RuleId::CrossContextReuse)
+            && a.enforcement == Some(Enforced::Denied)
+        {
             return; // refused for its context, before its program was judged (cross_context.rs)
         }
         let refused = a.enforcement.is_some();

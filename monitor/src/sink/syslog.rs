@@ -9,14 +9,19 @@
 //! same sinks as everywhere else, so every string in it is escaped as there: a process cannot
 //! start a syslog message of its own.
 //!
-//! A send that fails reconnects once and sends again (rsyslog restarted, a collector's
-//! connection dropped); a second failure stops keytrail as any closed output does.
+//! Sends time out after `SEND_TIMEOUT` (a local user flooding /dev/log must not stall the
+//! writer, and through it the drain). A send that fails reconnects once and sends again
+//! (rsyslog restarted, a collector's connection dropped); a record that still does not go is
+//! dropped, said in the log and counted, and the next record tries again: keytrail goes on
+//! monitoring while its collector is away. A record longer than `MAX_BODY` is cut (a datagram
+//! past the socket's buffer could never be sent).
 use std::{
     io::{self, Write},
-    net::TcpStream,
+    net::{TcpStream, ToSocketAddrs},
     os::unix::net::UnixDatagram,
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use super::{Format, Sink, for_format};
@@ -60,6 +65,13 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Longest a send may block.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest message body sent; longer ones are cut, marked ` [cut]`.
+const MAX_BODY: usize = 64 * 1024;
+/// How long after a failed reconnect the next is tried.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// `authpriv`: security and authorization messages, kept private by syslog daemons.
 const FACILITY: u8 = 10;
 
@@ -74,10 +86,15 @@ impl Connection {
             Target::Unix(path) => {
                 let socket = UnixDatagram::unbound()?;
                 socket.connect(path)?;
+                socket.set_write_timeout(Some(SEND_TIMEOUT))?;
                 Connection::Unix(socket)
             }
             Target::Tcp(address) => {
-                let stream = TcpStream::connect(address)?;
+                let to = address.to_socket_addrs()?.next().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "the name has no address")
+                })?;
+                let stream = TcpStream::connect_timeout(&to, SEND_TIMEOUT)?;
+                stream.set_write_timeout(Some(SEND_TIMEOUT))?;
                 stream.set_nodelay(true)?;
                 Connection::Tcp(io::BufWriter::new(stream))
             }
@@ -134,6 +151,11 @@ pub struct SyslogSink {
     /// HOSTNAME and PROCID, as RFC 5424 writes them.
     host: String,
     pid: u32,
+    /// Records dropped because syslog could not take them (said at stop).
+    dropped: u64,
+    /// When the last reconnect failed: until `RETRY_AFTER` has passed, records are dropped
+    /// without trying (a collector that is down must not cost every record a timeout).
+    failed_at: Option<Instant>,
 }
 
 impl SyslogSink {
@@ -148,6 +170,8 @@ impl SyslogSink {
             formatted,
             host: host_name(),
             pid: std::process::id(),
+            dropped: 0,
+            failed_at: None,
         })
     }
 
@@ -188,24 +212,97 @@ impl Sink for SyslogSink {
         while body.last() == Some(&b'\n') {
             body.pop();
         }
+        if body.len() > MAX_BODY {
+            // On a character boundary: the text stays UTF-8.
+            let cut = (0..=MAX_BODY)
+                .rev()
+                .find(|&i| std::str::from_utf8(&body[..i]).is_ok())
+                .unwrap_or(0);
+            body.truncate(cut);
+            body.extend_from_slice(b" [cut]");
+        }
         let message = self.message(record, &body);
-        if self.connection.send(&message).is_err() {
-            self.connection = Connection::open(&self.target)?;
-            self.connection.send(&message)?;
+        if let Some(at) = self.failed_at {
+            if at.elapsed() < RETRY_AFTER {
+                self.dropped += 1;
+                return Ok(());
+            }
+            match Connection::open(&self.target) {
+                Ok(connection) => {
+                    log::info!("syslog: {} answers again", self.target);
+                    self.connection = connection;
+                    self.failed_at = None;
+                }
+                Err(_) => {
+                    self.failed_at = Some(Instant::now());
+                    self.dropped += 1;
+                    return Ok(());
+                }
+            }
+        }
+        if let Err(first) = self.connection.send(&message) {
+            let again = Connection::open(&self.target).and_then(|mut c| {
+                c.send(&message)?;
+                Ok(c)
+            });
+            match again {
+                Ok(connection) => {
+                    self.connection = connection;
+                    self.failed_at = None;
+                }
+                Err(e) => {
+                    self.failed_at = Some(Instant::now());
+                    if self.dropped == 0 {
+                        log::warn!(
+                            "syslog: a {} record could not be sent to {} ({first}; again: {e}); \
+                             such records are dropped and counted until it answers",
+                            record.type_name(),
+                            self.target
+                        );
+                    }
+                    self.dropped += 1;
+                }
+            }
         }
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.connection.flush().is_err() {
+        if self.failed_at.is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.connection.flush() {
             // What the buffer held is lost with the connection: say so, and go on.
             log::warn!(
-                "syslog: the connection to {} failed, with what it had not sent; reconnecting",
+                "syslog: the connection to {} failed ({e}), with what it had not sent; \
+                 reconnecting",
                 self.target
             );
-            self.connection = Connection::open(&self.target)?;
+            match Connection::open(&self.target) {
+                Ok(connection) => self.connection = connection,
+                Err(e) => {
+                    log::warn!(
+                        "syslog: {} does not answer ({e}); records are dropped and counted \
+                         until it does",
+                        self.target
+                    );
+                    self.failed_at = Some(Instant::now());
+                }
+            }
         }
         Ok(())
+    }
+}
+
+impl Drop for SyslogSink {
+    fn drop(&mut self) {
+        if self.dropped > 0 {
+            log::warn!(
+                "syslog: {} records could not be sent to {}",
+                self.dropped,
+                self.target
+            );
+        }
     }
 }
 

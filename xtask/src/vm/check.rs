@@ -450,6 +450,7 @@ fn context_check(
             && r["rule"] == "cross-context-reuse"
             && r["action"] == "denied"
             && r["credential"]["path"] == "/root/.aws/credentials"
+            && r["endpoint"].is_null()
     });
     let detail = || {
         format!(
