@@ -329,6 +329,7 @@ fn metrics_are_served_for_prometheus() {
     let watched = k.records[0]["credentials"].as_f64().unwrap();
     assert_eq!(value("keytrail_credentials_watched"), watched);
     assert!(value("keytrail_resident_memory_bytes") > 1e6);
+    assert!(value("keytrail_processes_tracked") >= 1.0);
     assert!(!body.contains("kt-metrics-token-77"));
     let other = String::from_utf8(scrape("/").stdout).unwrap();
     assert!(other.ends_with("404"), "{other}");

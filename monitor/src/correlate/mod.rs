@@ -172,6 +172,11 @@ impl Correlator {
         self.tracker.same_user_lineage(pid, MAX_ANCESTORS)
     }
 
+    /// Processes tracked now (running, or exited with a descendant alive).
+    pub fn tracked_processes(&self) -> usize {
+        self.tracker.len()
+    }
+
     /// Whether the process `key` is still known (running, or exited with a descendant alive).
     pub fn tracks(&self, key: ProcKey) -> bool {
         self.tracker.get_key(key).is_some()

@@ -172,6 +172,7 @@ pub async fn run(
     let mut writer = Writer::spawn(sink, metrics.clone())?;
     if let Some(metrics) = &metrics {
         metrics.set_credentials(catalog.credentials().count());
+        metrics.set_processes(tracker.len());
     }
     log::info!(
         "watching {} credentials; stop with Ctrl-C",
@@ -302,6 +303,7 @@ pub async fn run(
                 records.push(pipeline.stats(clock.current(), counts));
                 if let Some(metrics) = &metrics {
                     metrics.set_credentials(catalog.credentials().count());
+                    metrics.set_processes(pipeline.tracked_processes());
                 }
                 if let Err(e) = writer.send(records) {
                     output_error = Some(e);

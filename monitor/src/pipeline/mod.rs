@@ -185,6 +185,11 @@ impl Pipeline {
     }
 
     /// The `stats` record: what came in, what was lost, what was found and forgotten.
+    /// Processes the tracker holds now.
+    pub fn tracked_processes(&self) -> usize {
+        self.correlator.tracked_processes()
+    }
+
     pub fn stats(&self, time: Timestamp, source: SourceCounts) -> Record {
         let (reads, connections, uses) = self.correlator.evicted();
         let forgotten = self.engine.forgotten();

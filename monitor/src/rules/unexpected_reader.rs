@@ -40,12 +40,14 @@ impl Rule for UnexpectedReader {
         // The kernel's judgement wins: it refuses by the executable's identity, resolved from
         // the program directories (read_denial.rs), where this rule matches names; an open it
         // refused is reported whatever the names say.
-        if a.enforcement_rule == Some(RuleId::CrossContextReuse)
-            && a.enforcement == Some(Enforced::Denied)
-        {
-            return; // refused for its context, before its program was judged (cross_context.rs)
+        // A refusal for its context (cross_context.rs) came before its program was judged: a
+        // refused open read nothing, and a dry run's read is judged by names below.
+        let by_context = a.enforcement_rule == Some(RuleId::CrossContextReuse);
+        if by_context && a.enforcement == Some(Enforced::Denied) {
+            return;
         }
-        let refused = a.enforcement.is_some();
+        let enforcement = a.enforcement.filter(|_| !by_context);
+        let refused = enforcement.is_some();
         if readers.is_empty() || (allowed && !refused) {
             return;
         }
@@ -56,7 +58,7 @@ impl Rule for UnexpectedReader {
                 "{} (pid {}) {} {} credential {}, which only {} may read",
                 process.comm,
                 process.pid,
-                match (a.hook, a.enforcement) {
+                match (a.hook, enforcement) {
                     (Hook::Move, Some(Enforced::Denied)) => "was refused moving",
                     (Hook::Move, _) => "moved",
                     (_, Some(Enforced::Denied)) => "was refused opening",
@@ -72,7 +74,7 @@ impl Rule for UnexpectedReader {
             vec![a.record.clone()],
         );
         // Refused at open (or would have been): said in the finding as for a connect.
-        found_one.action = a.enforcement.into();
+        found_one.action = enforcement.into();
         found.push(found_one);
     }
 }

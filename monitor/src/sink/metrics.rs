@@ -34,6 +34,7 @@ pub struct Metrics {
     missed_runs: Counter,
     lag: Histogram,
     credentials: Gauge,
+    processes: Gauge,
     rss: Gauge,
     /// The kernel's totals as the last `stats` record gave them: counters go up by the
     /// difference.
@@ -90,6 +91,12 @@ impl Metrics {
             "Credentials in the catalog",
             credentials.clone(),
         );
+        let processes = Gauge::default();
+        registry.register(
+            "processes_tracked",
+            "Processes the tracker holds (running, or exited with a descendant alive)",
+            processes.clone(),
+        );
         let rss = Gauge::default();
         registry.register(
             "resident_memory_bytes",
@@ -106,6 +113,7 @@ impl Metrics {
             missed_runs,
             lag,
             credentials,
+            processes,
             rss,
             last: Mutex::new(HashMap::new()),
         })
@@ -170,6 +178,10 @@ impl Metrics {
 
     pub fn set_credentials(&self, count: usize) {
         self.credentials.set(count as i64);
+    }
+
+    pub fn set_processes(&self, count: usize) {
+        self.processes.set(count as i64);
     }
 
     /// The text exposition format.
