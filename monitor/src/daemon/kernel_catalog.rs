@@ -258,8 +258,9 @@ impl KernelCatalog {
             (_, true) if contexts_known => self.report.mode.clone(),
             _ => "off".into(),
         };
-        let refuses_reads = refuses_reads || (contexts_known && plan.refuses_reads_by_owner());
-        self.report.reads = match (&self.reads_available, refuses_reads) {
+        // Reads are refused by readers (above), or by owner where the kernel knows contexts.
+        let reads_refused = refuses_reads || (contexts_known && plan.refuses_reads_by_owner());
+        self.report.reads = match (&self.reads_available, reads_refused) {
             (Err(why), _) => why.clone(),
             (Ok(()), false) => "off".into(),
             (Ok(()), true) => self.report.mode.clone(),
