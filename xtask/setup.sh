@@ -11,7 +11,8 @@ BPF_LINKER=0.13.0
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 apt_packages=(llvm-${LLVM}-dev libpolly-${LLVM}-dev gcc python3 git curl iproute2 passwd util-linux openssh-client
-    dnsmasq-base openssl libssl-dev python3-venv busybox-static cpio systemd rsyslog)
+    dnsmasq-base openssl libssl-dev python3-venv busybox-static cpio systemd rsyslog
+    mmdebstrap)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

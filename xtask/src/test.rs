@@ -1,6 +1,6 @@
 //! `cargo xtask test`: unit tests, then the live-kernel integration tests as root, one at a time
 //! (they attach to the whole machine's cgroup, which takes one keytrail at a time), then the
-//! kernel matrix (`cargo xtask vm-test`).
+//! kernel matrix (`cargo xtask vm-test`) and the package under systemd (`vm-test --service`).
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
@@ -15,7 +15,7 @@ pub struct Options {
     /// Skip the unit tests.
     #[arg(long)]
     integration_only: bool,
-    /// Skip the kernel matrix (Debian kernels under qemu; about a minute and a half).
+    /// Skip the kernel matrix and the service VM (Debian kernels under qemu; several minutes).
     #[arg(long)]
     no_vm: bool,
 }
@@ -86,5 +86,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: kernel matrix");
-    crate::vm::run(crate::vm::Options::default())
+    crate::vm::run(crate::vm::Options::default())?;
+    eprintln!("xtask: the package under systemd, in a VM");
+    crate::vm::run_service()
 }

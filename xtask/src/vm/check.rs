@@ -17,6 +17,9 @@ const HELD_READS: &[(&str, &str)] = &[
     ("splice", "read"),
 ];
 
+/// Named claims, each kept or broken with the reason.
+pub type Checks = Vec<(String, Result<(), String>)>;
+
 /// What the kernel offers, as the console says.
 pub struct Kernel {
     pub release: Option<String>,
@@ -33,7 +36,7 @@ pub struct Boot {
     pub kernel: Kernel,
     pub passes: Vec<Pass>,
     /// Checks of the boot as a whole.
-    pub checks: Vec<(String, Result<(), String>)>,
+    pub checks: Checks,
 }
 
 /// What one pass (one keytrail run, some kinds of hook skipped) showed.
@@ -42,7 +45,7 @@ pub struct Pass {
     pub name: String,
     /// Hooks from the `ready` record, by purpose ("credential-open=lsm/file_open").
     pub hooks: Vec<String>,
-    pub checks: Vec<(String, Result<(), String>)>,
+    pub checks: Checks,
     /// The kernel's statistics per hook that ran: (hooks, runs, mean ns, runs missed).
     pub statistics: Vec<(String, u64, u64, u64)>,
     /// The helper's open+read+close loop, time per iteration as it printed it.

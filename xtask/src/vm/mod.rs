@@ -6,6 +6,7 @@ mod check;
 mod initramfs;
 mod kernels;
 mod lock;
+mod service;
 
 use std::{
     fs,
@@ -30,6 +31,10 @@ pub struct Options {
     /// Pin the newest kernel of each series in Debian's archives (rewrites xtask/vm/kernels.lock).
     #[arg(long)]
     refresh: bool,
+    /// Instead of the matrix: boot a Debian userland with systemd as init on the 6.1 kernel,
+    /// install the package and check the unit (start, a recorded read, reload, stop).
+    #[arg(long, conflicts_with = "kernels")]
+    service: bool,
 }
 
 /// A fixed, recognisable value: the image's credentials hold it, and the check asserts it never
@@ -72,6 +77,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let dir = build::workspace_root().join("target/vm");
     fs::create_dir_all(&dir)?;
     let keytrail = build::keytrail()?;
+    if opts.service {
+        let series: Vec<&kernels::Series> =
+            kernels::SERIES.iter().filter(|s| s.name == "6.1").collect();
+        let kernel = kernels::fetch(&series, &dir, opts.refresh)?
+            .pop()
+            .context("the lock pins no 6.1 kernel")?;
+        let deb = crate::dist::package(&keytrail)?;
+        return service::run(&kernel, &deb, TOKEN, &dir);
+    }
     let helper = build::vm_helper()?;
     let kernels = kernels::fetch(&wanted, &dir, opts.refresh)?;
     let image = initramfs::build(
@@ -133,6 +147,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The service check alone (`vm-test --service`).
+pub fn run_service() -> anyhow::Result<()> {
+    run(Options {
+        service: true,
+        ..Options::default()
+    })
+}
+
 /// How long one boot may take: a boot with its six passes takes 35-50 s under emulation here;
 /// a guest that stalls is killed after this.
 const BOOT_TIMEOUT_S: u32 = 300;
@@ -162,7 +184,16 @@ fn boot_and_judge(
         PASSES.len()
     );
     let started = Instant::now();
-    let serial = boot(&kernel.vmlinuz, image, lsm, timeout)?;
+    let serial = boot(
+        &kernel.vmlinuz,
+        image,
+        &BootOptions {
+            lsm,
+            memory: "1G",
+            init: None,
+            timeout,
+        },
+    )?;
     fs::write(boot_log(dir, kernel, lsm), &serial)?;
     let outcome = check::judge(&serial, TOKEN, PASSES);
     println!(
@@ -243,12 +274,28 @@ fn report_entry(
     })
 }
 
+/// How to boot a VM.
+struct BootOptions {
+    /// With `LSM_WITH_BPF`.
+    lsm: bool,
+    /// qemu's `-m`.
+    memory: &'static str,
+    /// The initramfs's program to run as init, when it is not /init.
+    init: Option<&'static str>,
+    /// Seconds before the VM counts as hung and is killed.
+    timeout: u32,
+}
+
 /// Boots one kernel and returns everything it wrote to its serial console.
-fn boot(vmlinuz: &Path, initramfs: &Path, lsm: bool, timeout: u32) -> anyhow::Result<String> {
+fn boot(vmlinuz: &Path, initramfs: &Path, options: &BootOptions) -> anyhow::Result<String> {
+    let timeout = options.timeout;
     let mut append = "console=ttyS0 panic=-1 quiet".to_owned();
-    if lsm {
+    if options.lsm {
         append.push(' ');
         append.push_str(LSM_WITH_BPF);
+    }
+    if let Some(init) = options.init {
+        append.push_str(&format!(" rdinit={init}"));
     }
     let out = Command::new("timeout")
         .args([
@@ -256,7 +303,16 @@ fn boot(vmlinuz: &Path, initramfs: &Path, lsm: bool, timeout: u32) -> anyhow::Re
             &timeout.to_string(),
             "qemu-system-x86_64",
         ])
-        .args(["-accel", "tcg", "-cpu", "max", "-m", "1G", "-smp", "2"])
+        .args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            options.memory,
+            "-smp",
+            "2",
+        ])
         .args([
             "-display",
             "none",
