@@ -77,6 +77,25 @@ if ! "$TOOLS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "$CLAUDE_
     fi
 fi
 
+# Schema validators, pinned, from PyPI, each in a virtualenv of its own: OCSF's (the schema's
+# published exports in ocsf-json-schema, checked with jsonschema; tests/tests/ocsf.rs) and
+# Kubernetes' (kubernetes-validate ships the API's schemas; tests/tests/manifest.rs).
+pip_tool() { # NAME PACKAGE==VERSION...
+    local name=$1; shift
+    if ! "$TOOLS/$name/bin/pip" show -q "${@%%==*}" 2>/dev/null >/dev/null \
+        || ! "$TOOLS/$name/bin/pip" freeze 2>/dev/null | grep -qx "$1"; then
+        say "installing $* (PyPI) in ${TOOLS}/${name}, for the tests"
+        /usr/bin/python3 -m venv "$TOOLS/$name"
+        for attempt in 1 2; do
+            "$TOOLS/$name/bin/pip" install -q "$@" && break
+            [ "$attempt" = 2 ] && exit 1
+            say "pip install failed; trying once more"
+        done
+    fi
+}
+pip_tool ocsf ocsf-json-schema==1.2.0 jsonschema==4.26.0
+pip_tool kubernetes kubernetes-validate==1.37.0
+
 # The AWS CLI, for proof of use with SigV4 (tests/tests/proof_tls.rs), where none is on PATH:
 # pinned, from PyPI, in a virtualenv of its own.
 AWSCLI=1.45.11

@@ -125,10 +125,19 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct CatalogArgs {
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = CatalogFormat::Text)]
+    pub format: CatalogFormat,
     #[command(flatten)]
     pub watch: WatchArgs,
+}
+
+/// How `catalog` prints: the catalog is keytrail's own list, not events, so it has no OCSF form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CatalogFormat {
+    /// One line per credential: kind, owner, path.
+    Text,
+    /// One JSON object per credential.
+    Json,
 }
 
 /// When text output is coloured.

@@ -36,7 +36,7 @@ use clap::Parser;
 
 use crate::{
     catalog::{Catalog, Homes, Source},
-    cli::{Cli, Command, WatchArgs},
+    cli::{CatalogFormat, Cli, Command, WatchArgs},
     fingerprint::Fingerprinter,
     policy::{Policy, PolicySource},
     redact::Secrets,
@@ -191,7 +191,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
+fn print_catalog(args: &WatchArgs, format: CatalogFormat) -> anyhow::Result<()> {
     let policy = load_policy(args.config.as_deref())?;
     let homes = Homes::read(args.passwd.as_deref());
     let mut catalog = catalog(args, &policy, &homes)?;
@@ -200,7 +200,7 @@ fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
         let r = &c.record;
         let owner = r.owner.unwrap_or_default();
         match format {
-            Format::Json => println!(
+            CatalogFormat::Json => println!(
                 "{}",
                 serde_json::json!({"id": r.id, "kind": r.kind, "path": c.path, "owner_uid": owner,
                     "dev": c.file.dev, "ino": c.file.ino, "page_cache": c.page_cache,
@@ -210,7 +210,7 @@ fn print_catalog(args: &WatchArgs, format: Format) -> anyhow::Result<()> {
                         "kind": p.kind, "context": p.context, "scope": p.scope,
                         "lifetime": p.lifetime})).collect::<Vec<_>>()})
             ),
-            Format::Text => println!("{:<8} {:<6} {}", r.kind, owner, c.path.display()),
+            CatalogFormat::Text => println!("{:<8} {:<6} {}", r.kind, owner, c.path.display()),
         }
     }
     let found = catalog.credentials().count();

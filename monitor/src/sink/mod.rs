@@ -1,6 +1,7 @@
 //! Where records go: one printer per output format, behind one trait.
 mod json;
 pub mod metrics;
+mod ocsf;
 mod output_file;
 mod printable;
 pub mod syslog;
@@ -10,6 +11,7 @@ mod writer;
 use std::io::{self, Write};
 
 pub use json::JsonSink;
+pub use ocsf::OcsfSink;
 pub use output_file::OutputFile;
 pub use text::TextSink;
 pub use writer::Writer;
@@ -27,6 +29,9 @@ pub enum Format {
     Text,
     /// One JSON object per line (NDJSON), as in the contract.
     Json,
+    /// One OCSF 1.5.0 event per line (NDJSON): findings as Detection Finding, reads as File
+    /// System Activity, connections and uses as Network Activity (docs/ocsf.md).
+    Ocsf,
 }
 
 pub fn for_format(
@@ -36,6 +41,7 @@ pub fn for_format(
 ) -> Box<dyn Sink + Send> {
     match format {
         Format::Json => Box::new(JsonSink::new(out)),
+        Format::Ocsf => Box::new(OcsfSink::new(out)),
         Format::Text => Box::new(TextSink::new(out, colour)),
     }
 }

@@ -18,6 +18,11 @@ impl Timestamp {
         Self { unix_ns }
     }
 
+    /// Nanoseconds since the Unix epoch.
+    pub const fn unix_ns(self) -> u64 {
+        self.unix_ns
+    }
+
     pub fn now() -> Self {
         Self::from(SystemTime::now())
     }
