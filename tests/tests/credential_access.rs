@@ -158,6 +158,98 @@ fn credentials_that_appear_or_are_replaced_after_start_are_watched() {
     assert_no_secret(&records, &stderr, &[SECRET]);
 }
 
+/// A Kubernetes node's pod tokens, as kubelet's atomic writer lays them out under
+/// /var/lib/kubelet/pods (the default policy's path): the token in a timestamped directory,
+/// `..data` a link to it, `token` a link through `..data`. Writes like kubelet's, on this host.
+struct Pods {
+    dir: std::path::PathBuf,
+    /// What this test made and removes: its pods, and the directories that were missing.
+    made: Vec<std::path::PathBuf>,
+}
+
+impl Pods {
+    fn new() -> Self {
+        let dir = std::path::PathBuf::from("/var/lib/kubelet/pods");
+        let made = ["/var/lib/kubelet", "/var/lib/kubelet/pods"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .filter(|d| !d.exists())
+            .collect();
+        fs::create_dir_all(&dir).unwrap();
+        Self { dir, made }
+    }
+
+    /// Projects (or rotates) `pod`'s token holding `secret`; returns the `token` path.
+    fn project(&mut self, pod: &str, stamp: &str, secret: &str) -> String {
+        let pod_dir = self.dir.join(format!("kt-{}-{pod}", std::process::id()));
+        if !self.made.contains(&pod_dir) {
+            self.made.push(pod_dir.clone());
+        }
+        let volume = pod_dir.join("volumes/kubernetes.io~projected/kube-api-access-kt");
+        fs::create_dir_all(volume.join(stamp)).unwrap();
+        fs::write(volume.join(stamp).join("token"), secret).unwrap();
+        let old = fs::read_link(volume.join("..data")).ok();
+        symlink(stamp, volume.join("..data_tmp")).unwrap();
+        fs::rename(volume.join("..data_tmp"), volume.join("..data")).unwrap();
+        if let Some(old) = old {
+            fs::remove_dir_all(volume.join(old)).unwrap();
+        }
+        let token = volume.join("token");
+        if fs::symlink_metadata(&token).is_err() {
+            symlink("..data/token", &token).unwrap();
+        }
+        path_str(&token)
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Reads `token` with cat until keytrail reports a read of it it had not reported before
+/// (a token that appeared or was rotated is watched once the catalog has seen it).
+fn read_until_seen(k: &mut Keytrail, token: &str) -> serde_json::Value {
+    let seen = |r: &serde_json::Value| {
+        r["type"] == "credential_access" && r["credential"]["path"] == token
+    };
+    let before = k.records.iter().filter(|r| seen(r)).count();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        run(Command::new("cat").arg(token));
+        k.settle(Duration::from_millis(200));
+        if let Some(found) = k.records.iter().filter(|r| seen(r)).nth(before) {
+            return found.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no read of {token} seen; records:\n{}",
+            k.dump()
+        );
+    }
+}
+
+#[test]
+fn pod_tokens_on_a_node_are_watched_as_pods_come_and_tokens_rotate() {
+    require_root();
+    let mut pods = Pods::new();
+    let first = pods.project("a", "..2026_12_02_10_00_00.1", &format!("{SECRET}.a1"));
+    let mut k = Keytrail::start(&[]);
+    let access = read_until_seen(&mut k, &first);
+    assert_eq!(access["credential"]["kind"], "kube");
+    // A pod scheduled after keytrail started.
+    let second = pods.project("b", "..2026_12_02_10_05_00.1", &format!("{SECRET}.b1"));
+    read_until_seen(&mut k, &second);
+    // Kubelet rotates the first pod's token: a new file behind the same path.
+    pods.project("a", "..2026_12_02_11_00_00.2", &format!("{SECRET}.a2"));
+    read_until_seen(&mut k, &first);
+    let (records, stderr) = k.stop();
+    assert_no_secret(&records, &stderr, &[SECRET]);
+}
+
 /// An account added after keytrail started (useradd writes the account, then makes its
 /// home) has its home looked in too: before, homes were read once, at start.
 #[test]

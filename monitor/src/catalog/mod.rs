@@ -270,11 +270,12 @@ impl Catalog {
         let mut in_workspace: BTreeMap<&Path, usize> = BTreeMap::new();
         self.refused.clear();
         for source in &self.sources {
-            let (paths, more) = expand(&source.pattern);
+            let cap = source.glob_cap();
+            let (paths, more) = expand(&source.pattern, cap);
             if more && self.capped.insert(source.pattern.clone()) {
                 log::warn!(
-                    "{} matches more than {MAX_GLOB_MATCHES} files: only the first \
-                     {MAX_GLOB_MATCHES} are watched (one home cannot fill the kernel's watch map)",
+                    "{} matches more than {cap} files: only the first {cap} are watched (one \
+                     pattern cannot fill the kernel's watch map)",
                     source.pattern
                 );
             }
@@ -358,7 +359,10 @@ impl Catalog {
     }
 
     /// Directories to watch for credentials appearing: for each source, the nearest existing
-    /// directory above its first glob or file name.
+    /// directory above its first glob or file name, and, where directories in the pattern are
+    /// globs, every existing directory they match (a new pod's token on a Kubernetes node is
+    /// four directories below the one that exists: `pods/*/volumes/kubernetes.io~projected/*/token`;
+    /// and kubelet rotates it by renaming a link in the last of them).
     pub fn directories_to_watch(&self) -> BTreeSet<PathBuf> {
         let mut dirs = BTreeSet::new();
         for source in &self.sources {
@@ -367,13 +371,23 @@ impl Catalog {
                 .split(['*', '?', '['])
                 .next()
                 .unwrap_or_default();
-            let mut dir = Path::new(fixed).parent();
+            // `/pods/*/token`: the glob is a whole name, in `/pods` itself.
+            let mut dir = if fixed.ends_with('/') {
+                Some(Path::new(fixed))
+            } else {
+                Path::new(fixed).parent()
+            };
             while let Some(d) = dir {
                 if d.is_dir() {
                     dirs.insert(d.to_path_buf());
                     break;
                 }
                 dir = d.parent();
+            }
+            let cap = source.glob_cap();
+            for prefix in globbed_directories(&source.pattern) {
+                let (matched, _) = expand(&prefix, cap);
+                dirs.extend(matched.into_iter().filter(|d| d.is_dir()));
             }
         }
         dirs
@@ -396,22 +410,53 @@ impl Catalog {
 /// Files one pattern may match (in one home: patterns are per home): a user who makes 100,000
 /// files named like keys fills only their own share of the kernel's watch map (16,384).
 const MAX_GLOB_MATCHES: usize = 64;
+/// Files one system pattern (outside homes and workspaces, in directories only root writes)
+/// may match: a Kubernetes node runs up to 110 pods by default, each with its token.
+const MAX_SYSTEM_GLOB_MATCHES: usize = 1024;
 
-/// The files `pattern` names, at most `MAX_GLOB_MATCHES`, and whether it named more.
-fn expand(pattern: &str) -> (Vec<PathBuf>, bool) {
+impl Source {
+    /// How many files its pattern may match.
+    fn glob_cap(&self) -> usize {
+        if self.home.is_some() || self.workspace.is_some() {
+            MAX_GLOB_MATCHES
+        } else {
+            MAX_SYSTEM_GLOB_MATCHES
+        }
+    }
+}
+
+/// The files `pattern` names, at most `cap`, and whether it named more.
+fn expand(pattern: &str, cap: usize) -> (Vec<PathBuf>, bool) {
     if !pattern.contains(['*', '?', '[']) {
         return (vec![PathBuf::from(pattern)], false);
     }
     let Ok(paths) = glob::glob(pattern) else {
         return (Vec::new(), false);
     };
-    let mut paths: Vec<PathBuf> = paths
-        .filter_map(Result::ok)
-        .take(MAX_GLOB_MATCHES + 1)
-        .collect();
-    let more = paths.len() > MAX_GLOB_MATCHES;
-    paths.truncate(MAX_GLOB_MATCHES);
+    let mut paths: Vec<PathBuf> = paths.filter_map(Result::ok).take(cap + 1).collect();
+    let more = paths.len() > cap;
+    paths.truncate(cap);
     (paths, more)
+}
+
+/// The directory prefixes of `pattern` (its file name aside) from the first whose name is a
+/// glob on: `/a/*/b/*/f` gives `/a/*`, `/a/*/b`, `/a/*/b/*`.
+fn globbed_directories(pattern: &str) -> Vec<String> {
+    let Some((directory, _file)) = pattern.rsplit_once('/') else {
+        return Vec::new();
+    };
+    let mut prefixes = Vec::new();
+    let mut prefix = String::new();
+    let mut globbed = false;
+    for component in directory.split('/').filter(|c| !c.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(component);
+        globbed |= component.contains(['*', '?', '[']);
+        if globbed {
+            prefixes.push(prefix.clone());
+        }
+    }
+    prefixes
 }
 
 /// Says once that `lost` is the same file as `kept`, whose path and kind count, when their
@@ -460,13 +505,90 @@ mod tests {
         }
         let policy = Policy::embedded();
         let pattern = format!("{}/keys/*", home.display());
+        let mut source = Source::watched(pattern, Kind::Generic, &policy);
+        source.home = Some(home.clone());
         let mut catalog = Catalog::new(
-            vec![Source::watched(pattern, Kind::Generic, &policy)],
+            vec![source],
             Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
         );
         catalog.resolve(&policy);
         assert_eq!(catalog.credentials().count(), MAX_GLOB_MATCHES);
         assert_eq!(catalog.capped.len(), 1);
+    }
+
+    #[test]
+    fn globbed_directories_are_the_prefixes_from_the_first_glob() {
+        assert_eq!(
+            globbed_directories("/var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*/token"),
+            [
+                "/var/lib/kubelet/pods/*",
+                "/var/lib/kubelet/pods/*/volumes",
+                "/var/lib/kubelet/pods/*/volumes/kubernetes.io~projected",
+                "/var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*",
+            ]
+        );
+        assert!(globbed_directories("/etc/keys/*.pem").is_empty());
+        assert!(globbed_directories("/root/.netrc").is_empty());
+    }
+
+    /// A pod's token, as kubelet's atomic writer lays it out: the file in a timestamped
+    /// directory, `..data` a link to that directory, `token` a link through `..data`.
+    fn pod_token(pods: &Path, pod: &str, stamp: &str, secret: &str) -> PathBuf {
+        let volume = pods
+            .join(pod)
+            .join("volumes/kubernetes.io~projected/kube-api-access-x");
+        fs::create_dir_all(volume.join(stamp)).unwrap();
+        fs::write(volume.join(stamp).join("token"), secret).unwrap();
+        let data_tmp = volume.join("..data_tmp");
+        std::os::unix::fs::symlink(stamp, &data_tmp).unwrap();
+        fs::rename(&data_tmp, volume.join("..data")).unwrap();
+        let token = volume.join("token");
+        if fs::symlink_metadata(&token).is_err() {
+            std::os::unix::fs::symlink("..data/token", &token).unwrap();
+        }
+        token
+    }
+
+    #[test]
+    fn pod_tokens_are_found_and_their_directories_watched_to_the_last() {
+        let pods = scratch("kubelet-pods");
+        let policy = Policy::embedded();
+        let pattern = format!(
+            "{}/*/volumes/kubernetes.io~projected/*/token",
+            pods.display()
+        );
+        let mut catalog = Catalog::new(
+            vec![Source::watched(pattern, Kind::Kube, &policy)],
+            Secrets::new(crate::fingerprint::Fingerprinter::with_key(1)),
+        );
+        let token = pod_token(
+            &pods,
+            "pod-a",
+            "..2026_12_02_10_00_00.1",
+            "eyJhbGciOiJSUzI1NiJ9.a.b",
+        );
+        catalog.resolve(&policy);
+        assert_eq!(catalog.credentials().count(), 1);
+        let dirs = catalog.directories_to_watch();
+        for dir in [
+            pods.clone(),
+            pods.join("pod-a"),
+            pods.join("pod-a/volumes/kubernetes.io~projected/kube-api-access-x"),
+        ] {
+            assert!(dirs.contains(&dir), "{dir:?} not among {dirs:?}");
+        }
+        // Kubelet rotates it: a new file, the link swapped. A new identity, the same path.
+        let before = catalog.credentials().next().unwrap().file;
+        pod_token(
+            &pods,
+            "pod-a",
+            "..2026_12_02_11_00_00.2",
+            "eyJhbGciOiJSUzI1NiJ9.c.d",
+        );
+        let changes = catalog.resolve(&policy);
+        assert_eq!(changes.removed, vec![before]);
+        assert_eq!(catalog.credentials().next().unwrap().path, token);
+        fs::remove_dir_all(pods).unwrap();
     }
 
     #[test]

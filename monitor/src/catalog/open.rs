@@ -4,8 +4,10 @@
 //!   through /proc's magic links), and must be owned by the home's owner: `ln -s
 //!   /root/.ssh/id_ed25519 ~/.aws/credentials` is refused, and so is a link to another user's
 //!   file.
-//! - Any other file (system paths, `--watch`) is opened without following a symlink as its last
-//!   component.
+//! - Any other file (system paths, `--watch`) is opened beneath its own directory: as its last
+//!   component a symlink may lead only to a file in that directory or below it (kubelet's
+//!   projected tokens are `token -> ..data/token`, `..data` a link to a timestamped
+//!   directory beside it), never out of it: `ln -s /etc/shadow /tmp/key.pem` is refused.
 //! - Opened non-blocking, so a FIFO put where a credential was expected cannot stall the daemon;
 //!   every fact (type, owner, device and inode, filesystem) comes from the open file, so nothing
 //!   can be swapped between a check and the read.
@@ -30,8 +32,8 @@ pub enum Refusal {
     NotAFile,
     /// Under a home, but owned by someone else than the home's owner.
     NotTheOwners { owner: u32, home_owner: u32 },
-    /// It could not be opened as the rules above ask (a symlink out of the home, or as the last
-    /// component elsewhere).
+    /// It could not be opened as the rules above ask (a symlink out of the home, or elsewhere
+    /// out of its own directory).
     Refused(io::Error),
 }
 
@@ -44,12 +46,9 @@ impl std::fmt::Display for Refusal {
                 f,
                 "owned by uid {owner}, not by the home's owner (uid {home_owner})"
             ),
-            Refusal::Refused(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                f.write_str("a symlink where none may be")
-            }
-            Refusal::Refused(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                f.write_str("a symlink leading out of the home")
-            }
+            Refusal::Refused(e) if e.raw_os_error() == Some(libc::EXDEV) => f.write_str(
+                "a symlink leading out of the home (or, outside homes, out of its own directory)",
+            ),
             Refusal::Refused(e) => write!(f, "cannot be opened: {e}"),
         }
     }
@@ -93,14 +92,17 @@ pub fn open_owned(path: &Path, home: Option<&Path>, owner: Option<u32>) -> Resul
                 Some(home_owner),
             )
         }
-        None => (
-            OpenOptions::new()
+        None => {
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                return Err(Refusal::NotAFile); // `/`, or a path ending in `..`
+            };
+            let dir = OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-                .open(path)
-                .map_err(refusal)?,
-            None,
-        ),
+                .custom_flags(libc::O_DIRECTORY)
+                .open(parent)
+                .map_err(refusal)?;
+            (open_beneath(&dir, Path::new(name)).map_err(refusal)?, None)
+        }
     };
     let meta = file.metadata().map_err(refusal)?;
     if !meta.is_file() {
@@ -187,10 +189,18 @@ mod tests {
         assert!(matches!(refused, Refusal::Refused(_)), "{refused}");
         assert!(refused.to_string().contains("out of the home"), "{refused}");
         assert!(open(&home.join(".ssh/up/etc/passwd"), Some(&home)).is_err());
-        // Not under a home: the last component may not be a symlink.
+        // Not under a home: a symlink may not lead out of its own directory...
         let refused = open(&home.join(".netrc"), None).err().unwrap();
         assert!(refused.to_string().contains("symlink"), "{refused}");
         assert!(open(&outside, None).is_ok());
+        // ...but may lead beneath it, as kubelet's token links do.
+        fs::create_dir_all(home.join("..2026_12_02")).unwrap();
+        fs::write(home.join("..2026_12_02/token"), "jwt\n").unwrap();
+        symlink("..2026_12_02", home.join("..data")).unwrap();
+        symlink("..data/token", home.join("token")).unwrap();
+        assert!(open(&home.join("token"), None).is_ok());
+        symlink("../outside/secret", home.join("up")).unwrap();
+        assert!(open(&home.join("up"), None).is_err());
     }
 
     #[test]
