@@ -79,8 +79,9 @@ pub struct WatchArgs {
     #[arg(long = "watch", value_name = "PATH[=KIND]", value_parser = parse_watch)]
     pub watch: Vec<(String, Option<Kind>)>,
     /// Read home directories from this passwd file instead of the user database (NSS: files,
-    /// LDAP, SSSD, ...).
-    #[arg(long, hide = true)]
+    /// LDAP, SSSD, ...): in a container, the host's (the DaemonSet mounts /etc at /host/etc).
+    /// It is read again when it changes.
+    #[arg(long, value_name = "FILE")]
     pub passwd: Option<PathBuf>,
 }
 

@@ -1,13 +1,13 @@
 //! The daemon's own life: ready first, clean stop with stats, nothing lost, clear errors.
 //! Needs root: run with `cargo xtask test`.
-use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
+use std::{fs, os::unix::fs::PermissionsExt, process::Command, time::Duration};
 
 use keytrail_tests::*;
 
 #[test]
 fn ready_names_its_hooks_and_stop_prints_stats_with_nothing_dropped() {
     require_root();
-    let running = std::fs::read_dir("/proc")
+    let running = fs::read_dir("/proc")
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -102,12 +102,12 @@ fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
     require_root();
     let dir = scratch_dir("reload");
     let token = dir.join("deploy-token");
-    std::fs::write(&token, "kt-reload-token-3f9d\n").unwrap();
+    fs::write(&token, "kt-reload-token-3f9d\n").unwrap();
     let policy = dir.join("policy.toml");
     let default =
         String::from_utf8(run(Command::new(keytrail_bin()).args(["policy", "--default"])).stdout)
             .unwrap();
-    std::fs::write(&policy, &default).unwrap();
+    fs::write(&policy, &default).unwrap();
     let mut k = Keytrail::start_with_env(&[], &[("KEYTRAIL_CONFIG", policy.as_os_str())]);
     assert_eq!(
         k.records[0]["policy"],
@@ -129,7 +129,7 @@ fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
     };
     assert!(!seen(&k), "not a credential before the reload");
 
-    std::fs::write(
+    fs::write(
         &policy,
         format!("{default}\n[[credentials]]\nkind = \"awz\"\n"),
     )
@@ -138,7 +138,7 @@ fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
     k.settle(Duration::from_millis(500));
     assert!(k.running(), "a broken policy does not stop keytrail");
 
-    std::fs::write(
+    fs::write(
         &policy,
         format!(
             "{default}\n[[credentials]]\nkind = \"generic\"\npaths = [{:?}]\n",
@@ -162,7 +162,7 @@ fn sighup_reloads_the_policy_and_refuses_a_broken_one() {
         "{stderr}"
     );
     assert!(stderr.contains("policy reloaded from"), "{stderr}");
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// `--output FILE` appends records to the file; after logrotate moves it away and sends
@@ -180,7 +180,7 @@ fn an_output_file_is_reopened_on_sighup_as_logrotate_expects() {
         .spawn()
         .unwrap();
     let records = |path: &std::path::Path| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(path)
+        fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).expect("whole NDJSON lines"))
@@ -200,10 +200,10 @@ fn an_output_file_is_reopened_on_sighup_as_logrotate_expects() {
         records(&out).first().is_some_and(|r| r["type"] == "ready")
     });
     assert_eq!(
-        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o640
     );
-    std::fs::rename(&out, &rotated).unwrap();
+    fs::rename(&out, &rotated).unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
     // The file is made at the next batch: the stats record at stop, at the latest.
@@ -218,7 +218,7 @@ fn an_output_file_is_reopened_on_sighup_as_logrotate_expects() {
         "only ready went before the rotation: {before:?}"
     );
     assert_eq!(after.last().unwrap()["type"], "stats", "{after:?}");
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -339,12 +339,50 @@ fn metrics_are_served_for_prometheus() {
 /// After load keytrail keeps CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_PERFMON and CAP_BPF, in
 /// every set including the bounding set, with no_new_privs; and still does its work with them:
 /// a credential a user writes after start (a file of theirs, mode 0600) is read and reported.
+/// In a cgroup namespace (a container given no host cgroup mount), the cgroup2 mount's top is
+/// the namespace's cgroup: hooks there would see that cgroup's connections only. keytrail
+/// refuses to start, and says what to mount, rather than watch a fraction of the machine.
+#[test]
+fn in_a_cgroup_namespace_keytrail_refuses_to_hook_a_child_cgroup() {
+    require_root();
+    // A shell moves itself into a cgroup of its own below the root, makes that its
+    // namespace's root, mounts the cgroup2 hierarchy as a container runtime would, and
+    // becomes keytrail.
+    let script = r#"set -e
+root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+child="$root/keytrail-cgns-test-$$"
+mkdir "$child"
+echo "$child" > "$0.child"
+echo $$ > "$child/cgroup.procs"
+exec unshare --cgroup --mount sh -c 'umount -l "$0" && mount -t cgroup2 cgroup2 "$0" && exec "$1" run' "$root" "$1"
+"#;
+    let marker = scratch_dir("cgns").join("run");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(&marker)
+        .arg(keytrail_bin())
+        .output()
+        .unwrap();
+    let child = fs::read_to_string(marker.with_extension("child")).unwrap();
+    fs::remove_dir(child.trim()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "keytrail started in a cgroup namespace"
+    );
+    assert!(
+        stderr.contains("is not its root") && stderr.contains("/sys/fs/cgroup"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn after_load_only_the_needed_capabilities_are_kept() {
     require_root();
     let user = TestUser::create("caps");
     let mut k = Keytrail::start(&[]);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", k.pid())).unwrap();
+    let status = fs::read_to_string(format!("/proc/{}/status", k.pid())).unwrap();
     let field = |name: &str| {
         status
             .lines()

@@ -1,5 +1,6 @@
 //! Where users keep their credentials: every account's home directory, from the user database
-//! as NSS serves it (files, LDAP, SSSD, ...), or from a passwd file named for tests.
+//! as NSS serves it (files, LDAP, SSSD, ...), or from a passwd file named on the command line
+//! (a container's view of the host's, or a test's).
 use std::{
     fs,
     os::unix::ffi::OsStrExt,
@@ -13,7 +14,7 @@ const MAX_WAITING: usize = 4096;
 /// The home directories credentials are looked for in, kept current: `useradd` after keytrail
 /// started adds an account (the user database file changes), then makes its home.
 pub struct Homes {
-    /// The passwd file named for tests, or None for the user database.
+    /// The passwd file named with `--passwd`, or None for the user database.
     passwd: Option<PathBuf>,
     /// Whether the accounts were listed yet, and the user database file's (inode, modification
     /// time) then.

@@ -31,6 +31,16 @@ pub enum PreflightError {
         path: PathBuf,
         why: String,
     },
+    /// Every cgroup2 mount it can see is a cgroup below the root: keytrail runs in a cgroup
+    /// namespace (a container), and hooks there would see that cgroup's sockets only.
+    #[error(
+        "the cgroup2 hierarchy at {} is not its root (keytrail is in a cgroup namespace, as in \
+         a container), and its hooks there would see only that cgroup's connections: give it \
+         the host's (a DaemonSet mounts hostPath /sys/fs/cgroup at /sys/fs/cgroup), or run it \
+         in the host's cgroup namespace",
+        .0.display()
+    )]
+    CgroupNotRoot(PathBuf),
 }
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -102,21 +112,38 @@ pub fn check() -> Result<Environment, PreflightError> {
         Some(path) => path,
         None => mount("tracefs", Path::new("/sys/kernel/tracing"))?,
     };
-    let cgroup2 = match mount_point("cgroup2") {
-        Some(path) => path,
-        None => mount("cgroup2", Path::new("/run/keytrail/cgroup2"))?,
+    let cgroups = mount_points("cgroup2");
+    let cgroup2 = match cgroups.iter().find(|p| is_hierarchy_root(p)) {
+        Some(root) => root.clone(),
+        None if cgroups.is_empty() => mount("cgroup2", Path::new("/run/keytrail/cgroup2"))?,
+        None => return Err(PreflightError::CgroupNotRoot(cgroups[0].clone())),
     };
     Ok(Environment { tracefs, cgroup2 })
 }
 
 /// The first mount of filesystem type `fs`, from /proc/self/mounts.
 fn mount_point(fs: &str) -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let (_, path, kind) = (fields.next()?, fields.next()?, fields.next()?);
-        (kind == fs).then(|| PathBuf::from(path))
-    })
+    mount_points(fs).into_iter().next()
+}
+
+/// The mounts of filesystem type `fs`, in /proc/self/mounts's order.
+fn mount_points(fs: &str) -> Vec<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, path, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind == fs).then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Whether the cgroup2 directory `dir` is the hierarchy's root, where hooks see every socket:
+/// `cgroup.events` exists in every cgroup but the root. (In a cgroup namespace, the mount's
+/// top is the namespace's cgroup, which looks like a root from inside but has that file.)
+fn is_hierarchy_root(dir: &Path) -> bool {
+    dir.join("cgroup.controllers").exists() && !dir.join("cgroup.events").exists()
 }
 
 fn mount(fs: &'static str, path: &Path) -> Result<PathBuf, PreflightError> {
@@ -141,6 +168,27 @@ fn mount(fs: &'static str, path: &Path) -> Result<PathBuf, PreflightError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_hierarchys_root_is_taken_for_the_cgroup_hooks() {
+        let roots: Vec<PathBuf> = mount_points("cgroup2")
+            .into_iter()
+            .filter(|p| is_hierarchy_root(p))
+            .collect();
+        let Some(root) = roots.first() else {
+            panic!(
+                "this host's cgroup2 root is not mounted: {:?}",
+                mount_points("cgroup2")
+            );
+        };
+        // A cgroup of its own below the root (this development host's cgroup2 has none).
+        let child = root.join(format!("keytrail-preflight-test-{}", std::process::id()));
+        fs::create_dir(&child).expect("making a child cgroup (run as root)");
+        let judged = is_hierarchy_root(&child);
+        fs::remove_dir(&child).unwrap();
+        assert!(!judged, "{child:?} is a child cgroup");
+        assert!(!is_hierarchy_root(Path::new("/proc")));
+    }
 
     #[test]
     fn the_error_names_each_missing_capability() {
