@@ -130,6 +130,8 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     // /proc/PID of keytrail readable by root only.
     // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Before any thread starts: the namespace is each thread's own.
+    kernel::preflight::join_host_cgroup_namespace();
     let source = PolicySource::find(args.watch.config.as_deref());
     let policy = source.load()?;
     let homes = Homes::read(args.watch.passwd.as_deref());

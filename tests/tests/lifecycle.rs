@@ -377,6 +377,62 @@ exec unshare --cgroup --mount sh -c 'umount -l "$0" && mount -t cgroup2 cgroup2 
     );
 }
 
+/// A container that sees the host's processes (a DaemonSet's hostPID) but has a cgroup
+/// namespace of its own reads every process's cgroup relative to that namespace. keytrail
+/// joins the initial cgroup namespace (through a process it sees there: this test's) before
+/// it starts, says so, and runs.
+#[test]
+fn in_a_cgroup_namespace_with_the_hosts_hierarchy_keytrail_joins_the_initial_one() {
+    require_root();
+    let script = r#"set -e
+root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+child="$root/keytrail-cgns-join-$$"
+mkdir "$child"
+echo "$child" > "$0.child"
+echo $$ > "$child/cgroup.procs"
+exec unshare --cgroup "$1" run --format json --stats-interval 0s
+"#;
+    let marker = scratch_dir("cgns-join").join("run");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(&marker)
+        .arg(keytrail_bin())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().next()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !first.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: a signal to a child of ours (the shell became keytrail).
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let cgroup = fs::read_to_string(marker.with_extension("child")).unwrap();
+    fs::remove_dir(cgroup.trim()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ready = first
+        .join()
+        .unwrap()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(
+        ready.contains("\"type\":\"ready\""),
+        "no ready record: {ready}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("joined the initial cgroup namespace"),
+        "{stderr}"
+    );
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+}
+
 #[test]
 fn after_load_only_the_needed_capabilities_are_kept() {
     require_root();

@@ -131,3 +131,42 @@ fn the_daemonsets_arguments_are_ones_keytrail_takes() {
         "the node's cgroup2 root is mounted"
     );
 }
+
+/// Every system path of the default policy is on a mount of the node's at its own path, but
+/// the pod's own service-account token (the pod gets none).
+#[test]
+fn the_default_policys_system_paths_are_mounted_from_the_node() {
+    let policy = scratch_dir("manifest-policy").join("policy.toml");
+    fs::write(
+        &policy,
+        run(Command::new(keytrail_bin()).args(["policy", "--default"])).stdout,
+    )
+    .unwrap();
+    let out = run(Command::new(python())
+        .arg("-c")
+        .arg(
+            "import json, sys, tomllib; p = tomllib.load(open(sys.argv[1], 'rb')); \
+             print(json.dumps([x for c in p.get('credentials', []) for x in c.get('paths', []) \
+             if x.startswith('/')]))",
+        )
+        .arg(&policy));
+    let paths: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(paths.len() > 5, "{paths:?}");
+    let mount_paths: Vec<String> = container()["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_owned())
+        .collect();
+    for path in paths
+        .iter()
+        .filter(|p| !p.contains("/secrets/kubernetes.io/"))
+    {
+        assert!(
+            mount_paths
+                .iter()
+                .any(|m| path.starts_with(&format!("{m}/"))),
+            "{path} is on no mount of the node's ({mount_paths:?})"
+        );
+    }
+}

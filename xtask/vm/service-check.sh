@@ -31,21 +31,26 @@ else
 fi
 say state "$(systemctl show -p ActiveState --value keytrail)"
 say type "$(systemctl show -p Type --value keytrail)"
-say bounding-set "$(grep CapBnd /proc/"$(systemctl show -p MainPID --value keytrail)"/status | tr -s '\t ' ' ')"
+# What keytrail kept of its capabilities once attached: the bounding, permitted and effective
+# sets.
+for set in CapBnd CapPrm CapEff; do
+    say "$set" "$(awk -v s="$set:" '$1 == s { print $2 }' /proc/"$(systemctl show -p MainPID --value keytrail)"/status)"
+done
 
-# A read, then wait for its record (the records file is written in batches).
+# A read by a reader of this phase's own name (a copy of cat), then wait for its record (the
+# records file is written in batches): each phase's record is its own.
 read_and_wait() {
-    cat /root/.aws/credentials >/dev/null
+    cp /usr/bin/cat "/usr/local/bin/$1"
+    "/usr/local/bin/$1" /root/.aws/credentials >/dev/null
     n=0
     while [ $n -lt 30 ]; do
-        count=$(grep -c '"type":"credential_access"' "$records" 2>/dev/null)
-        [ "${count:-0}" -ge "$1" ] && return 0
+        grep -q "\"comm\":\"$1\"" "$records" 2>/dev/null && return 0
         sleep 1
         n=$((n + 1))
     done
     return 1
 }
-if read_and_wait 1; then say read-recorded; else say read-missing; fi
+if read_and_wait kt-first; then say read-recorded; else say read-missing; fi
 
 # A reload re-reads the policy and keeps the process.
 pid_before=$(systemctl show -p MainPID --value keytrail)
@@ -55,7 +60,7 @@ say state-after-reload "$(systemctl show -p ActiveState --value keytrail)"
 if [ "$(systemctl show -p MainPID --value keytrail)" = "$pid_before" ]; then
     say same-process
 fi
-if read_and_wait 2; then say read-recorded-after-reload; else say read-missing-after-reload; fi
+if read_and_wait kt-reloaded; then say read-recorded-after-reload; else say read-missing-after-reload; fi
 
 # A broken policy on reload is refused, and the running one stays.
 cp /etc/keytrail/policy.toml /tmp/policy.toml
@@ -63,8 +68,11 @@ echo '[[credentials]] broken' >>/etc/keytrail/policy.toml
 systemctl reload keytrail
 sleep 1
 say state-after-broken-reload "$(systemctl show -p ActiveState --value keytrail)"
+if [ "$(systemctl show -p MainPID --value keytrail)" = "$pid_before" ]; then
+    say same-process-after-broken-reload
+fi
 cp /tmp/policy.toml /etc/keytrail/policy.toml
-if read_and_wait 3; then say read-recorded-after-broken-reload; fi
+if read_and_wait kt-refused; then say read-recorded-after-broken-reload; fi
 
 systemctl stop keytrail
 say result "$(systemctl show -p Result --value keytrail)"

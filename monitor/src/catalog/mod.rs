@@ -15,6 +15,7 @@ pub use self::identify::kernel_dev;
 
 use std::{
     collections::{BTreeMap, BTreeSet, btree_map::Entry},
+    fs,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -108,6 +109,8 @@ pub struct Catalog {
     secrets: Secrets,
     /// Patterns that matched more files than `MAX_GLOB_MATCHES`, said once each in the log.
     capped: BTreeSet<String>,
+    /// Paths refused (a link where none may be, another user's file), said once each in the log.
+    said_refused: BTreeSet<PathBuf>,
     /// Paths found to be another credential's file under another kind, said once each.
     collisions: BTreeSet<PathBuf>,
     /// The local tool servers of every MCP configuration found, and the credential of each
@@ -131,6 +134,7 @@ impl Catalog {
             refused: Vec::new(),
             secrets,
             capped: Default::default(),
+            said_refused: Default::default(),
             collisions: Default::default(),
             tools: Vec::new(),
             tool_secrets: BTreeMap::new(),
@@ -314,7 +318,13 @@ impl Catalog {
                     }
                     Err(open::Refusal::Missing) => {}
                     Err(why) => {
-                        log::warn!("not watching {} as a credential: {why}", path.display());
+                        // Said once per path: a user churning files in a watched directory
+                        // must not flood the log with the same line on every resolve.
+                        if self.said_refused.len() < MAX_SAID_REFUSED
+                            && self.said_refused.insert(path.clone())
+                        {
+                            log::warn!("not watching {} as a credential: {why}", path.display());
+                        }
                         self.refused.push(path);
                     }
                 }
@@ -387,7 +397,13 @@ impl Catalog {
             let cap = source.glob_cap();
             for prefix in globbed_directories(&source.pattern) {
                 let (matched, _) = expand(&prefix, cap);
-                dirs.extend(matched.into_iter().filter(|d| d.is_dir()));
+                // Real directories only: a link a user made in a globbed directory must not
+                // get a watch on wherever it points.
+                dirs.extend(
+                    matched
+                        .into_iter()
+                        .filter(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir())),
+                );
             }
         }
         dirs
@@ -410,17 +426,20 @@ impl Catalog {
 /// Files one pattern may match (in one home: patterns are per home): a user who makes 100,000
 /// files named like keys fills only their own share of the kernel's watch map (16,384).
 const MAX_GLOB_MATCHES: usize = 64;
-/// Files one system pattern (outside homes and workspaces, in directories only root writes)
-/// may match: a Kubernetes node runs up to 110 pods by default, each with its token.
+/// Refused paths said in the log, at most: past it, refusals are kept quiet.
+const MAX_SAID_REFUSED: usize = 4096;
+/// Files one system pattern of the policy (outside homes and workspaces) may match: a
+/// Kubernetes node runs up to 110 pods by default, each with its token. `--watch` patterns,
+/// which may name directories users write to, keep `MAX_GLOB_MATCHES`.
 const MAX_SYSTEM_GLOB_MATCHES: usize = 1024;
 
 impl Source {
     /// How many files its pattern may match.
     fn glob_cap(&self) -> usize {
-        if self.home.is_some() || self.workspace.is_some() {
-            MAX_GLOB_MATCHES
-        } else {
+        if self.from_policy && self.home.is_none() && self.workspace.is_none() {
             MAX_SYSTEM_GLOB_MATCHES
+        } else {
+            MAX_GLOB_MATCHES
         }
     }
 }

@@ -4,10 +4,13 @@
 //!   through /proc's magic links), and must be owned by the home's owner: `ln -s
 //!   /root/.ssh/id_ed25519 ~/.aws/credentials` is refused, and so is a link to another user's
 //!   file.
-//! - Any other file (system paths, `--watch`) is opened beneath its own directory: as its last
-//!   component a symlink may lead only to a file in that directory or below it (kubelet's
-//!   projected tokens are `token -> ..data/token`, `..data` a link to a timestamped
-//!   directory beside it), never out of it: `ln -s /etc/shadow /tmp/key.pem` is refused.
+//! - Any other file (system paths, `--watch`) is opened without following a symlink as its last
+//!   component, but for one that only root could have made: a root-owned link in a root-owned
+//!   directory that others cannot write to, or that is sticky (others cannot replace root's
+//!   links there). Such a link is followed beneath its own directory only (kubelet's projected
+//!   tokens are `token -> ..data/token`, `..data` a link to a timestamped directory beside it,
+//!   in a sticky tmpfs). A user's `ln -s /etc/shadow /srv/shared/key.pem` is refused.
+//!   (Directories above the last component are followed as the path resolves.)
 //! - Opened non-blocking, so a FIFO put where a credential was expected cannot stall the daemon;
 //!   every fact (type, owner, device and inode, filesystem) comes from the open file, so nothing
 //!   can be swapped between a check and the read.
@@ -32,8 +35,8 @@ pub enum Refusal {
     NotAFile,
     /// Under a home, but owned by someone else than the home's owner.
     NotTheOwners { owner: u32, home_owner: u32 },
-    /// It could not be opened as the rules above ask (a symlink out of the home, or elsewhere
-    /// out of its own directory).
+    /// It could not be opened as the rules above ask (a symlink out of the home, or as the last
+    /// component elsewhere, unless root made it).
     Refused(io::Error),
 }
 
@@ -46,6 +49,9 @@ impl std::fmt::Display for Refusal {
                 f,
                 "owned by uid {owner}, not by the home's owner (uid {home_owner})"
             ),
+            Refusal::Refused(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                f.write_str("a symlink where none may be")
+            }
             Refusal::Refused(e) if e.raw_os_error() == Some(libc::EXDEV) => f.write_str(
                 "a symlink leading out of the home (or, outside homes, out of its own directory)",
             ),
@@ -101,7 +107,13 @@ pub fn open_owned(path: &Path, home: Option<&Path>, owner: Option<u32>) -> Resul
                 .custom_flags(libc::O_DIRECTORY)
                 .open(parent)
                 .map_err(refusal)?;
-            (open_beneath(&dir, Path::new(name)).map_err(refusal)?, None)
+            let name = Path::new(name);
+            let file = if root_made_link(&dir, name) {
+                open_beneath(&dir, name)
+            } else {
+                open_no_follow(&dir, name)
+            };
+            (file.map_err(refusal)?, None)
         }
     };
     let meta = file.metadata().map_err(refusal)?;
@@ -125,6 +137,50 @@ fn refusal(e: io::Error) -> Refusal {
     } else {
         Refusal::Refused(e)
     }
+}
+
+/// Whether `name` in `dir` is a symlink only root could have put there: root's own, in a
+/// root-owned directory others cannot write to, or that is sticky (where only a link's owner or
+/// the directory's may replace it). Anything else is not followed.
+fn root_made_link(dir: &File, name: &Path) -> bool {
+    let Ok(c_name) = CString::new(name.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: stat is plain integers; all zero is a valid value to fill in.
+    let mut link: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor, the NUL-terminated name and the stat buffer live across the call.
+    let looked = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c_name.as_ptr(),
+            &mut link,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    let Ok(dir_meta) = dir.metadata() else {
+        return false;
+    };
+    let others_cannot_replace =
+        dir_meta.mode() & 0o022 == 0 || dir_meta.mode() & libc::S_ISVTX != 0;
+    looked == 0
+        && link.st_mode & libc::S_IFMT == libc::S_IFLNK
+        && link.st_uid == 0
+        && dir_meta.uid() == 0
+        && others_cannot_replace
+}
+
+/// openat(dir, name, O_NOFOLLOW), read-only and non-blocking: a symlink fails with ELOOP.
+fn open_no_follow(dir: &File, name: &Path) -> io::Result<File> {
+    let c_name = CString::new(name.as_os_str().as_bytes())?;
+    let flags =
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: the descriptor and the NUL-terminated name live across the call.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c_name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// openat2(dir, relative, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), read-only and non-blocking.
@@ -154,7 +210,10 @@ fn open_beneath(dir: &File, relative: &Path) -> io::Result<File> {
 
 #[cfg(test)]
 mod tests {
-    use std::{fs, os::unix::fs::symlink};
+    use std::{
+        fs,
+        os::unix::fs::{PermissionsExt, symlink},
+    };
 
     use super::*;
 
@@ -189,18 +248,34 @@ mod tests {
         assert!(matches!(refused, Refusal::Refused(_)), "{refused}");
         assert!(refused.to_string().contains("out of the home"), "{refused}");
         assert!(open(&home.join(".ssh/up/etc/passwd"), Some(&home)).is_err());
-        // Not under a home: a symlink may not lead out of its own directory...
+        // Not under a home: a link as the last component is not followed...
         let refused = open(&home.join(".netrc"), None).err().unwrap();
         assert!(refused.to_string().contains("symlink"), "{refused}");
         assert!(open(&outside, None).is_ok());
-        // ...but may lead beneath it, as kubelet's token links do.
+        // ...unless root made it where only root could (kubelet's token links), and then only
+        // beneath its directory. (The tests run as root in a 0755 root-owned directory.)
         fs::create_dir_all(home.join("..2026_12_02")).unwrap();
         fs::write(home.join("..2026_12_02/token"), "jwt\n").unwrap();
         symlink("..2026_12_02", home.join("..data")).unwrap();
         symlink("..data/token", home.join("token")).unwrap();
         assert!(open(&home.join("token"), None).is_ok());
-        symlink("../outside/secret", home.join("up")).unwrap();
-        assert!(open(&home.join("up"), None).is_err());
+        symlink(&outside, home.join("up")).unwrap();
+        let refused = open(&home.join("up"), None).err().unwrap();
+        assert!(
+            refused.to_string().contains("out of its own directory"),
+            "{refused}"
+        );
+        // A link someone else owns, or in a directory others may write to, is not followed.
+        std::os::unix::fs::lchown(home.join("token"), Some(1000), None).unwrap();
+        assert!(open(&home.join("token"), None).is_err());
+        std::os::unix::fs::lchown(home.join("token"), Some(0), None).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(open(&home.join("token"), None).is_err());
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(
+            open(&home.join("token"), None).is_ok(),
+            "sticky: others cannot replace it"
+        );
     }
 
     #[test]

@@ -115,10 +115,74 @@ pub fn check() -> Result<Environment, PreflightError> {
     let cgroups = mount_points("cgroup2");
     let cgroup2 = match cgroups.iter().find(|p| is_hierarchy_root(p)) {
         Some(root) => root.clone(),
-        None if cgroups.is_empty() => mount("cgroup2", Path::new("/run/keytrail/cgroup2"))?,
+        None if cgroups.is_empty() => {
+            // Mounted from inside a cgroup namespace, it would be that namespace's cgroup.
+            let mounted = mount("cgroup2", Path::new("/run/keytrail/cgroup2"))?;
+            if !is_hierarchy_root(&mounted) {
+                return Err(PreflightError::CgroupNotRoot(mounted));
+            }
+            mounted
+        }
         None => return Err(PreflightError::CgroupNotRoot(cgroups[0].clone())),
     };
     Ok(Environment { tracefs, cgroup2 })
+}
+
+/// The initial cgroup namespace's inode number (`CGROUP_NS_INIT_INO` in the kernel).
+const INITIAL_CGROUP_NS: u64 = 0xEFFF_FFFB;
+
+/// In a cgroup namespace of its own (a container, even one that sees the host's processes),
+/// keytrail reads every process's cgroup relative to its own (`0::/../../kubepods.slice/...`),
+/// and policy's cgroup contexts would not match. It joins the initial namespace first, through
+/// the first process it sees in it (the host's init, under `hostPID`), before any thread starts
+/// (the namespace is each thread's own), and says so; where it cannot, it says what that costs.
+pub fn join_host_cgroup_namespace() {
+    let inode = |path: &Path| fs::metadata(path).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    if inode(Path::new("/proc/self/ns/cgroup")).is_ok_and(|own| own != INITIAL_CGROUP_NS) {
+        let joined = initial_cgroup_namespace().and_then(|(pid, ns)| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns with a namespace descriptor we hold open, and a namespace type.
+            match unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWCGROUP) } {
+                0 => Ok(pid),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+        match joined {
+            Ok(pid) => log::info!(
+                "joined the initial cgroup namespace (through pid {pid}): keytrail was in one of \
+                 its own (a container), where processes' cgroups read relative to it"
+            ),
+            Err(e) => log::warn!(
+                "keytrail is in a cgroup namespace of its own and cannot join the initial one \
+                 ({e}): processes' cgroups read relative to it, and policy's cgroup contexts may \
+                 not match (a container needs the host's pids and CAP_SYS_ADMIN)"
+            ),
+        }
+    }
+}
+
+/// The first process in the initial cgroup namespace, and that namespace opened.
+fn initial_cgroup_namespace() -> std::io::Result<(u32, fs::File)> {
+    let mut pids: Vec<u32> = fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let path = PathBuf::from(format!("/proc/{pid}/ns/cgroup"));
+        let Ok(ns) = fs::File::open(&path) else {
+            continue;
+        };
+        if ns
+            .metadata()
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == INITIAL_CGROUP_NS)
+        {
+            return Ok((pid, ns));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "no process of the initial cgroup namespace is visible",
+    ))
 }
 
 /// The first mount of filesystem type `fs`, from /proc/self/mounts.

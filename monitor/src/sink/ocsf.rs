@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::Sink;
 use crate::{
     record::{CredentialRef, EndpointRef, Finding, ProcessRef, Record},
-    vocab::{Enforced, FindingAction, Hook, Protocol, Severity, Timestamp},
+    vocab::{Enforced, FindingAction, HostSource, Protocol, Severity, Timestamp},
 };
 
 /// The OCSF version the events follow.
@@ -114,10 +114,6 @@ pub fn event(record: &Record, hostname: &str) -> Value {
                     "enforcement_rule": enforcement_rule,
                 }),
             );
-            if *hook == Hook::Environment {
-                // Not a file: a variable in the process's environment at exec.
-                e["file"]["type_id"] = OTHER.into();
-            }
             Value::Object(e)
         }
         Record::Connection {
@@ -251,8 +247,10 @@ fn finding(f: &Finding, hostname: &str) -> Value {
 }
 
 /// action_id and disposition_id of the security-control profile.
+const ACTION_ALLOWED: u32 = 1;
 const ACTION_DENIED: u32 = 2;
 const ACTION_OBSERVED: u32 = 3;
+const DISPOSITION_ALLOWED: u32 = 1;
 const DISPOSITION_BLOCKED: u32 = 2;
 const DISPOSITION_DETECTED: u32 = 15;
 
@@ -340,27 +338,32 @@ fn severity(s: Severity) -> u32 {
     }
 }
 
-/// status_id, and what refused it: a refusal failed the act; a dry run's let it through.
+/// status_id, the security-control verdict, and what refused it: a refusal failed the act
+/// (Denied, Blocked); a dry run's let it through (Allowed, Detected); else Allowed.
 fn status(e: &mut Map<String, Value>, enforcement: Option<Enforced>, rule: Option<String>) {
     let rule = rule.unwrap_or_else(|| "policy".to_owned());
-    match enforcement {
-        Some(Enforced::Denied) => {
-            e.insert("status_id".into(), FAILURE.into());
-            e.insert(
-                "status_detail".into(),
-                format!("denied by keytrail: {rule}").into(),
-            );
-        }
-        Some(Enforced::WouldDeny) => {
-            e.insert("status_id".into(), SUCCESS.into());
-            e.insert(
-                "status_detail".into(),
-                format!("would have been denied by keytrail (dry run): {rule}").into(),
-            );
-        }
-        None => {
-            e.insert("status_id".into(), SUCCESS.into());
-        }
+    let (status_id, action_id, disposition_id, detail) = match enforcement {
+        Some(Enforced::Denied) => (
+            FAILURE,
+            ACTION_DENIED,
+            DISPOSITION_BLOCKED,
+            Some(format!("denied by keytrail: {rule}")),
+        ),
+        Some(Enforced::WouldDeny) => (
+            SUCCESS,
+            ACTION_ALLOWED,
+            DISPOSITION_DETECTED,
+            Some(format!(
+                "would have been denied by keytrail (dry run): {rule}"
+            )),
+        ),
+        None => (SUCCESS, ACTION_ALLOWED, DISPOSITION_ALLOWED, None),
+    };
+    e.insert("status_id".into(), status_id.into());
+    e.insert("action_id".into(), action_id.into());
+    e.insert("disposition_id".into(), disposition_id.into());
+    if let Some(detail) = detail {
+        e.insert("status_detail".into(), detail.into());
     }
 }
 
@@ -395,22 +398,36 @@ const REGULAR_FILE: u32 = 1;
 
 fn file(c: &CredentialRef) -> Value {
     let name = c.path.rsplit('/').next().unwrap_or(&c.path);
-    let mut v = json!({ "path": c.path, "name": name, "type_id": REGULAR_FILE });
+    // `env:NAME` is no file: a variable in a process's environment at exec.
+    let type_id = if c.path.starts_with("env:") {
+        OTHER
+    } else {
+        REGULAR_FILE
+    };
+    let mut v = json!({ "path": c.path, "name": name, "type_id": type_id });
     if let Some(owner) = c.owner {
         v["owner"] = json!({ "uid": owner.to_string() });
     }
     v
 }
 
+/// The destination. Its hostname only where DNS gave the address for it: a name only the TLS
+/// hello gives is what the process claims (`curl --resolve`), which stays under `unmapped`.
 fn dst_endpoint(endpoint: &EndpointRef) -> Value {
     let mut v = json!({ "port": endpoint.port });
     if endpoint.ip.parse::<std::net::IpAddr>().is_ok() {
         v["ip"] = endpoint.ip.clone().into();
     }
-    if let Some(host) = &endpoint.host {
-        v["hostname"] = host.clone().into();
+    if let Some(host) = verified_host(endpoint) {
+        v["hostname"] = host.into();
     }
     v
+}
+
+fn verified_host(endpoint: &EndpointRef) -> Option<&str> {
+    (endpoint.host_source == Some(HostSource::Dns))
+        .then_some(endpoint.host.as_deref())
+        .flatten()
 }
 
 /// IANA protocol number and name.
@@ -423,15 +440,19 @@ fn protocol(p: Protocol) -> Option<(u32, &'static str)> {
 }
 
 fn endpoint_text(endpoint: &EndpointRef) -> String {
-    match &endpoint.host {
-        Some(host) => format!("{host} ({}:{})", endpoint.ip, endpoint.port),
-        None => format!("{}:{}", endpoint.ip, endpoint.port),
+    match (verified_host(endpoint), &endpoint.host) {
+        (Some(host), _) => format!("{host} ({}:{})", endpoint.ip, endpoint.port),
+        (None, Some(claimed)) => {
+            format!("{}:{} (claimed name {claimed})", endpoint.ip, endpoint.port)
+        }
+        (None, None) => format!("{}:{}", endpoint.ip, endpoint.port),
     }
 }
 
-/// keytrail's own process record, without what OCSF's process already says.
+/// keytrail's own process record, whole: argv as a list (OCSF's `cmd_line` joins it, which
+/// loses where one argument ends), the context, the agent, the login uid.
 fn keytrail_process(p: &ProcessRef) -> Value {
-    json!({ "context": p.context, "agent": p.agent, "loginuid": p.loginuid, "exe_owner": p.exe_owner })
+    serde_json::to_value(p).unwrap_or(Value::Null)
 }
 
 /// The record as the JSON contract writes it, under a key OCSF leaves alone.
@@ -496,6 +517,14 @@ mod tests {
         assert_eq!(e["actor"]["process"]["user"]["uid"], "1000");
         assert_eq!(e["device"]["hostname"], "host-1");
         assert_eq!(e["unmapped"]["process"]["context"], "tenant-b");
+        assert_eq!(
+            e["unmapped"]["process"]["argv"],
+            json!(["python3", "-c", "x"])
+        );
+        assert_eq!(
+            (e["action_id"].clone(), e["disposition_id"].clone()),
+            (2.into(), 2.into())
+        );
         assert_no_null(&e, "");
     }
 
@@ -529,6 +558,30 @@ mod tests {
     }
 
     #[test]
+    fn a_name_only_the_tls_hello_gave_is_no_destination_hostname() {
+        let endpoint = |source: &str| {
+            ocsf(&format!(
+                r#"{{"type": "connection", "time": "2026-11-23T10:00:01Z", "process": PROCESS,
+                "endpoint": {{"ip": "203.0.113.9", "port": 443, "protocol": "tcp",
+                "host": "api.github.com", "host_source": "{source}"}}}}"#
+            ))
+        };
+        let claimed = endpoint("tls_sni");
+        assert!(claimed["dst_endpoint"].get("hostname").is_none());
+        assert!(
+            claimed["message"]
+                .as_str()
+                .unwrap()
+                .contains("claimed name api.github.com")
+        );
+        assert_eq!(claimed["unmapped"]["endpoint"]["host"], "api.github.com");
+        assert_eq!(
+            endpoint("dns")["dst_endpoint"]["hostname"],
+            "api.github.com"
+        );
+    }
+
+    #[test]
     fn a_dry_run_connect_went_through() {
         let e = ocsf(
             r#"{"type": "connection", "time": "2026-11-23T10:00:01Z", "process": PROCESS,
@@ -539,6 +592,10 @@ mod tests {
         assert_eq!(
             e["status_detail"],
             "would have been denied by keytrail (dry run): policy"
+        );
+        assert_eq!(
+            (e["action_id"].clone(), e["disposition_id"].clone()),
+            (1.into(), 15.into())
         );
     }
 }

@@ -205,16 +205,17 @@ pub fn judge(serial: &str, token: &str) -> Checks {
         .filter_map(|l| l.strip_prefix("KT-SVC-JOURNAL "))
         .collect::<Vec<_>>()
         .join("\n");
-    let accesses = records
-        .iter()
-        .filter(|r| {
+    // Reads of the credential by each phase's reader (a copy of cat named for the phase).
+    let read_by = |reader: &str| {
+        records.iter().any(|r| {
             serde_json::from_str::<serde_json::Value>(r).is_ok_and(|v| {
                 v["type"] == "credential_access"
                     && v["credential"]["path"] == "/root/.aws/credentials"
-                    && v["process"]["comm"] == "cat"
+                    && v["process"]["comm"] == reader
             })
         })
-        .count();
+    };
+    let capabilities = |set: &str| value(set).and_then(|hex| u64::from_str_radix(hex, 16).ok());
     vec![
         (
             "the guest ran the check under systemd".into(),
@@ -236,16 +237,15 @@ pub fn judge(serial: &str, token: &str) -> Checks {
         (
             "once attached, keytrail keeps CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE only".into(),
             claim(
-                value("bounding-set")
-                    .and_then(|s| s.strip_prefix("CapBnd: "))
-                    .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-                    == Some(KEPT_CAPABILITIES),
-                "its bounding set (KT-SVC bounding-set) is not those four",
+                ["CapBnd", "CapPrm", "CapEff"]
+                    .iter()
+                    .all(|set| capabilities(set) == Some(KEPT_CAPABILITIES)),
+                "its bounding, permitted or effective set (KT-SVC CapBnd, CapPrm, CapEff) is not those four",
             ),
         ),
         (
             "a credential read is recorded in the records file".into(),
-            claim(said("read-recorded") && accesses >= 1, "no credential_access of /root/.aws/credentials by cat"),
+            claim(said("read-recorded") && read_by("kt-first"), "no credential_access of /root/.aws/credentials by kt-first"),
         ),
         (
             "systemctl reload re-reads the policy in the same process".into(),
@@ -259,14 +259,15 @@ pub fn judge(serial: &str, token: &str) -> Checks {
         ),
         (
             "reads are still recorded after the reload".into(),
-            claim(said("read-recorded-after-reload") && accesses >= 2, "no second credential_access"),
+            claim(said("read-recorded-after-reload") && read_by("kt-reloaded"), "no credential_access by kt-reloaded"),
         ),
         (
             "a broken policy on reload is refused and the running one stays".into(),
             claim(
                 value("state-after-broken-reload") == Some("active")
+                    && said("same-process-after-broken-reload")
                     && said("read-recorded-after-broken-reload")
-                    && accesses >= 3
+                    && read_by("kt-refused")
                     && journal.contains("SIGHUP: policy not reloaded, the running one stays"),
                 "keytrail did not refuse the broken policy and go on",
             ),
@@ -293,25 +294,35 @@ mod tests {
 
     /// A console as a good run prints it (its records cut to what `judge` reads).
     fn good_console() -> String {
-        let access = r#"{"type":"credential_access","credential":{"path":"/root/.aws/credentials"},"process":{"comm":"cat"}}"#;
+        let access = |comm: &str| {
+            format!(
+                r#"{{"type":"credential_access","credential":{{"path":"/root/.aws/credentials"}},"process":{{"comm":"{comm}"}}}}"#
+            )
+        };
         let mut lines = vec![
             "KT-SVC systemd systemd 252".to_owned(),
             "KT-SVC installed 0.1.0".into(),
             "KT-SVC started 5s".into(),
             "KT-SVC state active".into(),
             "KT-SVC type notify".into(),
-            "KT-SVC bounding-set CapBnd: 000000c000080004".into(),
+            "KT-SVC CapBnd 000000c000080004".into(),
+            "KT-SVC CapPrm 000000c000080004".into(),
+            "KT-SVC CapEff 000000c000080004".into(),
             "KT-SVC read-recorded".into(),
             "KT-SVC reloaded".into(),
             "KT-SVC state-after-reload active".into(),
             "KT-SVC same-process".into(),
             "KT-SVC read-recorded-after-reload".into(),
             "KT-SVC state-after-broken-reload active".into(),
+            "KT-SVC same-process-after-broken-reload".into(),
             "KT-SVC read-recorded-after-broken-reload".into(),
             "KT-SVC result success".into(),
             "KT-SVC exit-status 0".into(),
         ];
-        lines.extend((0..3).map(|_| format!("KT-SVC-RECORD {access}")));
+        lines.extend(
+            ["kt-first", "kt-reloaded", "kt-refused"]
+                .map(|c| format!("KT-SVC-RECORD {}", access(c))),
+        );
         lines.push("KT-SVC-JOURNAL [..] SIGHUP: policy reloaded from /etc/keytrail/policy.toml; watching 1 credentials".into());
         lines.push(
             "KT-SVC-JOURNAL [..] SIGHUP: policy not reloaded, the running one stays: ...".into(),
@@ -344,8 +355,17 @@ mod tests {
 
     #[test]
     fn full_capabilities_break_the_claim() {
-        let console = good_console().replace("000000c000080004", "000001ffffffffff");
+        let console = good_console().replace("CapEff 000000c000080004", "CapEff 000001ffffffffff");
         assert_eq!(failures(&console).len(), 1);
+    }
+
+    #[test]
+    fn a_phase_without_its_own_read_breaks_its_claim() {
+        let console = good_console().replace(r#""comm":"kt-reloaded""#, r#""comm":"kt-first""#);
+        assert_eq!(
+            failures(&console),
+            ["reads are still recorded after the reload"]
+        );
     }
 
     #[test]
