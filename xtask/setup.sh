@@ -12,7 +12,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 apt_packages=(llvm-${LLVM}-dev libpolly-${LLVM}-dev gcc python3 git curl iproute2 passwd util-linux openssh-client
     dnsmasq-base openssl libssl-dev python3-venv busybox-static cpio systemd rsyslog
-    mmdebstrap)
+    mmdebstrap nats-server)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -77,9 +77,10 @@ if ! "$TOOLS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "$CLAUDE_
     fi
 fi
 
-# Schema validators, pinned, from PyPI, each in a virtualenv of its own: OCSF's (the schema's
-# published exports in ocsf-json-schema, checked with jsonschema; tests/tests/ocsf.rs) and
-# Kubernetes' (kubernetes-validate ships the API's schemas; tests/tests/manifest.rs).
+# Schema validators and a NATS client, pinned, from PyPI, each in a virtualenv of its own: OCSF's
+# (the schema's published exports in ocsf-json-schema, checked with jsonschema;
+# tests/tests/ocsf.rs), Kubernetes' (kubernetes-validate ships the API's schemas;
+# tests/tests/manifest.rs), and nats-py, the fleet tests' consumer (tests/tests/fleet.rs).
 pip_tool() { # NAME PACKAGE==VERSION...
     local name=$1; shift
     if ! "$TOOLS/$name/bin/pip" show -q "${@%%==*}" 2>/dev/null >/dev/null \
@@ -95,6 +96,7 @@ pip_tool() { # NAME PACKAGE==VERSION...
 }
 pip_tool ocsf ocsf-json-schema==1.2.0 jsonschema==4.26.0
 pip_tool kubernetes kubernetes-validate==1.37.0
+pip_tool nats nats-py==2.16.0
 
 # The AWS CLI, for proof of use with SigV4 (tests/tests/proof_tls.rs), where none is on PATH:
 # pinned, from PyPI, in a virtualenv of its own.

@@ -112,6 +112,11 @@ pub struct RunArgs {
     /// local form it parses).
     #[arg(long, value_name = "TARGET", conflicts_with = "output")]
     pub syslog: Option<crate::sink::syslog::Target>,
+    /// Also send every record to NATS JetStream at URL (`nats://HOST:PORT`; the policy's
+    /// `[fleet] nats` otherwise): subject keytrail.<host>.<type>, through an on-disk spool, so
+    /// nothing is lost while the server is away. Credentials come from files the policy names.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9469): records and
     /// findings written, events lost by cause, lag, catalog size, memory.
     #[arg(long, value_name = "ADDR")]

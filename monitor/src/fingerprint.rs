@@ -1,10 +1,16 @@
 //! Fingerprints: a keyed hash of a secret value, so the same secret in two files or in an
 //! environment variable is known to be one credential, without keeping the value. The key is
 //! random per run and lives only in memory, so a fingerprint cannot be tested against guesses
-//! by anyone who reads keytrail's output.
+//! by anyone who reads keytrail's output. With a fleet key (a root-only file, the same on every
+//! host, never sent), the key is derived from it instead, so that hosts, and runs, give one
+//! secret the same fingerprint; it can still not be tested without the file.
 use std::{fmt, io::Read};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
+
+/// A fleet key file's bytes: at least a 256-bit key's, and no more than is read.
+const MIN_FLEET_KEY: usize = 32;
+const MAX_FLEET_KEY: u64 = 4096;
 
 /// 64 bits of a keyed BLAKE3 hash: plenty to tell secrets apart on one host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +25,45 @@ impl Fingerprinter {
     pub fn random() -> std::io::Result<Self> {
         let mut key = [0; 32];
         std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        Ok(Self { key })
+    }
+
+    /// The key derived from the fleet key file at `path`: a regular file, root's, readable by
+    /// root only (mode 0600 or stricter), of at least 32 bytes (`head -c 32 /dev/urandom`).
+    /// The error names the file and what is wrong; it never holds the file's bytes.
+    pub fn from_fleet_key(path: &std::path::Path) -> Result<Self, String> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let what = |why: String| format!("fleet key {}: {why}", path.display());
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| what(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| what(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(what("not a regular file".into()));
+        }
+        if meta.uid() != 0 || meta.mode() & 0o077 != 0 {
+            return Err(what(format!(
+                "must be root's and readable by root only (it is uid {}, mode {:04o}): chown \
+                 root: and chmod 0600 it",
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
+        let mut material = Vec::new();
+        file.by_ref()
+            .take(MAX_FLEET_KEY)
+            .read_to_end(&mut material)
+            .map_err(|e| what(e.to_string()))?;
+        if material.len() < MIN_FLEET_KEY {
+            return Err(what(format!(
+                "holds {} bytes, fewer than {MIN_FLEET_KEY}: make one with `head -c 32 /dev/urandom`",
+                material.len()
+            )));
+        }
+        let key = blake3::derive_key("keytrail 2026-12 fleet fingerprint key", &material);
+        material.fill(0);
         Ok(Self { key })
     }
 
@@ -99,5 +144,52 @@ mod tests {
         for bad in ["éééééééé", "0123456789abcdeg", "+123456789abcdef"] {
             assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_fleet_key_gives_the_same_print_on_every_host_and_is_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::testing::scratch_dir("fleet-key");
+        let key = dir.join("fleet.key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (one, two) = (
+            Fingerprinter::from_fleet_key(&key).unwrap(),
+            Fingerprinter::from_fleet_key(&key).unwrap(),
+        );
+        assert_eq!(one.of(b"ghp_x"), two.of(b"ghp_x"), "two hosts, one key");
+        assert_ne!(
+            one.of(b"ghp_x"),
+            Fingerprinter::random().unwrap().of(b"ghp_x")
+        );
+        // Readable by others, too short, a link, or not root's: refused, and said why.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Fingerprinter::from_fleet_key(&key).err().unwrap();
+        assert!(
+            err.contains("mode 0644") && err.contains("fleet.key"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&key, Some(1000), None).unwrap();
+        assert!(
+            Fingerprinter::from_fleet_key(&key)
+                .err()
+                .unwrap()
+                .contains("uid 1000")
+        );
+        std::os::unix::fs::chown(&key, Some(0), None).unwrap();
+        let short = dir.join("short.key");
+        std::fs::write(&short, b"0123456789").unwrap();
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            Fingerprinter::from_fleet_key(&short)
+                .err()
+                .unwrap()
+                .contains("10 bytes")
+        );
+        let link = dir.join("link.key");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        assert!(Fingerprinter::from_fleet_key(&link).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -121,7 +121,10 @@ fn catalog(args: &WatchArgs, policy: &Policy, homes: &Homes) -> anyhow::Result<C
         })
         .collect();
     sources.extend(Catalog::policy_sources(policy, homes.present()));
-    let printer = Fingerprinter::random().context("reading a fingerprint key from /dev/urandom")?;
+    let printer = match &policy.fleet.key_file {
+        Some(file) => Fingerprinter::from_fleet_key(file).map_err(anyhow::Error::msg)?,
+        None => Fingerprinter::random().context("reading a fingerprint key from /dev/urandom")?,
+    };
     Ok(Catalog::new(sources, Secrets::new(printer)))
 }
 
@@ -156,6 +159,23 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         ),
         None => sink::for_format(args.format, out, colour),
     };
+    let sink: Box<dyn sink::Sink + Send> =
+        match args.nats.as_deref().or(policy.fleet.nats.as_deref()) {
+            Some(url) => {
+                let connection =
+                    sink::nats::Connection::new(url, &policy.fleet).map_err(anyhow::Error::msg)?;
+                let nats = sink::nats::NatsSink::start(
+                    connection,
+                    &policy.fleet.spool_dir,
+                    policy.fleet.spool_max_bytes,
+                )?;
+                Box::new(sink::nats::WithNats {
+                    primary: sink,
+                    nats,
+                })
+            }
+            None => sink,
+        };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -259,6 +259,10 @@ pub enum Record {
         policy: String,
         /// What policy's `action = "deny"` does on this host.
         enforcement: EnforcementReport,
+        /// How fingerprints are keyed: `fleet` (a fleet key file: the same on every host that
+        /// has it) or `host-local` (a key random per run).
+        #[serde(default)]
+        fingerprints: String,
         credentials: usize,
         processes: usize,
     },
@@ -328,7 +332,21 @@ pub enum Record {
         /// What was forgotten to keep memory bounded.
         #[serde(default)]
         evicted: Evictions,
+        /// Records bound for NATS (`--nats`): how many the stream acknowledged, and the spool.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fleet: Option<FleetCounts>,
     },
+}
+
+/// The NATS publisher's counts since start (`stats.fleet`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetCounts {
+    /// Records the stream acknowledged.
+    pub published: u64,
+    /// Bytes waiting in the spool, not yet acknowledged.
+    pub spooled_bytes: u64,
+    /// Records dropped because the spool was full.
+    pub spool_dropped: u64,
 }
 
 /// What keytrail forgot to keep its memory bounded, counted since start. Each is a place where

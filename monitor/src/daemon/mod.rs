@@ -161,6 +161,11 @@ pub async fn run(
         tls_writes: tls_writes.name().into(),
         policy: policy_source.describe(),
         enforcement: kernel.report(),
+        fingerprints: if policy.fleet.key_file.is_some() {
+            "fleet".into()
+        } else {
+            "host-local".into()
+        },
         credentials: catalog.credentials().count(),
         processes: tracker.len(),
     };
@@ -483,6 +488,9 @@ fn reload(source: &PolicySource, policy: &mut Arc<Policy>, dry_run_flag: bool, r
 /// What a reload does not change, said in the log: whose TLS writes are read (the uprobes are
 /// set at start) and the resolvers that name endpoints.
 fn warn_what_takes_a_restart(running: &Policy, new: &Policy) {
+    if running.fleet.key_file != new.fleet.key_file {
+        log::warn!("SIGHUP: [fleet] key_file changed: it takes effect at the next start");
+    }
     if running.proof.tls != new.proof.tls {
         log::warn!("SIGHUP: [proof] tls changed: it takes effect at the next start");
     }

@@ -217,6 +217,7 @@ impl Pipeline {
                 secrets: source.secrets_forgotten,
                 uses,
             },
+            fleet: None,
         }
     }
 

@@ -49,6 +49,68 @@ pub struct Policy {
     pub enforcement: EnforcementSettings,
     #[serde(default)]
     pub proof: ProofSettings,
+    #[serde(default)]
+    pub fleet: FleetSettings,
+}
+
+/// The fleet: what makes this host's records comparable with other hosts', and the NATS
+/// JetStream stream they go to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSettings {
+    /// A key file, the same on every host (root's, mode 0600, at least 32 bytes, never sent):
+    /// fingerprints are keyed with it, so one secret has one fingerprint across hosts and
+    /// runs. Without it, the key is random per run and fingerprints are host-local.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// The NATS server records also go to (`--nats` overrides it): `nats://HOST:PORT`.
+    #[serde(default)]
+    pub nats: Option<String>,
+    /// The JetStream stream (made if missing, subjects `keytrail.>`).
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Where records wait until the stream acknowledged them.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: std::path::PathBuf,
+    /// The spool's bound in bytes; past it new records are dropped and counted.
+    #[serde(default = "default_spool_max")]
+    pub spool_max_bytes: u64,
+    /// A NATS credentials file (JWT and nkey seed) for the connection.
+    #[serde(default)]
+    pub creds_file: Option<std::path::PathBuf>,
+    /// A file (root's, 0600) whose first line is `user:password`.
+    #[serde(default)]
+    pub user_password_file: Option<std::path::PathBuf>,
+    /// The CA of the server's certificate; TLS is then required.
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+}
+
+fn default_stream() -> String {
+    "KEYTRAIL".into()
+}
+
+fn default_spool_dir() -> std::path::PathBuf {
+    "/var/lib/keytrail/spool".into()
+}
+
+fn default_spool_max() -> u64 {
+    256 << 20
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            nats: None,
+            stream: default_stream(),
+            spool_dir: default_spool_dir(),
+            spool_max_bytes: default_spool_max(),
+            creds_file: None,
+            user_password_file: None,
+            tls_ca_file: None,
+        }
+    }
 }
 
 /// Where proof of use is looked for.

@@ -283,6 +283,7 @@ mod tests {
             missed_runs: 0,
             names: Default::default(),
             evicted: Default::default(),
+            fleet: None,
         };
         metrics.observe(&[stats(100, 2)]);
         metrics.observe(&[stats(150, 2)]);

@@ -1,6 +1,7 @@
 //! Where records go: one printer per output format, behind one trait.
 mod json;
 pub mod metrics;
+pub mod nats;
 mod ocsf;
 mod output_file;
 mod printable;
