@@ -159,6 +159,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         ),
         None => sink::for_format(args.format, out, colour),
     };
+    let mut fleet = None;
     let sink: Box<dyn sink::Sink + Send> =
         match args.nats.as_deref().or(policy.fleet.nats.as_deref()) {
             Some(url) => {
@@ -169,6 +170,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
                     &policy.fleet.spool_dir,
                     policy.fleet.spool_max_bytes,
                 )?;
+                fleet = Some(nats.counters());
                 Box::new(sink::nats::WithNats {
                     primary: sink,
                     nats,
@@ -191,6 +193,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
             policy_source: source,
             reopen_output,
             metrics: args.metrics,
+            fleet,
         },
     ))
 }

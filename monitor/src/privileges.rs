@@ -38,9 +38,19 @@ struct Data {
 
 /// Drops every capability but `KEPT`, from the bounding set too, and sets no_new_privs.
 pub fn drop_to_kept() -> io::Result<()> {
+    drop_but(KEPT)
+}
+
+/// Drops every capability, from the bounding set too, and sets no_new_privs: for a thread that
+/// needs none (capabilities are each thread's own).
+pub fn drop_all() -> io::Result<()> {
+    drop_but(0)
+}
+
+fn drop_but(keep: u64) -> io::Result<()> {
     let last = last_capability();
     for cap in 0..=last {
-        if KEPT & (1 << cap) == 0 && cap != CAP_SETPCAP {
+        if keep & (1 << cap) == 0 && cap != CAP_SETPCAP {
             // SAFETY: prctl with integer arguments.
             if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
                 return Err(io::Error::last_os_error());
@@ -56,8 +66,8 @@ pub fn drop_to_kept() -> io::Result<()> {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let low = KEPT as u32;
-    let high = (KEPT >> 32) as u32;
+    let low = keep as u32;
+    let high = (keep >> 32) as u32;
     let data = [
         Data {
             effective: low,

@@ -247,26 +247,70 @@ fn every_record_reaches_jetstream_once_with_its_host() {
         &format!("https://kt:{SECRET}@github.com\n"),
     );
     let (policy, _spool) = policy_with_spool("nats");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
     let mut k = Keytrail::start(&[
         "--config",
         policy.to_str().unwrap(),
         "--nats",
         &server.url(),
+        "--metrics",
+        &metrics,
     ]);
-    // Every thread, the publisher's too (it starts before the daemon gives up what it needs
-    // only to load), keeps the four capabilities and no others.
+    // Every thread keeps the four capabilities and no others; the publisher's (which starts
+    // before the daemon gives up what it needs only to load, and parses what the server
+    // sends) keeps none.
+    let mut publishers = 0;
     for task in fs::read_dir(format!("/proc/{}/task", k.pid())).unwrap() {
-        let status = fs::read_to_string(task.unwrap().path().join("status")).unwrap();
-        let effective = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
-        assert!(
-            effective.ends_with("000000c000080004"),
-            "{effective}\n{status}"
-        );
+        let task = task.unwrap().path();
+        let status = fs::read_to_string(task.join("status")).unwrap();
+        let capabilities = |set: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(set))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        let name = fs::read_to_string(task.join("comm")).unwrap();
+        let want = if name.trim() == "keytrail-nats" {
+            publishers += 1;
+            "0000000000000000"
+        } else {
+            "000000c000080004"
+        };
+        for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            assert_eq!(capabilities(set), want, "{set} of thread {}", name.trim());
+        }
     }
+    assert_eq!(publishers, 1, "one publisher thread");
     let reader = run_pid(Command::new("cat").arg(&token));
     k.wait_for("the read", WAIT, |r| {
         r["type"] == "credential_access" && r["process"]["pid"] == reader
     });
+    // The publisher's counts in the metrics: acknowledged records, and the spool.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = run(Command::new("curl").args(["-s", &format!("http://{metrics}/metrics")]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let published = text
+            .lines()
+            .find_map(|l| l.strip_prefix("keytrail_published_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if published >= 2 && text.contains("keytrail_spool_bytes ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no published records in the metrics:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (records, stderr) = k.stop();
     let stats = records.last().unwrap();
     assert_eq!(stats["fleet"]["spool_dropped"], 0, "{stats}");

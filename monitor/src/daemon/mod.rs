@@ -60,6 +60,8 @@ pub struct Settings {
     pub reopen_output: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Where to serve Prometheus metrics (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// The NATS publisher's counts (`--nats`), for the metrics.
+    pub fleet: Option<Arc<crate::sink::nats::Counters>>,
 }
 
 pub async fn run(
@@ -76,6 +78,7 @@ pub async fn run(
         policy_source,
         reopen_output,
         metrics: metrics_address,
+        fleet,
     } = settings;
     // Bound before anything else: a port taken (or one below 1024, before the privileges go)
     // is a clear error at start, not a silent absence later.
@@ -86,6 +89,9 @@ pub async fn run(
                 .with_context(|| format!("--metrics {address}: cannot listen there"))?;
             log::info!("metrics at http://{address}/metrics");
             let metrics = Metrics::new();
+            if let Some(fleet) = fleet {
+                metrics.watch_fleet(fleet);
+            }
             tokio::spawn(crate::sink::metrics::serve(listener, Arc::clone(&metrics)));
             Some(metrics)
         }

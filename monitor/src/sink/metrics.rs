@@ -36,6 +36,11 @@ pub struct Metrics {
     credentials: Gauge,
     processes: Gauge,
     rss: Gauge,
+    /// The NATS publisher's counts (`--nats`), read at each scrape.
+    fleet: Mutex<Option<Arc<super::nats::Counters>>>,
+    published: Counter,
+    spool_dropped: Counter,
+    spool_bytes: Gauge,
     /// The kernel's totals as the last `stats` record gave them: counters go up by the
     /// difference.
     last: Mutex<HashMap<&'static str, u64>>,
@@ -103,8 +108,30 @@ impl Metrics {
             "keytrail's resident memory",
             rss.clone(),
         );
+        let published = Counter::default();
+        registry.register(
+            "published",
+            "Records the NATS stream acknowledged (--nats)",
+            published.clone(),
+        );
+        let spool_dropped = Counter::default();
+        registry.register(
+            "spool_dropped",
+            "Records dropped because the NATS spool was full (--nats)",
+            spool_dropped.clone(),
+        );
+        let spool_bytes = Gauge::default();
+        registry.register(
+            "spool_bytes",
+            "Bytes of records waiting in the NATS spool (--nats)",
+            spool_bytes.clone(),
+        );
         Arc::new(Self {
             registry,
+            fleet: Mutex::new(None),
+            published,
+            spool_dropped,
+            spool_bytes,
             records,
             findings,
             kernel_events,
@@ -184,9 +211,26 @@ impl Metrics {
         self.processes.set(count as i64);
     }
 
+    /// Reads the NATS publisher's counts at each scrape.
+    pub fn watch_fleet(&self, counters: Arc<super::nats::Counters>) {
+        *self.fleet.lock().expect("metrics lock") = Some(counters);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         self.rss.set(resident_bytes() as i64);
+        if let Some(fleet) = self.fleet.lock().expect("metrics lock").as_ref() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut last = self.last.lock().expect("metrics lock");
+            let mut rise = |name: &'static str, now: u64| {
+                now.saturating_sub(last.insert(name, now).unwrap_or(0))
+            };
+            self.published
+                .inc_by(rise("published", fleet.published.load(Relaxed)));
+            self.spool_dropped
+                .inc_by(rise("spool_dropped", fleet.dropped.load(Relaxed)));
+            self.spool_bytes.set(fleet.fill() as i64);
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

@@ -16,6 +16,8 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
+pub use spool::Counters;
+
 use super::Sink;
 use crate::record::{FleetCounts, Record};
 
@@ -43,7 +45,7 @@ impl Connection {
         let rest = url
             .split_once("://")
             .filter(|(scheme, _)| ["nats", "tls"].contains(scheme))
-            .ok_or_else(|| format!("--nats {url:?}: expected nats://HOST:PORT or tls://HOST:PORT"))?
+            .ok_or_else(|| "--nats: expected nats://HOST:PORT or tls://HOST:PORT".to_owned())?
             .1;
         if rest.contains('@') {
             return Err(
@@ -56,6 +58,21 @@ impl Connection {
             Some(file) => Some(read_user_password(file)?),
             None => None,
         };
+        if let Some(file) = &fleet.creds_file {
+            root_only(file, 0o077, "[fleet] creds_file")?;
+        }
+        if let Some(file) = &fleet.tls_ca_file {
+            root_only(file, 0o022, "[fleet] tls_ca_file")?;
+        }
+        if url.starts_with("nats://")
+            && fleet.tls_ca_file.is_none()
+            && (user_password.is_some() || fleet.creds_file.is_some())
+        {
+            log::warn!(
+                "NATS: credentials over a plain connection (nats://, no [fleet] tls_ca_file): \
+                 anyone on the path can read them"
+            );
+        }
         Ok(Self {
             url: url.to_owned(),
             stream: fleet.stream.clone(),
@@ -66,14 +83,28 @@ impl Connection {
     }
 }
 
+/// Refuses `file` unless it is a regular file of root's (not a link) without the mode bits in
+/// `forbidden`: a file others may write (a CA) or read (credentials) is refused.
+fn root_only(file: &Path, forbidden: u32, what: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::symlink_metadata(file).map_err(|e| format!("{what} {}: {e}", file.display()))?;
+    if !meta.is_file() || meta.uid() != 0 || meta.mode() & forbidden != 0 {
+        return Err(format!(
+            "{what} {}: must be a regular file, root's, mode {:04o} at most (it is uid {}, mode {:04o})",
+            file.display(),
+            0o666 & !forbidden,
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// `user:password` from the first line of `file`, which must be root's and 0600.
 fn read_user_password(file: &Path) -> Result<(String, String), String> {
-    use std::os::unix::fs::MetadataExt;
     let what = |why: &str| format!("[fleet] user_password_file {}: {why}", file.display());
-    let meta = std::fs::symlink_metadata(file).map_err(|e| what(&e.to_string()))?;
-    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        return Err(what("must be a regular file, root's, mode 0600"));
-    }
+    root_only(file, 0o077, "[fleet] user_password_file")?;
     let text = std::fs::read_to_string(file).map_err(|e| what(&e.to_string()))?;
     let line = text.lines().next().unwrap_or_default();
     let (user, password) = line
@@ -139,7 +170,7 @@ fn subject_token(name: &str) -> String {
 pub struct NatsSink {
     spool: spool::SpoolWriter,
     publisher: publisher::Publisher,
-    counters: Arc<spool::Counters>,
+    counters: Arc<Counters>,
     host: Host,
     /// What makes this run's message ids its own.
     run: String,
@@ -147,11 +178,13 @@ pub struct NatsSink {
     line: Vec<u8>,
     /// Drops said in the log so far.
     said_dropped: u64,
+    /// A spool write failed, said once.
+    said_spool_error: bool,
 }
 
 impl NatsSink {
     pub fn start(connection: Connection, spool_dir: &Path, spool_max: u64) -> io::Result<Self> {
-        let counters = Arc::new(spool::Counters::default());
+        let counters = Arc::new(Counters::default());
         let spool =
             spool::SpoolWriter::open(spool_dir, spool_max, Arc::clone(&counters)).map_err(|e| {
                 io::Error::new(
@@ -181,9 +214,17 @@ impl NatsSink {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
+        // And a random part: a clock set back must not give a run another's ids (JetStream
+        // would drop its records as duplicates).
+        let mut nonce = [0u8; 8];
+        io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut nonce)?;
         let host = Host::here();
         Ok(Self {
-            run: format!("{}-{started:x}", host.machine_id),
+            run: format!(
+                "{}-{started:x}-{:016x}",
+                host.machine_id,
+                u64::from_ne_bytes(nonce)
+            ),
             spool,
             publisher,
             counters,
@@ -191,7 +232,13 @@ impl NatsSink {
             sent: 0,
             line: Vec::with_capacity(1024),
             said_dropped: 0,
+            said_spool_error: false,
         })
+    }
+
+    /// The publisher's counts, live (for `--metrics`).
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
     }
 
     pub fn counts(&self) -> FleetCounts {
@@ -224,7 +271,22 @@ impl Sink for NatsSink {
             id: format!("{}-{}", self.run, self.sent),
             payload: std::mem::take(&mut self.line),
         };
-        self.spool.append(&frame)?;
+        // Findings and keytrail's own records go first when the spool is nearly full.
+        let urgent = matches!(
+            record,
+            Record::Finding(_) | Record::Ready { .. } | Record::Stats { .. }
+        );
+        // The bus is an extra: its disk failing (full, say) must not stop keytrail, whose
+        // primary output may be fine. The record is dropped and counted instead.
+        if let Err(e) = self.spool.append(&frame, urgent) {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.said_spool_error {
+                log::error!(
+                    "NATS: cannot write the spool ({e}); records for the bus are dropped and counted"
+                );
+                self.said_spool_error = true;
+            }
+        }
         self.line = frame.payload;
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         if dropped > self.said_dropped
@@ -237,7 +299,13 @@ impl Sink for NatsSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.spool.flush()
+        if let Err(e) = self.spool.flush()
+            && !self.said_spool_error
+        {
+            log::error!("NATS: cannot write the spool ({e}); records for the bus may be lost");
+            self.said_spool_error = true;
+        }
+        Ok(())
     }
 }
 

@@ -42,15 +42,17 @@ impl Publisher {
         counters: Arc<Counters>,
     ) -> std::io::Result<Self> {
         let reader = SpoolReader::open(&spool, Arc::clone(&counters))?;
+        let counters = Arc::clone(&counters);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("keytrail-nats".into())
             .spawn(move || {
                 // Capabilities are each thread's own, and this one starts before the daemon
-                // gives up what it needs only to load: it gives them up itself (it talks to the
-                // network, and reads only root's own files).
-                if let Err(e) = crate::privileges::drop_to_kept() {
+                // gives up what it needs only to load. It needs none (it talks to the network
+                // and reads only root's own files), and it is the one that parses what a
+                // server sends: it gives them all up.
+                if let Err(e) = crate::privileges::drop_all() {
                     log::warn!(
                         "NATS publisher: keeping all capabilities: dropping them failed: {e}"
                     );
@@ -67,7 +69,7 @@ impl Publisher {
                         return;
                     }
                 };
-                runtime.block_on(run(connection, reader, &stopping));
+                runtime.block_on(run(connection, reader, &counters, &stopping));
             })?;
         Ok(Self {
             stop,
@@ -84,8 +86,14 @@ impl Publisher {
     }
 }
 
-async fn run(connection: Connection, mut reader: SpoolReader, stop: &AtomicBool) {
+async fn run(
+    connection: Connection,
+    mut reader: SpoolReader,
+    counters: &Counters,
+    stop: &AtomicBool,
+) {
     let mut stream: Option<jetstream::Context> = None;
+    let mut said_commit = false;
     let mut away_since: Option<Instant> = None;
     let mut stop_deadline: Option<Instant> = None;
     loop {
@@ -139,22 +147,40 @@ async fn run(connection: Connection, mut reader: SpoolReader, stop: &AtomicBool)
             continue;
         }
         match send(js, &frames).await {
-            Ok(()) => {
-                if let Err(e) = reader.commit(pending, frames.len()) {
-                    log::error!(
-                        "NATS: cannot record the spool's position ({e}); the publisher stops"
+            Sent::Done { refused } => {
+                if !refused.is_empty() {
+                    // Never accepted however often sent: counted as dropped, said, passed.
+                    counters
+                        .dropped
+                        .fetch_add(refused.len() as u64, Ordering::Relaxed);
+                    let (n, why) = &refused[0];
+                    log::warn!(
+                        "NATS: the stream refused {} records for good (the first, {}: {why}); \
+                         they are dropped and counted (stats.fleet.spool_dropped)",
+                        refused.len(),
+                        frames[*n].subject
                     );
-                    return;
                 }
+                // Retried until it holds: a full disk may free up.
+                while let Err(e) = reader.commit(pending, frames.len() - refused.len()) {
+                    if !said_commit {
+                        log::error!("NATS: cannot record the spool's position ({e}); trying again");
+                        said_commit = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                said_commit = false;
             }
-            Err(e) => {
+            Sent::Outage(e) => {
                 // Sent again from the same place: JetStream drops what it already has by id.
-                log::warn!(
-                    "NATS at {} does not answer (a batch went unacknowledged: {e}); records \
-                     wait in the spool",
-                    connection.url
-                );
-                away_since = Some(Instant::now());
+                if away_since.is_none() {
+                    log::warn!(
+                        "NATS at {} does not answer (a batch went unacknowledged: {e}); records \
+                         wait in the spool",
+                        connection.url
+                    );
+                }
+                away_since.get_or_insert_with(Instant::now);
                 stream = None;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -164,9 +190,12 @@ async fn run(connection: Connection, mut reader: SpoolReader, stop: &AtomicBool)
 
 /// A client and the stream, made if missing.
 async fn connect(connection: &Connection) -> Result<jetstream::Context, async_nats::Error> {
+    // Only the server named: one it advertises could be anyone's, and would get the
+    // credentials.
     let mut options = async_nats::ConnectOptions::new()
         .name("keytrail")
-        .connection_timeout(Duration::from_secs(5));
+        .connection_timeout(Duration::from_secs(5))
+        .ignore_discovered_servers();
     if let Some(file) = &connection.creds_file {
         options = options.credentials_file(file).await?;
     }
@@ -178,34 +207,69 @@ async fn connect(connection: &Connection) -> Result<jetstream::Context, async_na
     }
     let client = options.connect(connection.url.as_str()).await?;
     let js = jetstream::new(client);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: connection.stream.clone(),
-        subjects: vec![format!("{}.>", super::SUBJECT_PREFIX)],
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await?;
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: connection.stream.clone(),
+            subjects: vec![format!("{}.>", super::SUBJECT_PREFIX)],
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await?;
+    // A stream made by someone else: a resend after a restart or an outage longer than its
+    // window is stored twice.
+    let window = stream.cached_info().config.duplicate_window;
+    if window < DUPLICATE_WINDOW {
+        log::warn!(
+            "NATS: stream {} drops repeated message ids for {}s only (keytrail makes it {}s): \
+             a resend after a longer outage or stop is stored twice",
+            connection.stream,
+            window.as_secs(),
+            DUPLICATE_WINDOW.as_secs()
+        );
+    }
     Ok(js)
 }
 
-/// Publishes `frames`, then awaits every acknowledgement.
-async fn send(
-    js: &jetstream::Context,
-    frames: &[super::spool::Frame],
-) -> Result<(), async_nats::Error> {
+/// What became of a batch.
+enum Sent {
+    /// Every frame acknowledged, but these, which the stream refused for good (too large, a
+    /// subject it does not take, ...): never accepted however often sent.
+    Done { refused: Vec<(usize, String)> },
+    /// The server is away or slow: send the whole batch again later.
+    Outage(String),
+}
+
+/// Publishes `frames`, then awaits the acknowledgements, all within one `ACK_TIMEOUT`.
+async fn send(js: &jetstream::Context, frames: &[super::spool::Frame]) -> Sent {
+    use jetstream::context::PublishErrorKind as Kind;
+    let outage = |kind: &Kind| {
+        matches!(
+            kind,
+            Kind::TimedOut | Kind::BrokenPipe | Kind::MaxAckPending
+        )
+    };
+    let mut refused = Vec::new();
     let mut acks = Vec::with_capacity(frames.len());
-    for frame in frames {
+    for (n, frame) in frames.iter().enumerate() {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", frame.id.as_str());
-        acks.push(
-            js.publish_with_headers(frame.subject.clone(), headers, frame.payload.clone().into())
-                .await?,
-        );
-    }
-    for ack in acks {
-        tokio::time::timeout(ACK_TIMEOUT, ack.into_future())
+        match js
+            .publish_with_headers(frame.subject.clone(), headers, frame.payload.clone().into())
             .await
-            .map_err(|_| "no acknowledgement within 5 s")??;
+        {
+            Ok(ack) => acks.push((n, ack)),
+            Err(e) if outage(&e.kind()) => return Sent::Outage(e.to_string()),
+            Err(e) => refused.push((n, e.to_string())),
+        }
     }
-    Ok(())
+    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    for (n, ack) in acks {
+        match tokio::time::timeout_at(deadline, ack.into_future()).await {
+            Err(_) => return Sent::Outage("no acknowledgement within 5 s".into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if outage(&e.kind()) => return Sent::Outage(e.to_string()),
+            Ok(Err(e)) => refused.push((n, e.to_string())),
+        }
+    }
+    Sent::Done { refused }
 }

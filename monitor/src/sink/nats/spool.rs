@@ -19,7 +19,7 @@ use std::{
     },
 };
 
-/// A segment is closed and a new one begun past this size.
+/// Segments are this large, at most (but for one frame larger still).
 const SEGMENT_BYTES: u64 = 16 << 20;
 /// A frame larger than this is not one keytrail wrote: the spool is damaged there.
 const MAX_FRAME: u32 = 16 << 20;
@@ -146,11 +146,15 @@ fn write_position(dir: &Path, at: Position) -> io::Result<()> {
 
 /// The writer's end: appends frames, bounded.
 pub struct SpoolWriter {
+    /// The directory, locked: one keytrail per spool.
+    _lock: File,
     dir: PathBuf,
     file: BufWriter<File>,
     index: u64,
     size: u64,
     max_bytes: u64,
+    /// A segment is closed and a new one begun past this size.
+    segment_bytes: u64,
     counters: Arc<Counters>,
 }
 
@@ -158,9 +162,16 @@ impl SpoolWriter {
     /// Opens the spool at `dir` (made 0700 if missing), as the last run left it: a frame cut
     /// short by a crash is cut off, what was not yet acknowledged stays to be sent first.
     pub fn open(dir: &Path, max_bytes: u64, counters: Arc<Counters>) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        Self::open_with_segments(dir, max_bytes, counters, SEGMENT_BYTES)
+    }
+
+    fn open_with_segments(
+        dir: &Path,
+        max_bytes: u64,
+        counters: Arc<Counters>,
+        segment_bytes: u64,
+    ) -> io::Result<Self> {
+        let lock = own_directory(dir)?;
         let found = segments(dir)?;
         let position = read_position(dir).unwrap_or(Position {
             index: found.first().copied().unwrap_or(0),
@@ -186,23 +197,32 @@ impl SpoolWriter {
         counters.written.store(backlog, Ordering::Relaxed);
         counters.acked.store(0, Ordering::Relaxed);
         Ok(Self {
+            _lock: lock,
             dir: dir.into(),
             file: BufWriter::with_capacity(256 << 10, file),
             index,
             size,
             max_bytes,
+            segment_bytes,
             counters,
         })
     }
 
-    /// Appends `frame`, or drops it (counted) when the spool is full. False when dropped.
-    pub fn append(&mut self, frame: &Frame) -> io::Result<bool> {
+    /// Appends `frame`, or drops it (counted) when the spool is full. The last tenth is kept
+    /// for `urgent` records (findings, keytrail's own): a flood of reads cannot crowd out the
+    /// finding about them. False when dropped.
+    pub fn append(&mut self, frame: &Frame, urgent: bool) -> io::Result<bool> {
         let bytes = frame.encode();
-        if self.counters.fill() + bytes.len() as u64 > self.max_bytes {
+        let bound = if urgent {
+            self.max_bytes
+        } else {
+            self.max_bytes - self.max_bytes / 10
+        };
+        if self.counters.fill() + bytes.len() as u64 > bound {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
-        if self.size > 0 && self.size + bytes.len() as u64 > SEGMENT_BYTES {
+        if self.size > 0 && self.size + bytes.len() as u64 > self.segment_bytes {
             self.file.flush()?;
             self.index += 1;
             let file = OpenOptions::new()
@@ -249,6 +269,43 @@ fn read_from(path: &Path, offset: u64) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// Makes `dir` (0700) if missing, checks that it is a directory of root's that nobody else may
+/// write to (not a link: records are written there as root), and locks it: a second keytrail
+/// on the same spool is refused.
+fn own_directory(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    let meta = handle.metadata()?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "must be root's and writable by root only (it is uid {}, mode {:04o})",
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we hold open.
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another keytrail uses this spool (it is locked)",
+        ));
+    }
+    Ok(handle)
+}
+
 /// The length of `path`'s complete frames (0 when it does not exist).
 fn complete_frames(path: &Path) -> io::Result<u64> {
     let Ok(bytes) = fs::read(path) else {
@@ -292,6 +349,9 @@ impl SpoolReader {
         let mut bytes = 0;
         while frames.len() < max {
             let path = segment(&self.dir, at.index);
+            // Looked at before the read: the writer flushes a segment before it begins the
+            // next, so if the next exists now, this one was whole before the read.
+            let next_begun = segment(&self.dir, at.index + 1).exists();
             let data = read_from(&path, at.offset)?;
             let mut used = 0;
             while frames.len() < max {
@@ -306,10 +366,10 @@ impl SpoolReader {
             if frames.len() >= max {
                 break;
             }
-            // This segment is read to its end: on to the next, once the writer has begun it
-            // (it never writes to a segment again after that).
+            // This segment is read to its end: on to the next, if the writer had begun it
+            // before the read (it never writes to a segment again after that).
             let whole = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if at.offset >= whole && segment(&self.dir, at.index + 1).exists() {
+            if next_begun && at.offset >= whole {
                 at = Position {
                     index: at.index + 1,
                     offset: 0,
@@ -363,7 +423,7 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let mut writer = SpoolWriter::open(&dir, 1 << 20, Arc::clone(&counters)).unwrap();
         for n in 0..10 {
-            assert!(writer.append(&frame(n)).unwrap());
+            assert!(writer.append(&frame(n), false).unwrap());
         }
         writer.flush().unwrap();
         let mut reader = SpoolReader::open(&dir, Arc::clone(&counters)).unwrap();
@@ -383,7 +443,7 @@ mod tests {
         f.write_all(&frame(99).encode()[..7]).unwrap();
         let counters = Arc::new(Counters::default());
         let mut writer = SpoolWriter::open(&dir, 1 << 20, Arc::clone(&counters)).unwrap();
-        writer.append(&frame(10)).unwrap();
+        writer.append(&frame(10), false).unwrap();
         writer.flush().unwrap();
         let mut reader = SpoolReader::open(&dir, Arc::clone(&counters)).unwrap();
         let (frames, pending) = reader.peek(100).unwrap();
@@ -398,12 +458,23 @@ mod tests {
         let dir = crate::testing::scratch_dir("spool-full");
         let counters = Arc::new(Counters::default());
         let one = frame(0).encode().len() as u64;
-        let mut writer = SpoolWriter::open(&dir, one * 3, Arc::clone(&counters)).unwrap();
-        let kept = (0..5)
-            .filter(|&n| writer.append(&frame(n)).unwrap())
+        let mut writer = SpoolWriter::open(&dir, one * 10, Arc::clone(&counters)).unwrap();
+        let kept = (0..12)
+            .filter(|&n| writer.append(&frame(n), false).unwrap())
             .count();
-        assert_eq!(kept, 3);
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(kept, 9, "the last tenth is kept for urgent records");
+        assert!(writer.append(&frame(1), true).unwrap());
+        assert!(!writer.append(&frame(2), true).unwrap());
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 4);
+        // One keytrail per spool.
+        let second = SpoolWriter::open(&dir, one * 10, Arc::new(Counters::default()));
+        assert!(
+            second
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("another keytrail")
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -417,7 +488,7 @@ mod tests {
             ..frame(0)
         };
         for _ in 0..4 {
-            writer.append(&big).unwrap();
+            writer.append(&big, false).unwrap();
         }
         writer.flush().unwrap();
         assert!(segments(&dir).unwrap().len() >= 2);
@@ -433,6 +504,42 @@ mod tests {
         }
         assert_eq!(got, 4);
         assert_eq!(segments(&dir).unwrap().len(), 1, "passed segments deleted");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The writer rotating segments while the reader reads: every frame once, in order.
+    #[test]
+    fn a_reader_beside_a_rotating_writer_misses_nothing() {
+        let dir = crate::testing::scratch_dir("spool-race");
+        let counters = Arc::new(Counters::default());
+        let mut writer =
+            SpoolWriter::open_with_segments(&dir, u64::MAX, Arc::clone(&counters), 64 << 10)
+                .unwrap();
+        let mut reader = SpoolReader::open(&dir, Arc::clone(&counters)).unwrap();
+        let total = 3000;
+        let payload = vec![b'y'; 2000]; // some 90 segments over the run
+        let writing = std::thread::spawn(move || {
+            for n in 0..total {
+                let f = Frame {
+                    subject: "s".into(),
+                    id: n.to_string(),
+                    payload: payload.clone(),
+                };
+                writer.append(&f, false).unwrap();
+                writer.flush().unwrap();
+            }
+        });
+        let mut next = 0;
+        while next < total {
+            let (frames, pending) = reader.peek(7).unwrap();
+            for f in &frames {
+                assert_eq!(f.id, next.to_string(), "out of order or skipped");
+                next += 1;
+            }
+            reader.commit(pending, frames.len()).unwrap();
+        }
+        writing.join().unwrap();
+        assert_eq!(counters.fill(), 0);
         fs::remove_dir_all(dir).unwrap();
     }
 }
