@@ -161,11 +161,15 @@ async fn run(
                         frames[*n].subject
                     );
                 }
-                // Retried until it holds: a full disk may free up.
+                // Retried until it holds (a full disk may free up), or keytrail stops: the
+                // batch then goes again at the next start, and JetStream drops it by id.
                 while let Err(e) = reader.commit(pending, frames.len() - refused.len()) {
                     if !said_commit {
                         log::error!("NATS: cannot record the spool's position ({e}); trying again");
                         said_commit = true;
+                    }
+                    if stop.load(Ordering::Acquire) {
+                        return;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -242,10 +246,11 @@ enum Sent {
 /// Publishes `frames`, then awaits the acknowledgements, all within one `ACK_TIMEOUT`.
 async fn send(js: &jetstream::Context, frames: &[super::spool::Frame]) -> Sent {
     use jetstream::context::PublishErrorKind as Kind;
+    // The stream gone (an operator deleted it) is an outage too: the reconnect makes it again.
     let outage = |kind: &Kind| {
         matches!(
             kind,
-            Kind::TimedOut | Kind::BrokenPipe | Kind::MaxAckPending
+            Kind::TimedOut | Kind::BrokenPipe | Kind::MaxAckPending | Kind::StreamNotFound
         )
     };
     let mut refused = Vec::new();
