@@ -336,9 +336,22 @@ fn metrics_are_served_for_prometheus() {
     k.stop();
 }
 
-/// After load keytrail keeps CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_PERFMON and CAP_BPF, in
-/// every set including the bounding set, with no_new_privs; and still does its work with them:
-/// a credential a user writes after start (a file of theirs, mode 0600) is read and reported.
+/// A shell script that moves itself into a cgroup of its own below the cgroup2 root (its path
+/// written to `$0.child`, for the test to remove), then runs `then` (`$root` is the root's
+/// mount, `$1` keytrail).
+fn in_a_child_cgroup(then: &str) -> String {
+    format!(
+        r#"set -e
+root=$(awk '$3 == "cgroup2" {{ print $2; exit }}' /proc/self/mounts)
+child="$root/keytrail-cgns-test-$$"
+mkdir "$child"
+echo "$child" > "$0.child"
+echo $$ > "$child/cgroup.procs"
+{then}
+"#
+    )
+}
+
 /// In a cgroup namespace (a container given no host cgroup mount), the cgroup2 mount's top is
 /// the namespace's cgroup: hooks there would see that cgroup's connections only. keytrail
 /// refuses to start, and says what to mount, rather than watch a fraction of the machine.
@@ -348,18 +361,13 @@ fn in_a_cgroup_namespace_keytrail_refuses_to_hook_a_child_cgroup() {
     // A shell moves itself into a cgroup of its own below the root, makes that its
     // namespace's root, mounts the cgroup2 hierarchy as a container runtime would, and
     // becomes keytrail.
-    let script = r#"set -e
-root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-child="$root/keytrail-cgns-test-$$"
-mkdir "$child"
-echo "$child" > "$0.child"
-echo $$ > "$child/cgroup.procs"
-exec unshare --cgroup --mount sh -c 'umount -l "$0" && mount -t cgroup2 cgroup2 "$0" && exec "$1" run' "$root" "$1"
-"#;
+    let script = in_a_child_cgroup(
+        r#"exec unshare --cgroup --mount sh -c 'umount -l "$0" && mount -t cgroup2 cgroup2 "$0" && exec "$1" run' "$root" "$1""#,
+    );
     let marker = scratch_dir("cgns").join("run");
     let out = Command::new("sh")
         .arg("-c")
-        .arg(script)
+        .arg(&script)
         .arg(&marker)
         .arg(keytrail_bin())
         .output()
@@ -384,18 +392,12 @@ exec unshare --cgroup --mount sh -c 'umount -l "$0" && mount -t cgroup2 cgroup2 
 #[test]
 fn in_a_cgroup_namespace_with_the_hosts_hierarchy_keytrail_joins_the_initial_one() {
     require_root();
-    let script = r#"set -e
-root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-child="$root/keytrail-cgns-join-$$"
-mkdir "$child"
-echo "$child" > "$0.child"
-echo $$ > "$child/cgroup.procs"
-exec unshare --cgroup "$1" run --format json --stats-interval 0s
-"#;
+    let script =
+        in_a_child_cgroup(r#"exec unshare --cgroup "$1" run --format json --stats-interval 0s"#);
     let marker = scratch_dir("cgns-join").join("run");
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(script)
+        .arg(&script)
         .arg(&marker)
         .arg(keytrail_bin())
         .stdout(std::process::Stdio::piped())
@@ -433,6 +435,9 @@ exec unshare --cgroup "$1" run --format json --stats-interval 0s
     assert!(out.status.success(), "{}: {stderr}", out.status);
 }
 
+/// After load keytrail keeps CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_PERFMON and CAP_BPF, in
+/// every set including the bounding set, with no_new_privs; and still does its work with them:
+/// a credential a user writes after start (a file of theirs, mode 0600) is read and reported.
 #[test]
 fn after_load_only_the_needed_capabilities_are_kept() {
     require_root();
