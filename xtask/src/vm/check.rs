@@ -320,11 +320,25 @@ fn judge_pass(name: &str, text: &str, kernel: &Kernel, token: &str) -> Pass {
         };
         checks.push((name, result));
     }
-    for (what, path_arg) in [
-        ("through a bind mount", "/mnt/aws/credentials"),
-        ("through /proc/1/root", "/proc/1/root/root/.aws/credentials"),
+    for (what, path_arg, pid_marker) in [
+        (
+            "through a bind mount",
+            "/mnt/aws/credentials",
+            "KT-PID-BIND ",
+        ),
+        (
+            "through /proc/1/root",
+            "/proc/1/root/root/.aws/credentials",
+            "KT-PID-PROCROOT ",
+        ),
     ] {
-        let seen = access(&|r| argv(r, 0) == "cat" && argv(r, 1) == path_arg);
+        // By the pid the guest said, or by argv: an open handled before its exec carries the
+        // shell's argv (the rings are drained apart), which is not what this claim is about.
+        let pid: Option<u64> = marker(text, pid_marker).and_then(|p| p.parse().ok());
+        let seen = access(&|r| {
+            (pid.is_some() && r["process"]["pid"].as_u64() == pid)
+                || (argv(r, 0) == "cat" && argv(r, 1) == path_arg)
+        });
         checks.push((
             format!("cat {what} is an open of {PAGE_CACHE_CREDENTIAL}"),
             check(
